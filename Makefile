@@ -1,0 +1,109 @@
+# Hubbub. `make run` runs the chat; `make test` runs every test (installing or
+# building what it needs first). See README.md.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+BIN        := $(CURDIR)/bin
+GO         ?= go
+IMG        ?= hubbub:dev
+# Tool binaries built from Go modules under hack/ (nothing is downloaded from release sites).
+CONTROLLER_GEN := $(BIN)/controller-gen
+STATICCHECK    := $(BIN)/staticcheck
+HELM           := $(BIN)/helm
+ENVTEST_DIR    := $(BIN)/k8s
+export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
+export HUBBUB_HELM := $(HELM)
+GOTEST_FLAGS ?= -race -count=1 -timeout 25m
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
+
+##@ Everyday
+
+.PHONY: run
+run: ## run the chat on http://localhost:8080 (memory backend, no Redis needed)
+	$(GO) run ./cmd/chatserver $(ARGS)
+
+.PHONY: build
+build: ## build bin/chatserver, bin/operator and bin/hubbub-bench
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: deps tools verify lint ## every test: unit, Redis, envtest, Helm, browser (installs what is missing)
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+.PHONY: test-short
+test-short: ## fast unit tests only (no Redis, Kubernetes or browser)
+	$(GO) test -short -race ./...
+
+.PHONY: lint
+lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
+	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+.PHONY: bench
+bench: ## in-process benchmarks (frame decoding, fan-out)
+	$(GO) test -run '^$$' -bench . -benchmem ./chatserver/...
+
+.PHONY: fuzz
+fuzz: ## fuzz the WebSocket frame decoder for FUZZTIME (default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./chatserver/protocol
+
+##@ Dependencies
+
+.PHONY: deps
+deps: ## install redis-server and chromium when missing (Debian/apt)
+	@hack/ensure-deps.sh
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) envtest ## build every tool binary into bin/
+
+$(STATICCHECK) $(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck sigs.k8s.io/controller-tools/cmd/controller-gen
+	@touch $(STATICCHECK) $(CONTROLLER_GEN)
+
+##@ Operator (section owned by the operator work)
+
+.PHONY: envtest
+envtest: ## build kube-apiserver and etcd for envtest into bin/k8s (cold: ~8 min)
+	@hack/envtest/build.sh $(ENVTEST_DIR)
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## deepcopy code from the API types
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## CRD and RBAC from markers; CRD copied into the chart
+	$(CONTROLLER_GEN) crd rbac:roleName=hubbub-operator paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@if [ -d charts/hubbub/crds ]; then cp config/crd/bases/*.yaml charts/hubbub/crds/; fi
+
+.PHONY: verify
+verify: generate manifests ## fail when generated files are stale
+	@if [ -n "$$(git status --porcelain -- api config/crd config/rbac charts/hubbub/crds)" ]; then \
+		echo "generated files are stale; run 'make generate manifests' and commit:"; \
+		git status --porcelain -- api config/crd config/rbac charts/hubbub/crds; exit 1; fi
+
+.PHONY: run-operator
+run-operator: ## run the operator against the current kubeconfig
+	$(GO) run ./cmd/operator $(ARGS)
+
+##@ Shipping (section owned by the Helm/image work)
+
+$(HELM): hack/helm/go.mod hack/helm/go.sum
+	cd hack/helm && $(GO) build -o $(HELM) helm.sh/helm/v3/cmd/helm
+
+.PHONY: helm
+helm: $(HELM) ## build helm into bin/
+
+.PHONY: docker-build
+docker-build: ## build the container image IMG (needs Docker)
+	docker build -t $(IMG) .
+
+.PHONY: kind-e2e
+kind-e2e: ## kind cluster + image + chart + sample room + chat e2e (needs Docker and kind)
+	hack/kind-e2e.sh

@@ -1,0 +1,301 @@
+// Package config is the chat server's configuration: one struct, loaded from
+// command-line flags with environment-variable fallbacks.
+//
+// The operator renders a chat pod's container args and env from a ChatRoom,
+// and its tests parse them back with Load, so the two cannot drift apart.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Registration says who may create accounts.
+type Registration string
+
+// Registration modes.
+const (
+	RegistrationOpen   Registration = "Open"
+	RegistrationClosed Registration = "Closed"
+)
+
+// Config is everything the chat server can be told.
+type Config struct {
+	// Addr is the listen address of the HTTP/WebSocket server.
+	Addr string
+	// Room names this chat ("namespace/name"); it prefixes every Redis key so
+	// rooms sharing a Redis never see each other.
+	Room string
+	// RedisURL selects the Redis backend; empty means the in-process memory backend.
+	RedisURL string
+	// RedisPassword overrides any password in RedisURL (kept out of args so it
+	// never shows in `ps` or the pod spec).
+	RedisPassword string
+	// Channels are the public channels.
+	Channels []string
+	// Registration is Open or Closed.
+	Registration Registration
+	// BootstrapUsersFile names a file of "username:password" lines created at start.
+	BootstrapUsersFile string
+	// SessionTTL is the sliding idle lifetime of a login session.
+	SessionTTL time.Duration
+	// HistoryMax is how many messages each channel keeps.
+	HistoryMax int
+	// MaxMessageBytes bounds a message's text.
+	MaxMessageBytes int
+	// MessagesPerSecond and MessageBurst bound each connection's sends.
+	MessagesPerSecond float64
+	MessageBurst      int
+	// MaxConnectionsPerUser bounds one person's concurrent sockets on one server.
+	MaxConnectionsPerUser int
+	// AllowedOrigins are origins besides the server's own that may open a WebSocket
+	// or make cookie-authenticated changes.
+	AllowedOrigins []string
+	// BcryptCost is the bcrypt work factor for new password hashes.
+	BcryptCost int
+	// BcryptConcurrency bounds simultaneous bcrypt computations.
+	BcryptConcurrency int
+	// LoginAttemptsPerMinute bounds failed logins per username and per client IP.
+	LoginAttemptsPerMinute int
+	// TrustProxyHeaders makes X-Forwarded-For / X-Forwarded-Proto count (behind an ingress).
+	TrustProxyHeaders bool
+	// ShutdownGrace is how long a stopping server waits for clients to leave.
+	ShutdownGrace time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Addr:                   ":8080",
+		Room:                   "default/hubbub",
+		Channels:               []string{"general"},
+		Registration:           RegistrationOpen,
+		SessionTTL:             24 * time.Hour,
+		HistoryMax:             10000,
+		MaxMessageBytes:        4096,
+		MessagesPerSecond:      5,
+		MessageBurst:           10,
+		MaxConnectionsPerUser:  10,
+		BcryptCost:             12,
+		BcryptConcurrency:      4,
+		LoginAttemptsPerMinute: 10,
+		ShutdownGrace:          25 * time.Second,
+		LogLevel:               "info",
+	}
+}
+
+// EnvPrefix starts every environment variable the server reads.
+const EnvPrefix = "HUBBUB_"
+
+// EnvName is the environment variable that backs flag name.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ErrHelp is returned by Load when -h or --help was asked for; usage was written.
+var ErrHelp = flag.ErrHelp
+
+// Load parses args (without the program name); a flag not given on the
+// command line falls back to its environment variable (see EnvName), then to
+// its default. Usage and parse errors are written to out.
+func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("chatserver", flag.ContinueOnError)
+	fs.SetOutput(out)
+	channels := strings.Join(c.Channels, ",")
+	origins := ""
+	registration := string(c.Registration)
+
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
+	fs.StringVar(&c.Room, "room", c.Room, "room identity `namespace/name`; prefixes every Redis key")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://, rediss://, redis-sentinel://host:port/?master=NAME, redis-cluster://host:port,...); empty = in-process memory backend")
+	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password (prefer the environment variable)")
+	fs.StringVar(&channels, "channels", channels, "comma-separated public channels")
+	fs.StringVar(&registration, "registration", registration, "Open or Closed")
+	fs.StringVar(&c.BootstrapUsersFile, "bootstrap-users-file", c.BootstrapUsersFile, "file of username:password lines to create at start")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "sliding idle lifetime of a login session")
+	fs.IntVar(&c.HistoryMax, "history-max", c.HistoryMax, "messages kept per channel")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message text in bytes")
+	fs.Float64Var(&c.MessagesPerSecond, "messages-per-second", c.MessagesPerSecond, "sustained sends per connection")
+	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "burst of sends per connection")
+	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
+	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
+	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations")
+	fs.IntVar(&c.LoginAttemptsPerMinute, "login-attempts-per-minute", c.LoginAttemptsPerMinute, "failed logins allowed per username and per client IP each minute")
+	fs.BoolVar(&c.TrustProxyHeaders, "trust-proxy-headers", c.TrustProxyHeaders, "trust X-Forwarded-For/-Proto (only behind a proxy that sets them)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long to wait for clients on SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chatserver [flags]\n\nEvery flag can also be set by its environment variable, e.g. --redis-url by %s.\n\nFlags:\n", EnvName("redis-url"))
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  --%s (env %s, default %q)\n    \t%s\n", f.Name, EnvName(f.Name), f.DefValue, f.Usage)
+		})
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || lookupEnv == nil {
+			return
+		}
+		if v, ok := lookupEnv(EnvName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(envErrs...); err != nil {
+		return Config{}, err
+	}
+	c.Channels = splitList(channels)
+	c.AllowedOrigins = splitList(origins)
+	c.Registration = Registration(registration)
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var channelName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidChannelName reports whether name is a valid public channel name
+// (DNS-label-like: lower-case letters, digits and '-').
+func ValidChannelName(name string) bool { return channelName.MatchString(name) }
+
+// Validate checks every field and reports all problems at once, each naming its flag.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(flagName, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, a...)))
+	}
+	if c.Addr == "" {
+		bad("addr", "must not be empty")
+	}
+	if ns, name, ok := strings.Cut(c.Room, "/"); !ok || ns == "" || name == "" || strings.ContainsAny(c.Room, "{}\x00 ") {
+		bad("room", "must be namespace/name, got %q", c.Room)
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil {
+			bad("redis-url", "%v", err)
+		} else if !map[string]bool{"redis": true, "rediss": true, "redis-sentinel": true, "redis-cluster": true, "unix": true}[u.Scheme] {
+			bad("redis-url", "scheme %q is not one of redis, rediss, redis-sentinel, redis-cluster, unix", u.Scheme)
+		}
+	}
+	if len(c.Channels) == 0 || len(c.Channels) > 100 {
+		bad("channels", "need 1..100 channels, got %d", len(c.Channels))
+	}
+	seen := map[string]bool{}
+	for _, ch := range c.Channels {
+		if !ValidChannelName(ch) {
+			bad("channels", "%q is not a valid channel name (lower-case letters, digits, '-', at most 63)", ch)
+		}
+		if seen[ch] {
+			bad("channels", "%q is listed twice", ch)
+		}
+		seen[ch] = true
+	}
+	if c.Registration != RegistrationOpen && c.Registration != RegistrationClosed {
+		bad("registration", "must be Open or Closed, got %q", c.Registration)
+	}
+	if c.SessionTTL < time.Minute {
+		bad("session-ttl", "must be at least 1m, got %s", c.SessionTTL)
+	}
+	if c.HistoryMax < 1 {
+		bad("history-max", "must be positive, got %d", c.HistoryMax)
+	}
+	if c.MaxMessageBytes < 1 || c.MaxMessageBytes > 1<<20 {
+		bad("max-message-bytes", "must be 1..1048576, got %d", c.MaxMessageBytes)
+	}
+	if c.MessagesPerSecond <= 0 {
+		bad("messages-per-second", "must be positive, got %v", c.MessagesPerSecond)
+	}
+	if c.MessageBurst < 1 {
+		bad("message-burst", "must be at least 1, got %d", c.MessageBurst)
+	}
+	if c.MaxConnectionsPerUser < 1 {
+		bad("max-connections-per-user", "must be at least 1, got %d", c.MaxConnectionsPerUser)
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			bad("allowed-origins", "%q is not an origin like https://chat.example.com", o)
+		}
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 31 {
+		bad("bcrypt-cost", "must be 4..31, got %d", c.BcryptCost)
+	}
+	if c.BcryptConcurrency < 1 {
+		bad("bcrypt-concurrency", "must be at least 1, got %d", c.BcryptConcurrency)
+	}
+	if c.LoginAttemptsPerMinute < 1 {
+		bad("login-attempts-per-minute", "must be at least 1, got %d", c.LoginAttemptsPerMinute)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown-grace", "must not be negative")
+	}
+	if _, ok := map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[c.LogLevel]; !ok {
+		bad("log-level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// Args renders c as command-line flags that Load parses back into c
+// (minus RedisPassword, which belongs in the environment). Flags equal to
+// their defaults are left out so pod specs stay short.
+func (c Config) Args() []string {
+	d := Default()
+	var args []string
+	add := func(name, v, def string) {
+		if v != def {
+			args = append(args, "--"+name+"="+v)
+		}
+	}
+	add("addr", c.Addr, d.Addr)
+	add("room", c.Room, d.Room)
+	add("redis-url", c.RedisURL, d.RedisURL)
+	add("channels", strings.Join(c.Channels, ","), strings.Join(d.Channels, ","))
+	add("registration", string(c.Registration), string(d.Registration))
+	add("bootstrap-users-file", c.BootstrapUsersFile, d.BootstrapUsersFile)
+	add("session-ttl", c.SessionTTL.String(), d.SessionTTL.String())
+	add("history-max", strconv.Itoa(c.HistoryMax), strconv.Itoa(d.HistoryMax))
+	add("max-message-bytes", strconv.Itoa(c.MaxMessageBytes), strconv.Itoa(d.MaxMessageBytes))
+	add("messages-per-second", strconv.FormatFloat(c.MessagesPerSecond, 'g', -1, 64), strconv.FormatFloat(d.MessagesPerSecond, 'g', -1, 64))
+	add("message-burst", strconv.Itoa(c.MessageBurst), strconv.Itoa(d.MessageBurst))
+	add("max-connections-per-user", strconv.Itoa(c.MaxConnectionsPerUser), strconv.Itoa(d.MaxConnectionsPerUser))
+	add("allowed-origins", strings.Join(c.AllowedOrigins, ","), "")
+	add("bcrypt-cost", strconv.Itoa(c.BcryptCost), strconv.Itoa(d.BcryptCost))
+	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))
+	add("login-attempts-per-minute", strconv.Itoa(c.LoginAttemptsPerMinute), strconv.Itoa(d.LoginAttemptsPerMinute))
+	add("trust-proxy-headers", strconv.FormatBool(c.TrustProxyHeaders), "false")
+	add("shutdown-grace", c.ShutdownGrace.String(), d.ShutdownGrace.String())
+	add("log-level", c.LogLevel, d.LogLevel)
+	sort.Strings(args)
+	return args
+}

@@ -1,0 +1,64 @@
+// Package keys names every Redis key Hubbub uses. All keys of one room share
+// the prefix "hb:{<namespace>/<room>}:": the braces are a Redis Cluster hash
+// tag, so one room's keys live in one slot (multi-key scripts work), and two
+// rooms sharing a Redis never see each other's keys.
+//
+// User-controlled parts (usernames, channel names) are validated before they
+// get here and never contain the separator ':' or braces, so no input can
+// name another room's or another kind of key.
+package keys
+
+import "strings"
+
+// Prefix is the room's key prefix.
+func Prefix(room string) string { return "hb:{" + room + "}:" }
+
+// Stream is the durable message log of one channel (an XADD stream).
+func Stream(room, channel string) string { return Prefix(room) + "ch:" + channel }
+
+// Topic is the pub/sub channel that announces new messages of one channel.
+func Topic(room, channel string) string { return Prefix(room) + "pub:" + channel }
+
+// Events is the room-wide pub/sub channel for ephemeral events (presence,
+// typing, read markers, session revocations).
+func Events(room string) string { return Prefix(room) + "events" }
+
+// User is a hash holding one user's account.
+func User(room, username string) string { return Prefix(room) + "user:" + username }
+
+// Session is a hash holding one session, keyed by the SHA-256 of its token (hex).
+func Session(room, tokenHash string) string { return Prefix(room) + "sess:" + tokenHash }
+
+// UserSessions is a set of one user's session token hashes.
+func UserSessions(room, username string) string { return Prefix(room) + "usess:" + username }
+
+// Throttle counts recent failed logins for one key (a username or an IP).
+func Throttle(room, what string) string { return Prefix(room) + "throttle:" + what }
+
+// Dedup maps (user, clientId) to the id of the message it committed.
+func Dedup(room, username, clientID string) string {
+	return Prefix(room) + "dedup:" + username + ":" + clientID
+}
+
+// ReadMarkers is a hash channel -> last read id for one user.
+func ReadMarkers(room, username string) string { return Prefix(room) + "read:" + username }
+
+// DMs is a set of one user's direct-message channel names.
+func DMs(room, username string) string { return Prefix(room) + "dms:" + username }
+
+// Presence is a sorted set: member "<pod>/<user>", score the expiry time in
+// Unix milliseconds. A user is online while any member for them has not
+// expired; a crashed pod's members simply expire. The operator counts
+// distinct users here for ChatRoom status.onlineUsers.
+func Presence(room string) string { return Prefix(room) + "presence" }
+
+// PresenceMember is the Presence member for one user on one pod.
+func PresenceMember(pod, username string) string { return pod + "/" + username }
+
+// PresenceUser returns the username of a Presence member.
+func PresenceUser(member string) string {
+	if i := strings.LastIndexByte(member, '/'); i >= 0 {
+		return member[i+1:]
+	}
+	return member
+}
