@@ -1,0 +1,61 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store errors.
+var (
+	ErrUserExists = errors.New("username is taken")
+	ErrNotFound   = errors.New("not found")
+)
+
+// User is a stored account.
+type User struct {
+	Username     string
+	PasswordHash []byte
+	CreatedAt    time.Time
+}
+
+// Session is a stored login session. The token itself is never stored:
+// TokenHash is the hex SHA-256 of it, and ID (a prefix of TokenHash) is the
+// public handle used to list and revoke sessions.
+type Session struct {
+	ID         string    `json:"id"`
+	TokenHash  string    `json:"-"`
+	Username   string    `json:"-"`
+	CreatedAt  time.Time `json:"createdAt"`
+	LastSeenAt time.Time `json:"lastSeenAt"`
+	UserAgent  string    `json:"userAgent"`
+	IP         string    `json:"ip"`
+}
+
+// Store keeps accounts, sessions and login throttling state.
+//
+// Contract, checked by chatserver/backend/backendtest on every implementation:
+//   - CreateUser fails with ErrUserExists when the username is taken (atomically:
+//     of two concurrent creates exactly one wins). GetUser fails with ErrNotFound.
+//   - CreateSession stores s until now+ttl. TouchSession returns the session with
+//     that token hash and slides its expiry to now+ttl (LastSeenAt = now); an
+//     expired or deleted session is ErrNotFound.
+//   - Sessions lists a user's live sessions. DeleteSession deletes the user's session
+//     with that ID (ErrNotFound if none). DeleteSessions deletes all of the user's
+//     sessions and returns them.
+//   - FailedLogin counts a failed login for key in a fixed window starting at the
+//     first failure, returning the count and the time until the window ends.
+//     LoginFailures reads the same without counting. ResetLogin clears key.
+//   - Errors reaching storage are returned wrapped; they are never ErrNotFound.
+type Store interface {
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, username string) (User, error)
+	CreateSession(ctx context.Context, s Session, ttl time.Duration) error
+	TouchSession(ctx context.Context, tokenHash string, ttl time.Duration) (Session, error)
+	Sessions(ctx context.Context, username string) ([]Session, error)
+	DeleteSession(ctx context.Context, username, id string) (Session, error)
+	DeleteSessions(ctx context.Context, username string) ([]Session, error)
+	FailedLogin(ctx context.Context, key string, window time.Duration) (count int, retryAfter time.Duration, err error)
+	LoginFailures(ctx context.Context, key string) (count int, retryAfter time.Duration, err error)
+	ResetLogin(ctx context.Context, key string) error
+}

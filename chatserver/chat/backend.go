@@ -1,0 +1,135 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// ErrUnavailable wraps every backend failure that means "could not reach
+// storage" (Redis down, timeout). A send that fails with it gets an
+// "unavailable" error frame; the client retries with the same clientId.
+var ErrUnavailable = errors.New("storage unavailable")
+
+// Log is the durable per-channel message history (a Redis stream per channel).
+//
+// Contract, checked by chatserver/backend/backendtest on every implementation:
+//   - Append commits m (From, Channel, Text set by the caller) and returns it with
+//     ID and TS assigned. IDs are "<ms>-<seq>" and strictly increase per channel.
+//     The channel keeps at least maxLen of its newest messages (older ones may be trimmed).
+//   - dedupKey ("" = none) makes Append idempotent: a second Append with the same
+//     key returns the first call's message (same ID) and commits nothing. Keys are
+//     remembered for at least 24 hours.
+//   - After returns up to limit messages with ID > after (after "" = from the start),
+//     oldest first. Before returns up to limit messages with ID < before (before "" =
+//     the newest), oldest first (newest last).
+//   - LastID is the newest ID of the channel, "" when it is empty.
+//   - CountAfter counts messages with ID > after, stopping at max.
+//   - Errors reaching storage wrap ErrUnavailable.
+type Log interface {
+	Append(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error)
+	After(ctx context.Context, channel, after string, limit int) ([]protocol.Message, error)
+	Before(ctx context.Context, channel, before string, limit int) ([]protocol.Message, error)
+	LastID(ctx context.Context, channel string) (string, error)
+	CountAfter(ctx context.Context, channel, after string, max int) (int, error)
+}
+
+// Handler receives what a Feed delivers. Calls for one channel are never
+// concurrent and come in stream order; implementations must not block for long.
+type Handler interface {
+	// Messages delivers committed messages of a followed channel, oldest first,
+	// each exactly once per Follow (ids strictly increasing per channel).
+	Messages(channel string, msgs []protocol.Message)
+	// Event delivers an ephemeral room-wide event published by any server,
+	// this one included.
+	Event(e Event)
+}
+
+// Feed brings committed messages and events from every server of the room to
+// this one. One subscription per server, never per socket.
+//
+// Contract:
+//   - Run delivers to h until ctx ends, then returns nil (or an error if it could
+//     not start at all). Follow/Unfollow/Publish may be called before or while Run runs.
+//   - Follow(channel, after) makes the feed deliver every message with ID > after
+//     (after "" = from the start of the stream), in order, without gaps or
+//     duplicates, surviving lost storage connections: after a reconnect it
+//     resumes from the last ID it delivered. Following a followed channel is a no-op.
+//   - Unfollow stops delivery for the channel (soon; a few in-flight messages may still arrive).
+//   - Publish sends e to every server's Handler.Event, at most once, best effort
+//     (events are ephemeral). Errors wrap ErrUnavailable.
+type Feed interface {
+	Run(ctx context.Context, h Handler) error
+	Follow(channel, after string)
+	Unfollow(channel string)
+	Publish(ctx context.Context, e Event) error
+}
+
+// Event kinds.
+const (
+	EventPresence = "presence" // User, Status
+	EventTyping   = "typing"   // User, Channel
+	EventRead     = "read"     // User, Channel, ID
+	EventRevoke   = "revoke"   // User, Sessions (session ids; empty = all of the user's)
+	EventDM       = "dm"       // Channel (a DM channel was created: servers with a member follow it)
+)
+
+// Event is an ephemeral room-wide notice, sent over pub/sub.
+type Event struct {
+	Kind     string   `json:"k"`
+	User     string   `json:"u,omitempty"`
+	Channel  string   `json:"c,omitempty"`
+	Status   string   `json:"s,omitempty"`
+	ID       string   `json:"i,omitempty"`
+	Sessions []string `json:"ss,omitempty"`
+	// Origin is the id of the server that published the event.
+	Origin string `json:"o,omitempty"`
+}
+
+// Presence tracks who is online across servers, surviving a server crash by expiry.
+//
+// Contract:
+//   - Join(pod, user, ttl) marks user online on pod until now+ttl; calling it again extends.
+//     Heartbeat(pod, users, ttl) extends all of them at once.
+//   - Leave(pod, user) removes that mark and reports whether the user is now offline
+//     everywhere.
+//   - Online lists users with an unexpired mark on any pod (each once, at most limit).
+//   - Sweep removes expired marks and returns the users that it made offline
+//     (each such user is returned by exactly one of concurrent Sweep callers).
+type Presence interface {
+	Join(ctx context.Context, pod, user string, ttl time.Duration) error
+	Heartbeat(ctx context.Context, pod string, users []string, ttl time.Duration) error
+	Leave(ctx context.Context, pod, user string) (offline bool, err error)
+	Online(ctx context.Context, limit int) ([]string, error)
+	Sweep(ctx context.Context) (offline []string, err error)
+}
+
+// State is per-user chat state shared by all servers.
+//
+// Contract:
+//   - SetRead records the user's read marker for a channel; it never moves
+//     backwards (an older id than the stored one is ignored). ReadMarkers returns all.
+//   - AddDM records a DM channel for both of its members and reports whether it
+//     is new. DMs lists a user's DM channels (at most limit).
+type State interface {
+	SetRead(ctx context.Context, user, channel, id string) error
+	ReadMarkers(ctx context.Context, user string) (map[string]string, error)
+	AddDM(ctx context.Context, channel string) (created bool, err error)
+	DMs(ctx context.Context, user string, limit int) ([]string, error)
+}
+
+// Users answers whether an account exists (for DMs and mentions).
+type Users interface {
+	UserExists(ctx context.Context, username string) (bool, error)
+}
+
+// Backend is everything the chat core needs from storage.
+type Backend interface {
+	Log
+	Feed
+	Presence
+	State
+	Users
+}

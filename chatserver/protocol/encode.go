@@ -1,0 +1,159 @@
+package protocol
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Message is a committed chat message.
+type Message struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+	From    string `json:"from"`
+	Text    string `json:"text"`
+	TS      int64  `json:"ts"` // Unix milliseconds, set when committed
+}
+
+// ChannelInfo describes one channel in hello and GET /api/v1/channels.
+type ChannelInfo struct {
+	Name   string `json:"name"`
+	LastID string `json:"lastId"`
+	Unread int    `json:"unread"`
+}
+
+// Hello is the first object on every connection.
+type Hello struct {
+	Type     string        `json:"type"`
+	User     string        `json:"user"`
+	Channels []ChannelInfo `json:"channels"`
+	Online   []string      `json:"online"`
+}
+
+// Ack tells the sender its message is committed, and under which id.
+type Ack struct {
+	Type     string `json:"type"`
+	ClientID string `json:"clientId"`
+	ID       string `json:"id"`
+}
+
+// Presence says a user came online or went offline.
+type Presence struct {
+	Type   string `json:"type"`
+	User   string `json:"user"`
+	Status string `json:"status"`
+}
+
+// Typing says a user is typing in a channel.
+type Typing struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	User    string `json:"user"`
+}
+
+// Read tells a user's other devices how far they have read.
+type Read struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	ID      string `json:"id"`
+}
+
+// Notification points a user at a DM or a mention of them.
+type Notification struct {
+	Type    string `json:"type"`
+	Kind    string `json:"kind"` // "dm" or "mention"
+	Channel string `json:"channel"`
+	From    string `json:"from"`
+	ID      string `json:"id"`
+	Text    string `json:"text"`
+}
+
+// ErrorFrame carries an Error to the client.
+type ErrorFrame struct {
+	Type string `json:"type"`
+	Error
+}
+
+// Reconnect asks the client to come back (to any server) and resume.
+type Reconnect struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+// Encode marshals a server object. The server's own types cannot fail to
+// marshal, so a failure is a programming error and panics.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("protocol: encoding server object: " + err.Error())
+	}
+	return b
+}
+
+// EncodeMessage appends the "message" object for m to dst. It is the hot
+// path of fan-out (once per message per server), so it avoids reflection.
+func EncodeMessage(dst []byte, m Message) []byte {
+	dst = append(dst, `{"type":"message","id":`...)
+	dst = appendString(dst, m.ID)
+	dst = append(dst, `,"channel":`...)
+	dst = appendString(dst, m.Channel)
+	dst = append(dst, `,"from":`...)
+	dst = appendString(dst, m.From)
+	dst = append(dst, `,"text":`...)
+	dst = appendString(dst, m.Text)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, m.TS, 10)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping like encoding/json
+// (including <, >, & and U+2028/9, so output is safe to embed anywhere).
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

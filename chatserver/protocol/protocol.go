@@ -1,0 +1,266 @@
+// Package protocol is the WebSocket wire format: the frames a client sends,
+// the objects the server sends back, and message ids.
+//
+// Decode is the one entry point for untrusted client bytes; it is fuzzed.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Client frame types.
+const (
+	TypeSend   = "send"
+	TypeResume = "resume"
+	TypeTyping = "typing"
+	TypeRead   = "read"
+)
+
+// Server object types.
+const (
+	TypeHello        = "hello"
+	TypeAck          = "ack"
+	TypeMessage      = "message"
+	TypePresence     = "presence"
+	TypeNotification = "notification"
+	TypeError        = "error"
+	TypeReconnect    = "reconnect"
+)
+
+// Error codes carried by "error" objects.
+const (
+	CodeBadRequest     = "bad_request"
+	CodeTooLarge       = "too_large"
+	CodeRateLimited    = "rate_limited"
+	CodeUnknownChannel = "unknown_channel"
+	CodeForbidden      = "forbidden"
+	CodeUnavailable    = "unavailable"
+)
+
+// WebSocket close codes.
+const (
+	ClosePolicy        = 1008 // bad origin, too many connections, slow consumer
+	CloseTooLarge      = 1009 // a frame over the read limit
+	CloseServiceResart = 1012 // the server is draining: reconnect and resume
+	CloseUnauthorized  = 4401 // session expired or revoked
+)
+
+// MaxClientIDLen bounds a clientId (a UUID is 36 bytes).
+const MaxClientIDLen = 64
+
+// MaxResumeChannels bounds how many channels one resume frame may name.
+const MaxResumeChannels = 1000
+
+// ClientFrame is a decoded client frame. Which fields are set depends on Type.
+type ClientFrame struct {
+	Type     string            `json:"type"`
+	Channel  string            `json:"channel,omitempty"`
+	To       string            `json:"to,omitempty"`
+	Text     string            `json:"text,omitempty"`
+	ClientID string            `json:"clientId,omitempty"`
+	ID       string            `json:"id,omitempty"`
+	Since    map[string]string `json:"since,omitempty"`
+}
+
+// Error is a client-visible protocol error.
+type Error struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	ClientID string `json:"clientId,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(code, clientID, format string, a ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, a...), ClientID: clientID}
+}
+
+// Decode parses and validates one client frame. maxText bounds a send's text
+// in bytes. Channel names are checked for shape only; whether a channel
+// exists, or a user may use it, is the caller's business.
+func Decode(data []byte, maxText int) (ClientFrame, *Error) {
+	var f ClientFrame
+	if !utf8.Valid(data) {
+		return f, errorf(CodeBadRequest, "", "frame is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return ClientFrame{}, errorf(CodeBadRequest, "", "malformed frame: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return ClientFrame{}, errorf(CodeBadRequest, "", "one JSON object per frame")
+	}
+	if len(f.ClientID) > MaxClientIDLen {
+		return ClientFrame{}, errorf(CodeBadRequest, "", "clientId longer than %d bytes", MaxClientIDLen)
+	}
+	switch f.Type {
+	case TypeSend:
+		if f.ClientID == "" {
+			return f, errorf(CodeBadRequest, "", "send needs a clientId")
+		}
+		if (f.Channel == "") == (f.To == "") {
+			return f, errorf(CodeBadRequest, f.ClientID, "send needs exactly one of channel or to")
+		}
+		if strings.TrimSpace(f.Text) == "" {
+			return f, errorf(CodeBadRequest, f.ClientID, "text is empty")
+		}
+		if len(f.Text) > maxText {
+			return f, errorf(CodeTooLarge, f.ClientID, "text is %d bytes, the limit is %d", len(f.Text), maxText)
+		}
+		if f.Channel != "" && !ValidChannel(f.Channel) {
+			return f, errorf(CodeUnknownChannel, f.ClientID, "no channel %q", f.Channel)
+		}
+	case TypeResume:
+		if len(f.Since) > MaxResumeChannels {
+			return f, errorf(CodeBadRequest, "", "resume names more than %d channels", MaxResumeChannels)
+		}
+		for ch, id := range f.Since {
+			if !ValidChannel(ch) {
+				return f, errorf(CodeUnknownChannel, "", "no channel %q", ch)
+			}
+			if id != "" {
+				if _, err := ParseID(id); err != nil {
+					return f, errorf(CodeBadRequest, "", "since[%q]: %v", ch, err)
+				}
+			}
+		}
+	case TypeTyping:
+		if !ValidChannel(f.Channel) {
+			return f, errorf(CodeUnknownChannel, "", "no channel %q", f.Channel)
+		}
+	case TypeRead:
+		if !ValidChannel(f.Channel) {
+			return f, errorf(CodeUnknownChannel, "", "no channel %q", f.Channel)
+		}
+		if _, err := ParseID(f.ID); err != nil {
+			return f, errorf(CodeBadRequest, "", "id: %v", err)
+		}
+	case "":
+		return f, errorf(CodeBadRequest, f.ClientID, "frame has no type")
+	default:
+		return f, errorf(CodeBadRequest, f.ClientID, "unknown frame type %q", truncate(f.Type, 32))
+	}
+	return f, nil
+}
+
+func jsonProblem(err error) string {
+	// encoding/json errors can quote the offending input; keep them short.
+	return truncate(err.Error(), 120)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// ValidChannel reports whether name has the shape of a public channel
+// ("general") or a DM channel ("dm:alice:bob" with alice < bob).
+func ValidChannel(name string) bool {
+	if a, b, ok := SplitDM(name); ok {
+		return ValidUsername(a) && ValidUsername(b)
+	}
+	return validPublicChannel(name)
+}
+
+func validPublicChannel(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidUsername reports whether name is 3–32 of [a-z0-9_.-] (already case-folded).
+func ValidUsername(name string) bool {
+	if len(name) < 3 || len(name) > 32 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// DMChannel names the direct-message channel of two users.
+func DMChannel(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "dm:" + a + ":" + b
+}
+
+// SplitDM returns the two members of a DM channel name; ok is false for
+// anything that is not a well-formed DM name (members ordered, distinct).
+func SplitDM(name string) (a, b string, ok bool) {
+	rest, found := strings.CutPrefix(name, "dm:")
+	if !found {
+		return "", "", false
+	}
+	a, b, found = strings.Cut(rest, ":")
+	if !found || a >= b {
+		return "", "", false
+	}
+	return a, b, true
+}
+
+// ID is a message id: a Redis stream id "<ms>-<seq>". Ids compare by (Ms, Seq).
+type ID struct{ Ms, Seq uint64 }
+
+// ParseID parses "<ms>-<seq>".
+func ParseID(s string) (ID, error) {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		return ID{}, fmt.Errorf("%q is not a message id", truncate(s, 40))
+	}
+	a, err1 := strconv.ParseUint(ms, 10, 64)
+	b, err2 := strconv.ParseUint(seq, 10, 64)
+	if err1 != nil || err2 != nil {
+		return ID{}, fmt.Errorf("%q is not a message id", truncate(s, 40))
+	}
+	return ID{a, b}, nil
+}
+
+func (id ID) String() string {
+	return strconv.FormatUint(id.Ms, 10) + "-" + strconv.FormatUint(id.Seq, 10)
+}
+
+// Compare returns -1, 0 or +1.
+func (id ID) Compare(o ID) int {
+	switch {
+	case id.Ms < o.Ms:
+		return -1
+	case id.Ms > o.Ms:
+		return 1
+	case id.Seq < o.Seq:
+		return -1
+	case id.Seq > o.Seq:
+		return 1
+	}
+	return 0
+}
+
+// CompareIDs compares two id strings; an empty or malformed id sorts first.
+func CompareIDs(a, b string) int {
+	x, _ := ParseID(a)
+	y, _ := ParseID(b)
+	return x.Compare(y)
+}
