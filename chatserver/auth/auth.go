@@ -1,0 +1,281 @@
+// Package auth is accounts and login sessions: registration, bcrypt password
+// checks with bounded concurrency and uniform failures, login throttling, and
+// session tokens of which only a hash is ever stored.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// Errors the HTTP layer maps to statuses. Their messages are shown to people.
+var (
+	ErrInvalidCredentials = errors.New("invalid username or password")
+	ErrRegistrationClosed = errors.New("registration is closed")
+	ErrUnauthenticated    = errors.New("not logged in, or the session expired")
+	ErrBusy               = errors.New("server is busy, try again")
+	ErrInvalidUsername    = errors.New("username must be 3 to 32 of a-z, 0-9, '_', '.', '-'")
+	ErrPasswordTooShort   = errors.New("password must be at least 8 bytes")
+	ErrPasswordTooLong    = errors.New("password must be at most 72 bytes (bcrypt's limit); it is never truncated")
+	ErrSessionNotFound    = errors.New("no such session")
+	errThrottled          = errors.New("throttled")
+)
+
+// ThrottledError says how long to wait before trying to log in again.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins, try again in %s", e.RetryAfter.Round(time.Second))
+}
+
+func (e *ThrottledError) Unwrap() error { return errThrottled }
+
+// Options configure a Service.
+type Options struct {
+	BcryptCost        int
+	BcryptConcurrency int
+	SessionTTL        time.Duration
+	RegistrationOpen  bool
+	// MaxFailures is how many failed logins per username and per client IP are
+	// allowed in ThrottleWindow before further attempts get 429.
+	MaxFailures    int
+	ThrottleWindow time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service implements accounts and sessions over a Store.
+type Service struct {
+	store Store
+	opts  Options
+	sem   chan struct{}
+	dummy []byte
+}
+
+// New returns a Service. It computes one dummy bcrypt hash at the configured
+// cost, compared against when a username is unknown so that failures for
+// unknown users and wrong passwords take the same time.
+func New(store Store, opts Options) (*Service, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.BcryptConcurrency < 1 {
+		opts.BcryptConcurrency = 1
+	}
+	if opts.ThrottleWindow <= 0 {
+		opts.ThrottleWindow = time.Minute
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("hubbub-dummy-password"), opts.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("computing dummy hash: %w", err)
+	}
+	return &Service{store: store, opts: opts, sem: make(chan struct{}, opts.BcryptConcurrency), dummy: dummy}, nil
+}
+
+// NormalizeUsername case-folds and validates a username.
+func NormalizeUsername(name string) (string, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if !protocol.ValidUsername(name) {
+		return "", ErrInvalidUsername
+	}
+	return name, nil
+}
+
+// ValidatePassword enforces 8..72 bytes. bcrypt ignores bytes past 72, so
+// longer passwords are refused rather than silently truncated.
+func ValidatePassword(pw string) error {
+	switch {
+	case len(pw) < 8:
+		return ErrPasswordTooShort
+	case len(pw) > 72:
+		return ErrPasswordTooLong
+	}
+	return nil
+}
+
+// withBcrypt runs f while holding one of the bounded bcrypt slots, so a flood
+// of logins queues here instead of starving message delivery of CPU.
+func (s *Service) withBcrypt(ctx context.Context, f func()) error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	}
+	defer func() { <-s.sem }()
+	f()
+	return nil
+}
+
+// Register creates an account. It returns the normalized username.
+func (s *Service) Register(ctx context.Context, username, password string) (string, error) {
+	if !s.opts.RegistrationOpen {
+		return "", ErrRegistrationClosed
+	}
+	return s.CreateUser(ctx, username, password)
+}
+
+// CreateUser creates an account regardless of the registration mode (for
+// bootstrap users). It fails with ErrUserExists when the name is taken.
+func (s *Service) CreateUser(ctx context.Context, username, password string) (string, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidatePassword(password); err != nil {
+		return "", err
+	}
+	var hash []byte
+	var herr error
+	if err := s.withBcrypt(ctx, func() { hash, herr = bcrypt.GenerateFromPassword([]byte(password), s.opts.BcryptCost) }); err != nil {
+		return "", err
+	}
+	if herr != nil {
+		return "", fmt.Errorf("hashing password: %w", herr)
+	}
+	if err := s.store.CreateUser(ctx, User{Username: name, PasswordHash: hash, CreatedAt: s.opts.Now()}); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// LoginRequest carries what a login needs besides credentials.
+type LoginRequest struct {
+	Username, Password string
+	IP, UserAgent      string
+}
+
+// Login checks credentials and creates a session. It returns the new
+// session and its token (shown to the client once, never stored).
+// Unknown users and wrong passwords fail alike with ErrInvalidCredentials.
+func (s *Service) Login(ctx context.Context, req LoginRequest) (Session, string, error) {
+	if len(req.Password) > 72 {
+		return Session{}, "", ErrPasswordTooLong
+	}
+	name := strings.ToLower(strings.TrimSpace(req.Username))
+	throttleKeys := []string{"ip:" + req.IP}
+	if protocol.ValidUsername(name) {
+		throttleKeys = append(throttleKeys, "user:"+name)
+	}
+	for _, k := range throttleKeys {
+		n, retry, err := s.store.LoginFailures(ctx, k)
+		if err != nil {
+			return Session{}, "", fmt.Errorf("reading login throttle: %w", err)
+		}
+		if n >= s.opts.MaxFailures {
+			return Session{}, "", &ThrottledError{RetryAfter: max(retry, time.Second)}
+		}
+	}
+
+	hash := s.dummy
+	known := false
+	if protocol.ValidUsername(name) {
+		u, err := s.store.GetUser(ctx, name)
+		switch {
+		case err == nil:
+			hash, known = u.PasswordHash, true
+		case !errors.Is(err, ErrNotFound):
+			return Session{}, "", fmt.Errorf("loading user: %w", err)
+		}
+	}
+	var cmpErr error
+	if err := s.withBcrypt(ctx, func() { cmpErr = bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) }); err != nil {
+		return Session{}, "", err
+	}
+	if !known || cmpErr != nil {
+		for _, k := range throttleKeys {
+			if _, _, err := s.store.FailedLogin(ctx, k, s.opts.ThrottleWindow); err != nil {
+				return Session{}, "", fmt.Errorf("counting failed login: %w", err)
+			}
+		}
+		return Session{}, "", ErrInvalidCredentials
+	}
+	if err := s.store.ResetLogin(ctx, "user:"+name); err != nil {
+		return Session{}, "", fmt.Errorf("resetting login throttle: %w", err)
+	}
+
+	token, tokenHash, err := newToken()
+	if err != nil {
+		return Session{}, "", err
+	}
+	now := s.opts.Now()
+	sess := Session{
+		ID: SessionID(tokenHash), TokenHash: tokenHash, Username: name,
+		CreatedAt: now, LastSeenAt: now, UserAgent: truncate(req.UserAgent, 200), IP: req.IP,
+	}
+	if err := s.store.CreateSession(ctx, sess, s.opts.SessionTTL); err != nil {
+		return Session{}, "", fmt.Errorf("storing session: %w", err)
+	}
+	return sess, token, nil
+}
+
+// Authenticate resolves a token to its session and slides its expiry. It is
+// the one session check behind both HTTP requests and WebSocket handshakes.
+func (s *Service) Authenticate(ctx context.Context, token string) (Session, error) {
+	if token == "" || len(token) > 128 {
+		return Session{}, ErrUnauthenticated
+	}
+	sess, err := s.store.TouchSession(ctx, HashToken(token), s.opts.SessionTTL)
+	if errors.Is(err, ErrNotFound) {
+		return Session{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("loading session: %w", err)
+	}
+	return sess, nil
+}
+
+// Sessions lists a user's sessions.
+func (s *Service) Sessions(ctx context.Context, username string) ([]Session, error) {
+	return s.store.Sessions(ctx, username)
+}
+
+// Revoke deletes one of the user's sessions.
+func (s *Service) Revoke(ctx context.Context, username, id string) (Session, error) {
+	sess, err := s.store.DeleteSession(ctx, username, id)
+	if errors.Is(err, ErrNotFound) {
+		return Session{}, ErrSessionNotFound
+	}
+	return sess, err
+}
+
+// RevokeAll deletes all of the user's sessions.
+func (s *Service) RevokeAll(ctx context.Context, username string) ([]Session, error) {
+	return s.store.DeleteSessions(ctx, username)
+}
+
+// HashToken is the hex SHA-256 of a token: what the store keys sessions by.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// SessionID is the public id of a session: a prefix of its token hash, which
+// reveals nothing usable about the token.
+func SessionID(tokenHash string) string { return tokenHash[:16] }
+
+func newToken() (token, hash string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("generating token: %w", err)
+	}
+	token = base64.RawURLEncoding.EncodeToString(b[:])
+	return token, HashToken(token), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
