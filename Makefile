@@ -94,8 +94,15 @@ run-operator: ## run the operator against the current kubeconfig
 
 ##@ Shipping (section owned by the Helm/image work)
 
+# Helm's own release build stamps, through ldflags, its version and the
+# Kubernetes version that `helm template` and `helm lint` assume (v1.20 when
+# unset, which fails the chart's kubeVersion); both are read from hack/helm/go.mod.
+HELM_LDFLAGS = -s -w -X helm.sh/helm/v3/internal/version.version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v3) \
+	$$(minor=$$($(GO) list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2); \
+	  for p in pkg/chartutil pkg/lint/rules; do echo "-X helm.sh/helm/v3/$$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$$p.k8sVersionMinor=$$minor"; done)
+
 $(HELM): hack/helm/go.mod hack/helm/go.sum
-	cd hack/helm && $(GO) build -o $(HELM) helm.sh/helm/v3/cmd/helm
+	cd hack/helm && $(GO) build -ldflags "$(HELM_LDFLAGS)" -o $(HELM) helm.sh/helm/v3/cmd/helm
 
 .PHONY: helm
 helm: $(HELM) ## build helm into bin/
