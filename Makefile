@@ -107,6 +107,12 @@ $(HELM): hack/helm/go.mod hack/helm/go.sum
 .PHONY: helm
 helm: $(HELM) ## build helm into bin/
 
+.PHONY: chart-sync
+chart-sync: ## copy the generated CRD and operator rules into the chart (test/chart checks they match)
+	@mkdir -p charts/hubbub/crds charts/hubbub/files
+	cp config/crd/bases/*.yaml charts/hubbub/crds/
+	cp config/rbac/role.yaml charts/hubbub/files/operator-role.yaml
+
 .PHONY: docker-build
 docker-build: ## build the container image IMG (needs Docker)
 	docker build -t $(IMG) .

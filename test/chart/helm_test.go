@@ -1,0 +1,116 @@
+package chart
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// repoRoot is the repository's top directory, found from this file's path so
+// the tests work from any working directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test source file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func chartDir(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(repoRoot(t), "charts", "hubbub")
+}
+
+// helmBinary is the helm that `make helm` built. A missing binary fails the
+// test: a skipped chart test would pass CI without testing the chart.
+func helmBinary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("HUBBUB_HELM")
+	if p == "" {
+		t.Fatal("HUBBUB_HELM is not set: run the tests through `make test`, or `make helm` and export HUBBUB_HELM=$PWD/bin/helm")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("helm binary %s: %v; run `make helm`", p, err)
+	}
+	return p
+}
+
+// runHelm runs helm with args and returns its stdout. Helm's caches and
+// config go to a temp dir so the tests neither read nor write the user's.
+func runHelm(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(helmBinary(t), args...)
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// renderChart runs `helm template` for release hubbub in namespace
+// hubbub-system with the given extra flags.
+func renderChart(t testing.TB, flags ...string) string {
+	t.Helper()
+	args := append([]string{"template", "hubbub", chartDir(t), "--namespace", "hubbub-system"}, flags...)
+	out, err := runHelm(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// decodeObjects splits a multi-document YAML stream into objects, skipping
+// empty documents.
+func decodeObjects(t testing.TB, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatalf("reading YAML stream: %v", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			t.Fatalf("decoding YAML document: %v\n%s", err, doc)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+}
+
+// findObjects returns the objects of the given kind, in stream order.
+func findObjects(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
