@@ -1,0 +1,593 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// Connection timing, as in gorilla's chat example: the read deadline is
+// renewed by every pong, pings go out at 9/10 of it, every write has a deadline.
+const (
+	writeWait      = 10 * time.Second
+	pongWait       = 60 * time.Second
+	pingPeriod     = pongWait * 9 / 10
+	maxFrameBytes  = 64 << 10 // a coalesced frame is split past this
+	storageTimeout = 5 * time.Second
+	typingInterval = time.Second
+)
+
+// ReadLimit is the largest client frame accepted for a given text limit: the
+// text may grow up to 6x when JSON-escaped (\u00XX), plus the envelope.
+// Larger frames close the socket with 1009.
+func ReadLimit(maxMessageBytes int) int64 { return int64(maxMessageBytes)*6 + 1024 }
+
+// Peer is the authenticated person behind a socket.
+type Peer struct {
+	User    string
+	Session string // session id, for revocation
+	// Check re-validates the session (and slides its expiry); an error wrapping
+	// ErrSessionGone closes the socket with 4401.
+	Check func(ctx context.Context) error
+}
+
+// ErrSessionGone says a session expired or was revoked.
+var ErrSessionGone = errors.New("session expired or revoked")
+
+// outMsg is a committed message with its encoding, shared by all sockets.
+type outMsg struct {
+	id    protocol.ID
+	m     protocol.Message
+	frame []byte
+}
+
+type conn struct {
+	s       *Service
+	ws      *websocket.Conn
+	user    string
+	session string
+	dms     map[string]struct{} // guarded by s.mu
+
+	mu        sync.Mutex
+	queue     [][]byte
+	closing   bool
+	closeCode int
+	closeText string
+	last      map[string]protocol.ID // per channel: newest id queued
+	resuming  map[string][]outMsg    // per channel: live messages held back while a resume replays
+	typingAt  map[string]time.Time   // per channel: last typing event sent
+	wake      chan struct{}
+	closedC   chan struct{} // closed when closing starts
+	done      chan struct{} // closed when the socket is fully closed
+	limiter   *rate.Limiter
+	readLimit int64
+}
+
+// Serve runs one WebSocket connection until it closes. ws must be freshly
+// upgraded; Serve owns it from here and closes it.
+func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
+	c := &conn{
+		s: s, ws: ws, user: p.User, session: p.Session,
+		dms:       map[string]struct{}{},
+		last:      map[string]protocol.ID{},
+		resuming:  map[string][]outMsg{},
+		typingAt:  map[string]time.Time{},
+		wake:      make(chan struct{}, 1),
+		closedC:   make(chan struct{}),
+		done:      make(chan struct{}),
+		limiter:   rate.NewLimiter(rate.Limit(s.opts.MessagesPerSecond), s.opts.MessageBurst),
+		readLimit: ReadLimit(s.opts.MaxMessageBytes),
+	}
+	defer close(c.done)
+
+	// DM channels are followed from their last id, read before registering so
+	// that nothing committed in between is missed (the feed replays after it).
+	dms, err := s.b.DMs(ctx, c.user, maxDMs)
+	if err != nil {
+		s.backendError("dms", err)
+		c.abort(websocket.CloseTryAgainLater, "storage unavailable")
+		return
+	}
+	lastIDs := make(map[string]string, len(dms))
+	for _, ch := range dms {
+		if lastIDs[ch], err = s.b.LastID(ctx, ch); err != nil {
+			s.backendError("last_id", err)
+			c.abort(websocket.CloseTryAgainLater, "storage unavailable")
+			return
+		}
+	}
+	first, err := s.register(c, lastIDs)
+	switch {
+	case errors.Is(err, errDraining):
+		c.abort(protocol.CloseServiceResart, "server restarting")
+		return
+	case err != nil:
+		s.m.Errors.WithLabelValues("too_many_connections").Inc()
+		c.abort(protocol.ClosePolicy, "too many connections")
+		return
+	}
+
+	var wg sync.WaitGroup
+	defer func() {
+		c.close(websocket.CloseNormalClosure, "")
+		wg.Wait()
+		if s.unregister(c) {
+			s.userLeft(c.user)
+		}
+	}()
+
+	if first {
+		if err := s.b.Join(ctx, s.opts.Pod, c.user, s.opts.PresenceTTL); err != nil {
+			s.backendError("presence_join", err)
+		}
+		s.publish(ctx, Event{Kind: EventPresence, User: c.user, Status: "online"})
+	}
+	hello, err := s.hello(ctx, c.user)
+	if err != nil {
+		s.backendError("hello", err)
+		c.close(websocket.CloseTryAgainLater, "storage unavailable")
+	} else {
+		c.mu.Lock()
+		c.queue = append([][]byte{hello}, c.queue...)
+		c.mu.Unlock()
+		s.m.ObjectsOut.WithLabelValues(protocol.TypeHello).Inc()
+	}
+
+	wg.Add(2)
+	go func() { defer wg.Done(); c.writeLoop() }()
+	go func() { defer wg.Done(); c.sessionLoop(ctx, p.Check) }()
+	c.readLoop(ctx)
+}
+
+// userLeft runs after a user's last local socket closed.
+func (s *Service) userLeft(user string) {
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	offline, err := s.b.Leave(ctx, s.opts.Pod, user)
+	if err != nil {
+		s.backendError("presence_leave", err)
+		return
+	}
+	if offline {
+		s.publish(ctx, Event{Kind: EventPresence, User: user, Status: "offline"})
+	}
+}
+
+func (s *Service) hello(ctx context.Context, user string) ([]byte, error) {
+	chans, err := s.Channels(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	online, err := s.b.Online(ctx, maxOnline)
+	if err != nil {
+		return nil, fmt.Errorf("listing online users: %w", err)
+	}
+	if online == nil {
+		online = []string{}
+	}
+	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Online: online}), nil
+}
+
+// abort closes a socket that never got going.
+func (c *conn) abort(code int, text string) {
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+	_ = c.ws.Close()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues one server object for the socket. A socket whose queue is
+// full is too slow to keep up: it is closed rather than allowed to hold
+// memory or block fan-out to everyone else.
+func (c *conn) enqueue(typ string, obj []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.enqueueLocked(typ, obj)
+}
+
+func (c *conn) enqueueLocked(typ string, obj []byte) {
+	if c.closing {
+		return
+	}
+	if len(c.queue) >= c.s.opts.SendQueueMax {
+		c.s.m.SlowConsumers.Inc()
+		c.queue = nil
+		c.closeLocked(protocol.ClosePolicy, "slow consumer")
+		return
+	}
+	c.queue = append(c.queue, obj)
+	c.s.m.ObjectsOut.WithLabelValues(typ).Inc()
+	c.signal()
+}
+
+// deliver queues committed messages of one channel, in id order, skipping
+// any at or below what this socket already got (resume and live overlap).
+func (c *conn) deliver(channel string, msgs []outMsg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held, ok := c.resuming[channel]; ok {
+		c.resuming[channel] = append(held, msgs...)
+		return
+	}
+	c.deliverLocked(channel, msgs)
+}
+
+func (c *conn) deliverLocked(channel string, msgs []outMsg) {
+	last, seen := c.last[channel]
+	for _, om := range msgs {
+		if seen && om.id.Compare(last) <= 0 {
+			continue
+		}
+		last, seen = om.id, true
+		c.enqueueLocked(protocol.TypeMessage, om.frame)
+	}
+	if seen {
+		c.last[channel] = last
+	}
+}
+
+// close asks the writer to flush what is queued, then close with code.
+func (c *conn) close(code int, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, text)
+}
+
+func (c *conn) closeLocked(code int, text string) {
+	if c.closing {
+		return
+	}
+	c.closing, c.closeCode, c.closeText = true, code, text
+	close(c.closedC)
+	c.signal()
+}
+
+func (c *conn) writeLoop() {
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
+	// Closing the socket here also unblocks the reader.
+	defer c.ws.Close()
+	for {
+		select {
+		case <-c.wake:
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.close(websocket.CloseGoingAway, "")
+				return
+			}
+			continue
+		}
+		c.mu.Lock()
+		q := c.queue
+		c.queue = nil
+		closing, code, text := c.closing, c.closeCode, c.closeText
+		c.mu.Unlock()
+		if err := c.write(q); err != nil {
+			c.close(websocket.CloseGoingAway, "")
+			return
+		}
+		if closing {
+			if code != websocket.CloseNormalClosure {
+				c.s.m.Errors.WithLabelValues(fmt.Sprintf("close_%d", code)).Inc()
+			}
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+			return
+		}
+	}
+}
+
+// write sends queued objects, coalescing them into as few frames as the
+// frame size cap allows, separated by newlines. Per-frame cost dominates
+// fan-out, so this is what makes broadcast cheap.
+func (c *conn) write(q [][]byte) error {
+	for len(q) > 0 {
+		if err := c.ws.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
+			return err
+		}
+		w, err := c.ws.NextWriter(websocket.TextMessage)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for i, obj := range q {
+			if i > 0 && n+len(obj)+1 > maxFrameBytes {
+				break
+			}
+			if i > 0 {
+				if _, err := w.Write([]byte{'\n'}); err != nil {
+					return err
+				}
+			}
+			if _, err := w.Write(obj); err != nil {
+				return err
+			}
+			n += len(obj) + 1
+			q[i] = nil
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		c.s.m.FramesOut.Inc()
+		for len(q) > 0 && q[0] == nil {
+			q = q[1:]
+		}
+	}
+	return nil
+}
+
+// sessionLoop re-validates the session periodically, so an expired session
+// (or a revocation whose event was lost) still ends the socket.
+func (c *conn) sessionLoop(ctx context.Context, check func(context.Context) error) {
+	if check == nil {
+		return
+	}
+	t := time.NewTicker(c.s.opts.SessionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.closedC:
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		err := check(cctx)
+		cancel()
+		if errors.Is(err, ErrSessionGone) {
+			c.close(protocol.CloseUnauthorized, "session expired")
+			return
+		}
+		if err != nil {
+			c.s.backendError("session_check", err)
+		}
+	}
+}
+
+func (c *conn) readLoop(ctx context.Context) {
+	c.ws.SetReadLimit(c.readLimit)
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.s.m.FramesIn.WithLabelValues("too_large").Inc()
+				c.s.m.Errors.WithLabelValues(protocol.CodeTooLarge).Inc()
+				c.close(protocol.CloseTooLarge, "frame too large")
+			}
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if typ != websocket.TextMessage {
+			c.s.m.FramesIn.WithLabelValues("invalid").Inc()
+			c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, Message: "only text frames are accepted"})
+			continue
+		}
+		f, perr := protocol.Decode(data, c.s.opts.MaxMessageBytes)
+		if perr != nil {
+			label := f.Type
+			if !knownType(label) {
+				label = "invalid"
+			}
+			c.s.m.FramesIn.WithLabelValues(label).Inc()
+			c.sendError(perr)
+			continue
+		}
+		c.s.m.FramesIn.WithLabelValues(f.Type).Inc()
+		switch f.Type {
+		case protocol.TypeSend:
+			c.handleSend(ctx, f)
+		case protocol.TypeResume:
+			c.handleResume(ctx, f)
+		case protocol.TypeTyping:
+			c.handleTyping(ctx, f)
+		case protocol.TypeRead:
+			c.handleRead(ctx, f)
+		}
+	}
+}
+
+func knownType(t string) bool {
+	switch t {
+	case protocol.TypeSend, protocol.TypeResume, protocol.TypeTyping, protocol.TypeRead:
+		return true
+	}
+	return false
+}
+
+func (c *conn) sendError(e *protocol.Error) {
+	c.s.m.Errors.WithLabelValues(e.Code).Inc()
+	c.enqueue(protocol.TypeError, protocol.Encode(protocol.ErrorFrame{Type: protocol.TypeError, Error: *e}))
+}
+
+func accessError(err error, channel, clientID string) *protocol.Error {
+	if errors.Is(err, ErrForbidden) {
+		return &protocol.Error{Code: protocol.CodeForbidden, Message: fmt.Sprintf("you are not a member of %q", channel), ClientID: clientID}
+	}
+	return &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no channel %q", channel), ClientID: clientID}
+}
+
+func unavailable(clientID string) *protocol.Error {
+	return &protocol.Error{Code: protocol.CodeUnavailable, Message: "message not stored: storage unavailable, retry", ClientID: clientID}
+}
+
+func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
+	if !c.limiter.Allow() {
+		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast, slow down", ClientID: f.ClientID})
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storageTimeout)
+	defer cancel()
+	s := c.s
+	channel := f.Channel
+	if f.To != "" {
+		to := strings.ToLower(f.To)
+		if !protocol.ValidUsername(to) || to == c.user {
+			c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("cannot message %q", truncate(f.To, 40)), ClientID: f.ClientID})
+			return
+		}
+		exists, err := s.b.UserExists(ctx, to)
+		if err != nil {
+			s.backendError("user_exists", err)
+			c.sendError(unavailable(f.ClientID))
+			return
+		}
+		if !exists {
+			c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no user %q", to), ClientID: f.ClientID})
+			return
+		}
+		channel = protocol.DMChannel(c.user, to)
+		created, err := s.b.AddDM(ctx, channel)
+		if err != nil {
+			s.backendError("add_dm", err)
+			c.sendError(unavailable(f.ClientID))
+			return
+		}
+		if created {
+			// Join locally at once (our own socket must see the message),
+			// and tell the other servers so the recipient's sockets join too.
+			s.handleEvent(Event{Kind: EventDM, Channel: channel})
+			s.publish(ctx, Event{Kind: EventDM, Channel: channel})
+		}
+	} else if err := s.access(c.user, channel); err != nil {
+		c.sendError(accessError(err, channel, f.ClientID))
+		return
+	}
+	m, err := s.b.Append(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
+	if err != nil {
+		s.backendError("append", err)
+		c.sendError(unavailable(f.ClientID))
+		return
+	}
+	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
+}
+
+func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
+	s := c.s
+	for channel, since := range f.Since {
+		if err := s.access(c.user, channel); err != nil {
+			c.sendError(accessError(err, channel, ""))
+			continue
+		}
+		if !s.public[channel] {
+			// A DM this socket did not know of when it connected.
+			s.mu.Lock()
+			if _, ok := c.dms[channel]; !ok {
+				last, _ := protocol.ParseID(since)
+				s.joinLocked(c, channel, last.String())
+			}
+			s.mu.Unlock()
+		}
+		c.mu.Lock()
+		c.resuming[channel] = c.resuming[channel][:0]
+		c.mu.Unlock()
+		err := c.replay(ctx, channel, since)
+		c.mu.Lock()
+		held := c.resuming[channel]
+		delete(c.resuming, channel)
+		c.deliverLocked(channel, held)
+		c.mu.Unlock()
+		if err != nil {
+			s.backendError("resume", err)
+			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
+		}
+	}
+}
+
+// replay queues channel's messages after since, in pages, holding live
+// messages back (in c.resuming) so the socket sees one ordered stream.
+func (c *conn) replay(ctx context.Context, channel, since string) error {
+	c.mu.Lock()
+	if since != "" {
+		// The client has everything up to since: do not send it again.
+		id, _ := protocol.ParseID(since)
+		if cur, ok := c.last[channel]; !ok || id.Compare(cur) > 0 {
+			c.last[channel] = id
+		}
+	}
+	c.mu.Unlock()
+	after := since
+	for total := 0; total < maxResumeTotal; {
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		msgs, err := c.s.b.After(cctx, channel, after, maxResumeBatch)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		out := make([]outMsg, len(msgs))
+		for i, m := range msgs {
+			id, _ := protocol.ParseID(m.ID)
+			out[i] = outMsg{id: id, m: m, frame: protocol.EncodeMessage(nil, m)}
+		}
+		c.mu.Lock()
+		c.deliverLocked(channel, out)
+		c.mu.Unlock()
+		total += len(msgs)
+		after = msgs[len(msgs)-1].ID
+		if len(msgs) < maxResumeBatch {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *conn) handleTyping(ctx context.Context, f protocol.ClientFrame) {
+	if err := c.s.access(c.user, f.Channel); err != nil {
+		c.sendError(accessError(err, f.Channel, ""))
+		return
+	}
+	// Typing is advisory: at most one event per channel per second per
+	// socket; the rest are dropped silently.
+	now := time.Now()
+	c.mu.Lock()
+	if now.Sub(c.typingAt[f.Channel]) < typingInterval {
+		c.mu.Unlock()
+		return
+	}
+	c.typingAt[f.Channel] = now
+	c.mu.Unlock()
+	c.s.publish(ctx, Event{Kind: EventTyping, User: c.user, Channel: f.Channel})
+}
+
+func (c *conn) handleRead(ctx context.Context, f protocol.ClientFrame) {
+	if err := c.s.access(c.user, f.Channel); err != nil {
+		c.sendError(accessError(err, f.Channel, ""))
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storageTimeout)
+	defer cancel()
+	if err := c.s.b.SetRead(ctx, c.user, f.Channel, f.ID); err != nil {
+		c.s.backendError("set_read", err)
+		c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: "read marker not stored: storage unavailable"})
+		return
+	}
+	c.s.publish(ctx, Event{Kind: EventRead, User: c.user, Channel: f.Channel, ID: f.ID})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

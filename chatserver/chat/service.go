@@ -1,0 +1,531 @@
+// Package chat is the real-time core of the chat server: the local hub of
+// WebSocket connections, what each client frame does, and the fan-out of
+// committed messages and room events from the backend to local sockets.
+//
+// Storage and cross-server fan-out are behind the interfaces in backend.go,
+// implemented by chatserver/backend/memory and chatserver/backend/redis.
+package chat
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/metrics"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// Options configure a Service.
+type Options struct {
+	// Pod identifies this server in presence marks and events.
+	Pod               string
+	Channels          []string
+	HistoryMax        int
+	MaxMessageBytes   int
+	MessagesPerSecond float64
+	MessageBurst      int
+	MaxConnsPerUser   int
+	// PresenceTTL is how long a server's presence marks live without a
+	// heartbeat; heartbeats run every third of it. A crashed server's users go
+	// offline within about PresenceTTL plus one sweep.
+	PresenceTTL time.Duration
+	// SessionCheck is how often a connection re-validates its session (which
+	// also slides the session's expiry while the person is connected).
+	SessionCheck time.Duration
+	// SendQueueMax bounds the objects queued for one socket; past it the
+	// client is too slow and is disconnected.
+	SendQueueMax int
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+}
+
+// Limits on what one request may ask of storage.
+const (
+	maxDMs         = 1000
+	maxOnline      = 1000
+	maxUnread      = 1000
+	maxResumeBatch = 500
+	maxResumeTotal = 10000
+	// MaxHistoryPage bounds GET .../messages?limit.
+	MaxHistoryPage = 200
+)
+
+// Service is one server's chat core.
+type Service struct {
+	b      Backend
+	opts   Options
+	log    *slog.Logger
+	m      *metrics.Metrics
+	public map[string]bool
+
+	mu      sync.RWMutex
+	conns   map[*conn]struct{}
+	byUser  map[string]map[*conn]struct{}
+	members map[string]map[*conn]struct{} // DM channel -> local member sockets
+	closing bool
+}
+
+// New returns a Service over b.
+func New(b Backend, opts Options) *Service {
+	if opts.PresenceTTL <= 0 {
+		opts.PresenceTTL = 30 * time.Second
+	}
+	if opts.SessionCheck <= 0 {
+		opts.SessionCheck = time.Minute
+	}
+	if opts.SendQueueMax <= 0 {
+		opts.SendQueueMax = 4096
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	s := &Service{
+		b: b, opts: opts, log: opts.Logger, m: opts.Metrics,
+		public:  map[string]bool{},
+		conns:   map[*conn]struct{}{},
+		byUser:  map[string]map[*conn]struct{}{},
+		members: map[string]map[*conn]struct{}{},
+	}
+	for _, c := range opts.Channels {
+		s.public[c] = true
+	}
+	return s
+}
+
+// Run follows the public channels, delivers what the backend feeds, and keeps
+// presence fresh, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	for _, ch := range s.opts.Channels {
+		last, err := s.b.LastID(ctx, ch)
+		if err != nil {
+			// Follow from the start of what is kept: better a few replayed
+			// (clients drop duplicates by id) than a gap.
+			s.log.Warn("reading last id; following from the start", "channel", ch, "err", err)
+			last = ""
+		}
+		s.b.Follow(ch, last)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.presenceLoop(ctx)
+	}()
+	err := s.b.Run(ctx, handler{s})
+	wg.Wait()
+	return err
+}
+
+func (s *Service) presenceLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.PresenceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.b.Heartbeat(ctx, s.opts.Pod, s.localUsers(), s.opts.PresenceTTL); err != nil {
+			s.backendError("presence_heartbeat", err)
+		}
+		offline, err := s.b.Sweep(ctx)
+		if err != nil {
+			s.backendError("presence_sweep", err)
+			continue
+		}
+		for _, u := range offline {
+			s.publish(ctx, Event{Kind: EventPresence, User: u, Status: "offline"})
+		}
+	}
+}
+
+func (s *Service) backendError(op string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	s.m.BackendErrors.WithLabelValues(op).Inc()
+	s.log.Warn("backend error", "op", op, "err", err)
+}
+
+func (s *Service) publish(ctx context.Context, e Event) {
+	e.Origin = s.opts.Pod
+	if err := s.b.Publish(ctx, e); err != nil {
+		s.backendError("publish_"+e.Kind, err)
+	}
+}
+
+func (s *Service) localUsers() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.byUser))
+	for u := range s.byUser {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ConnectionCount is the number of open sockets on this server.
+func (s *Service) ConnectionCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.conns)
+}
+
+// CanConnect reports whether user may open another socket here.
+func (s *Service) CanConnect(user string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return !s.closing && len(s.byUser[user]) < s.opts.MaxConnsPerUser
+}
+
+// ErrForbidden and ErrUnknownChannel are returned for channels a user may not read.
+var (
+	ErrForbidden      = errors.New("not a member of this channel")
+	ErrUnknownChannel = errors.New("no such channel")
+)
+
+// access checks that user may read and write channel.
+func (s *Service) access(user, channel string) error {
+	if s.public[channel] {
+		return nil
+	}
+	a, b, ok := protocol.SplitDM(channel)
+	if !ok {
+		return ErrUnknownChannel
+	}
+	if user != a && user != b {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// Channels returns the user's channels (public ones, then DMs) with last id and unread count.
+func (s *Service) Channels(ctx context.Context, user string) ([]protocol.ChannelInfo, error) {
+	dms, err := s.b.DMs(ctx, user, maxDMs)
+	if err != nil {
+		return nil, fmt.Errorf("listing DMs: %w", err)
+	}
+	reads, err := s.b.ReadMarkers(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("reading read markers: %w", err)
+	}
+	names := append(append([]string(nil), s.opts.Channels...), dms...)
+	out := make([]protocol.ChannelInfo, 0, len(names))
+	for _, name := range names {
+		last, err := s.b.LastID(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("reading last id of %s: %w", name, err)
+		}
+		info := protocol.ChannelInfo{Name: name, LastID: last}
+		if last != "" && protocol.CompareIDs(last, reads[name]) > 0 {
+			if info.Unread, err = s.b.CountAfter(ctx, name, reads[name], maxUnread); err != nil {
+				return nil, fmt.Errorf("counting unread in %s: %w", name, err)
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// History returns a page of channel's messages older than before ("" = newest), newest last.
+func (s *Service) History(ctx context.Context, user, channel, before string, limit int) ([]protocol.Message, error) {
+	if err := s.access(user, channel); err != nil {
+		return nil, err
+	}
+	limit = max(1, min(limit, MaxHistoryPage))
+	msgs, err := s.b.Before(ctx, channel, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	return msgs, nil
+}
+
+// RevokeSessions closes, on every server, the sockets of user's listed
+// sessions (all of them when ids is empty) with close code 4401.
+func (s *Service) RevokeSessions(ctx context.Context, user string, ids []string) error {
+	e := Event{Kind: EventRevoke, User: user, Sessions: ids, Origin: s.opts.Pod}
+	// Close local sockets now rather than waiting for our own event: the
+	// person who pressed "log out everywhere" sees it take effect at once.
+	s.handleEvent(e)
+	if err := s.b.Publish(ctx, e); err != nil {
+		return fmt.Errorf("publishing revocation: %w", err)
+	}
+	return nil
+}
+
+// Drain tells every client to reconnect elsewhere, spread evenly over
+// spread so they do not all come back at once, then waits until they are
+// gone or ctx ends. New connections are refused from the start.
+func (s *Service) Drain(ctx context.Context, spread time.Duration) {
+	s.mu.Lock()
+	s.closing = true
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+
+	reconnect := protocol.Encode(protocol.Reconnect{Type: protocol.TypeReconnect, Reason: "draining"})
+	var step time.Duration
+	if len(all) > 1 {
+		step = spread / time.Duration(len(all))
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for _, c := range all {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.enqueue(protocol.TypeReconnect, reconnect)
+		c.close(protocol.CloseServiceResart, "server restarting")
+		t.Reset(step)
+	}
+	for _, c := range all {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// dedupKey turns (user, clientId) into a storage-safe key: the clientId is
+// client-chosen, so it is hashed rather than embedded.
+func dedupKey(user, clientID string) string {
+	sum := sha256.Sum256([]byte(clientID))
+	return user + ":" + hex.EncodeToString(sum[:16])
+}
+
+// mentions returns the distinct @usernames in text.
+func mentions(text string) []string {
+	var out []string
+	for i := 0; i < len(text); i++ {
+		if text[i] != '@' || (i > 0 && isNameByte(text[i-1])) {
+			continue
+		}
+		j := i + 1
+		for j < len(text) && isNameByte(text[j]|0x20) {
+			j++
+		}
+		name := strings.ToLower(strings.TrimRight(text[i+1:j], "."))
+		if protocol.ValidUsername(name) && !contains(out, name) {
+			out = append(out, name)
+		}
+		i = j - 1
+	}
+	return out
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// handler adapts Service to the Feed's Handler without exporting its methods.
+type handler struct{ s *Service }
+
+func (h handler) Messages(channel string, msgs []protocol.Message) { h.s.deliver(channel, msgs) }
+func (h handler) Event(e Event)                                    { h.s.handleEvent(e) }
+
+// deliver fans committed messages out to local sockets. Each message is
+// encoded once per server, not once per socket.
+func (s *Service) deliver(channel string, msgs []protocol.Message) {
+	now := time.Now().UnixMilli()
+	out := make([]outMsg, len(msgs))
+	for i, m := range msgs {
+		id, _ := protocol.ParseID(m.ID)
+		out[i] = outMsg{id: id, m: m, frame: protocol.EncodeMessage(nil, m)}
+		s.m.DeliveryLatency.Observe(float64(max(0, now-m.TS)) / 1000)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.public[channel] {
+		for c := range s.conns {
+			c.deliver(channel, out)
+		}
+	} else {
+		for c := range s.members[channel] {
+			c.deliver(channel, out)
+		}
+	}
+	s.notify(channel, out)
+}
+
+// notify sends DM and @mention notifications to local sockets. Caller holds s.mu.
+func (s *Service) notify(channel string, msgs []outMsg) {
+	a, b, isDM := protocol.SplitDM(channel)
+	for _, om := range msgs {
+		m := om.m
+		var targets []string
+		kind := "mention"
+		if isDM {
+			kind = "dm"
+			targets = []string{a}
+			if m.From == a {
+				targets = []string{b}
+			}
+		} else {
+			targets = mentions(m.Text)
+		}
+		for _, u := range targets {
+			if u == m.From {
+				continue
+			}
+			conns := s.byUser[u]
+			if len(conns) == 0 {
+				continue
+			}
+			frame := protocol.Encode(protocol.Notification{
+				Type: protocol.TypeNotification, Kind: kind, Channel: channel, From: m.From, ID: m.ID, Text: m.Text,
+			})
+			for c := range conns {
+				c.enqueue(protocol.TypeNotification, frame)
+			}
+		}
+	}
+}
+
+func (s *Service) handleEvent(e Event) {
+	switch e.Kind {
+	case EventPresence:
+		frame := protocol.Encode(protocol.Presence{Type: protocol.TypePresence, User: e.User, Status: e.Status})
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for c := range s.conns {
+			c.enqueue(protocol.TypePresence, frame)
+		}
+	case EventTyping:
+		frame := protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Channel: e.Channel, User: e.User})
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		targets := s.members[e.Channel]
+		if s.public[e.Channel] {
+			targets = s.conns
+		}
+		for c := range targets {
+			if c.user != e.User {
+				c.enqueue(protocol.TypeTyping, frame)
+			}
+		}
+	case EventRead:
+		frame := protocol.Encode(protocol.Read{Type: protocol.TypeRead, Channel: e.Channel, ID: e.ID})
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for c := range s.byUser[e.User] {
+			c.enqueue(protocol.TypeRead, frame)
+		}
+	case EventRevoke:
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for c := range s.byUser[e.User] {
+			if len(e.Sessions) == 0 || contains(e.Sessions, c.session) {
+				c.close(protocol.CloseUnauthorized, "session revoked")
+			}
+		}
+	case EventDM:
+		a, b, ok := protocol.SplitDM(e.Channel)
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, u := range []string{a, b} {
+			for c := range s.byUser[u] {
+				// A DM created after these sockets connected: follow it from
+				// the start, it holds at most the few messages sent so far.
+				s.joinLocked(c, e.Channel, "")
+			}
+		}
+	}
+}
+
+// joinLocked makes c a member of DM channel ch. Caller holds s.mu for writing.
+func (s *Service) joinLocked(c *conn, ch, after string) {
+	set := s.members[ch]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		s.members[ch] = set
+		s.b.Follow(ch, after)
+	}
+	set[c] = struct{}{}
+	c.dms[ch] = struct{}{}
+}
+
+// register adds c to the hub with its DM channels; lastIDs holds each DM's
+// last id read before registering, the point to follow from.
+func (s *Service) register(c *conn, lastIDs map[string]string) (first bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false, errDraining
+	}
+	if len(s.byUser[c.user]) >= s.opts.MaxConnsPerUser {
+		return false, errTooManyConns
+	}
+	s.conns[c] = struct{}{}
+	u := s.byUser[c.user]
+	if u == nil {
+		u = map[*conn]struct{}{}
+		s.byUser[c.user] = u
+		first = true
+	}
+	u[c] = struct{}{}
+	for ch, last := range lastIDs {
+		s.joinLocked(c, ch, last)
+	}
+	s.m.Connections.Set(float64(len(s.conns)))
+	return first, nil
+}
+
+// unregister removes c; it reports whether c was the user's last local socket.
+func (s *Service) unregister(c *conn) (last bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok {
+		return false
+	}
+	delete(s.conns, c)
+	if u := s.byUser[c.user]; u != nil {
+		delete(u, c)
+		if len(u) == 0 {
+			delete(s.byUser, c.user)
+			last = true
+		}
+	}
+	for ch := range c.dms {
+		set := s.members[ch]
+		delete(set, c)
+		if len(set) == 0 {
+			delete(s.members, ch)
+			s.b.Unfollow(ch)
+		}
+	}
+	s.m.Connections.Set(float64(len(s.conns)))
+	return last
+}
+
+var (
+	errDraining     = errors.New("server is draining")
+	errTooManyConns = errors.New("too many connections for this user")
+)

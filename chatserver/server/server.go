@@ -1,0 +1,266 @@
+// Package server assembles a chat server from its configuration: backend,
+// accounts, chat core, HTTP API, web page, health and metrics endpoints; and
+// runs it until its context ends, draining clients gracefully.
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/api"
+	"github.com/hubbub-chat/hubbub/chatserver/auth"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
+	"github.com/hubbub-chat/hubbub/chatserver/chat"
+	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/metrics"
+	"github.com/hubbub-chat/hubbub/chatserver/web"
+)
+
+// Backend is what the server needs from storage: the chat core's and the
+// account service's contracts, plus health and shutdown.
+type Backend interface {
+	chat.Backend
+	auth.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Options are the server's dependencies that do not come from configuration.
+type Options struct {
+	// Backend, when set, is used instead of the one the configuration names,
+	// and is not closed by the server (tests restart servers over one backend).
+	Backend Backend
+	Logger  *slog.Logger
+	// PresenceTTL overrides the 30 s presence expiry (tests).
+	PresenceTTL time.Duration
+}
+
+// Server is one chat server.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	backend  Backend
+	owned    bool
+	metrics  *metrics.Metrics
+	chat     *chat.Service
+	auth     *auth.Service
+	handler  http.Handler
+	draining atomic.Bool
+}
+
+// New builds a server. It creates the bootstrap users, so it talks to storage.
+func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pod := podID()
+	s := &Server{cfg: cfg, log: log, backend: opts.Backend, metrics: metrics.New()}
+	if s.backend == nil {
+		b, err := OpenBackend(ctx, cfg, pod, log)
+		if err != nil {
+			return nil, err
+		}
+		s.backend, s.owned = b, true
+	}
+	var err error
+	s.auth, err = auth.New(s.backend, auth.Options{
+		BcryptCost: cfg.BcryptCost, BcryptConcurrency: cfg.BcryptConcurrency, SessionTTL: cfg.SessionTTL,
+		RegistrationOpen: cfg.Registration == config.RegistrationOpen,
+		MaxFailures:      cfg.LoginAttemptsPerMinute, ThrottleWindow: time.Minute,
+	})
+	if err != nil {
+		s.closeBackend()
+		return nil, err
+	}
+	if err := s.bootstrapUsers(ctx); err != nil {
+		s.closeBackend()
+		return nil, err
+	}
+	s.chat = chat.New(s.backend, chat.Options{
+		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
+		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
+		MaxConnsPerUser: cfg.MaxConnectionsPerUser, PresenceTTL: opts.PresenceTTL,
+		Logger: log, Metrics: s.metrics,
+	})
+	return s, nil
+}
+
+// OpenBackend opens the backend cfg names: memory when RedisURL is empty.
+func OpenBackend(ctx context.Context, cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
+	if cfg.RedisURL == "" {
+		return memory.New(), nil
+	}
+	return openRedis(ctx, cfg, pod, log)
+}
+
+func podID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "chatserver"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+func (s *Server) closeBackend() {
+	if s.owned {
+		if err := s.backend.Close(); err != nil {
+			s.log.Warn("closing backend", "err", err)
+		}
+	}
+}
+
+// bootstrapUsers creates the accounts listed in BootstrapUsersFile
+// ("username:password" per line; blank lines and # comments ignored).
+// Existing accounts are left as they are.
+func (s *Server) bootstrapUsers(ctx context.Context) error {
+	if s.cfg.BootstrapUsersFile == "" {
+		return nil
+	}
+	f, err := os.Open(s.cfg.BootstrapUsersFile)
+	if err != nil {
+		return fmt.Errorf("bootstrap users: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	created := 0
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, pw, ok := strings.Cut(line, ":")
+		if !ok {
+			// Never echo the line: it holds a password.
+			return fmt.Errorf("bootstrap users: %s line %d: want username:password", s.cfg.BootstrapUsersFile, n)
+		}
+		_, err := s.auth.CreateUser(ctx, user, pw)
+		switch {
+		case err == nil:
+			created++
+		case errors.Is(err, auth.ErrUserExists):
+		default:
+			return fmt.Errorf("bootstrap users: %s line %d: %w", s.cfg.BootstrapUsersFile, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("bootstrap users: %w", err)
+	}
+	s.log.Info("bootstrap users", "created", created)
+	return nil
+}
+
+// Handler is the server's HTTP handler (for tests that bring their own listener).
+func (s *Server) Handler(ctx context.Context) http.Handler {
+	mux := http.NewServeMux()
+	api.New(api.Options{
+		Auth: s.auth, Chat: s.chat, Metrics: s.metrics, Logger: s.log,
+		AllowedOrigins: s.cfg.AllowedOrigins, TrustProxyHeaders: s.cfg.TrustProxyHeaders,
+		SessionTTL: s.cfg.SessionTTL, Context: ctx,
+	}).Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.Handle("/", web.Handler())
+	return mux
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.backend.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("storage unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Serve serves on ln until ctx ends, then drains: readiness turns false,
+// clients are told to reconnect (spread over a few seconds, close 1012), and
+// Serve returns once they are gone or the shutdown grace has passed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	defer s.closeBackend()
+
+	var wg sync.WaitGroup
+	runErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runErr <- s.chat.Run(runCtx)
+	}()
+	defer wg.Wait()
+
+	srv := &http.Server{
+		Handler:           s.Handler(runCtx),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("chat server listening", "addr", ln.Addr().String(), "room", s.cfg.Room, "backend", backendName(s.cfg))
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case err := <-runErr:
+		_ = srv.Close()
+		if err == nil {
+			err = errors.New("chat core stopped unexpectedly")
+		}
+		return err
+	case <-ctx.Done():
+	}
+
+	s.draining.Store(true)
+	grace := s.cfg.ShutdownGrace
+	s.log.Info("draining", "connections", s.chat.ConnectionCount(), "grace", grace)
+	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	// Spread reconnects over a third of the grace period (at most 5 s) so the
+	// other servers are not hit by a reconnect storm.
+	s.chat.Drain(drainCtx, min(grace/3, 5*time.Second))
+	if err := srv.Shutdown(drainCtx); err != nil {
+		_ = srv.Close()
+	}
+	stopRun()
+	s.log.Info("stopped")
+	return nil
+}
+
+func backendName(cfg config.Config) string {
+	if cfg.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
+}
