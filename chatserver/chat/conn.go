@@ -138,6 +138,7 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 	} else {
 		c.mu.Lock()
 		c.queue = append([][]byte{hello}, c.queue...)
+		c.signal()
 		c.mu.Unlock()
 		s.m.ObjectsOut.WithLabelValues(protocol.TypeHello).Inc()
 	}

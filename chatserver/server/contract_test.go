@@ -1,0 +1,544 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/server"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// http.DefaultClient's idle keep-alive connections outlive single tests.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func TestAccounts(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	reg := func(u, p string) apiResult {
+		return call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": u, "password": p})
+	}
+	logIn := func(u, p string) apiResult {
+		return call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": u, "password": p})
+	}
+	if r := reg("Alice", "correct horse"); r.Status != 201 || r.Body["username"] != "alice" {
+		t.Fatalf("register: %d %v", r.Status, r.Body)
+	}
+	tests := []struct {
+		name       string
+		do         func() apiResult
+		wantStatus int
+		wantCode   string
+		wantMsg    string
+	}{
+		{"taken, case-folded", func() apiResult { return reg("ALICE", "another password") }, 409, "username_taken", ""},
+		{"short username", func() apiResult { return reg("al", "password1") }, 400, "bad_request", "username must be"},
+		{"bad username chars", func() apiResult { return reg("al ice", "password1") }, 400, "bad_request", "username must be"},
+		{"short password", func() apiResult { return reg("bob", "1234567") }, 400, "bad_request", "at least 8"},
+		{"73-byte password refused, not truncated", func() apiResult { return reg("bob", strings.Repeat("x", 73)) }, 400, "bad_request", "at most 72"},
+		{"72-byte password ok", func() apiResult { return reg("carol", strings.Repeat("x", 72)) }, 201, "", ""},
+		{"wrong password", func() apiResult { return logIn("alice", "wrong password") }, 401, "invalid_credentials", "invalid username or password"},
+		{"unknown user, same message", func() apiResult { return logIn("nobody", "wrong password") }, 401, "invalid_credentials", "invalid username or password"},
+		{"long password at login", func() apiResult { return logIn("carol", strings.Repeat("x", 73)) }, 400, "bad_request", "at most 72"},
+		{"login ok", func() apiResult { return logIn("alice", "correct horse") }, 200, "", ""},
+		{"unknown field", func() apiResult {
+			return call(t, "POST", ts.URL+"/api/v1/register", "", map[string]any{"username": "dave", "password": "password1", "admin": true})
+		}, 400, "bad_request", "unknown field"},
+		{"not JSON", func() apiResult {
+			return call(t, "POST", ts.URL+"/api/v1/register", "", nil, "Content-Type", "text/plain")
+		}, 415, "unsupported_media_type", ""},
+		{"unauthenticated me", func() apiResult { return call(t, "GET", ts.URL+"/api/v1/me", "", nil) }, 401, "unauthorized", ""},
+		{"bogus token", func() apiResult { return call(t, "GET", ts.URL+"/api/v1/me", "bogus", nil) }, 401, "unauthorized", ""},
+		{"unknown endpoint", func() apiResult { return call(t, "GET", ts.URL+"/api/v1/nope", "", nil) }, 404, "not_found", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.do()
+			if r.Status != tt.wantStatus || r.errCode() != tt.wantCode || !strings.Contains(r.errMessage(), tt.wantMsg) {
+				t.Errorf("got %d %q %q, want %d %q containing %q", r.Status, r.errCode(), r.errMessage(), tt.wantStatus, tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+
+	t.Run("me, logout", func(t *testing.T) {
+		tok := login(t, ts, "erin")
+		if r := call(t, "GET", ts.URL+"/api/v1/me", tok, nil); r.Status != 200 || r.Body["username"] != "erin" {
+			t.Fatalf("me: %d %v", r.Status, r.Body)
+		}
+		if r := call(t, "POST", ts.URL+"/api/v1/logout", tok, map[string]string{}); r.Status != 204 {
+			t.Fatalf("logout: %d %v", r.Status, r.Body)
+		}
+		if r := call(t, "GET", ts.URL+"/api/v1/me", tok, nil); r.Status != 401 {
+			t.Fatalf("me after logout: %d", r.Status)
+		}
+	})
+}
+
+func TestRegistrationClosed(t *testing.T) {
+	cfg := testConfig()
+	cfg.Registration = config.RegistrationClosed
+	ts := startServer(t, cfg, server.Options{})
+	r := call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": "alice", "password": "password1"})
+	if r.Status != 403 || r.errCode() != "registration_closed" {
+		t.Fatalf("got %d %v", r.Status, r.Body)
+	}
+}
+
+func TestLoginThrottling(t *testing.T) {
+	cfg := testConfig()
+	cfg.LoginAttemptsPerMinute = 3
+	ts := startServer(t, cfg, server.Options{})
+	login(t, ts, "alice")
+	for i := 0; i < 3; i++ {
+		if r := call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": "alice", "password": "wrong password"}); r.Status != 401 {
+			t.Fatalf("attempt %d: %d", i, r.Status)
+		}
+	}
+	// Now even the right password is refused until the window ends.
+	r := call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": "alice", "password": "password-alice"})
+	if r.Status != 429 || r.errCode() != "rate_limited" {
+		t.Fatalf("got %d %v, want 429", r.Status, r.Body)
+	}
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+		t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
+	}
+}
+
+func TestSessions(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	phone := login(t, ts, "alice")
+	laptop := login(t, ts, "alice")
+	r := call(t, "GET", ts.URL+"/api/v1/sessions", laptop, nil, "User-Agent", "laptop-browser")
+	list, _ := r.Body["sessions"].([]any)
+	if r.Status != 200 || len(list) != 2 {
+		t.Fatalf("sessions: %d %v", r.Status, r.Body)
+	}
+	var phoneID string
+	currents := 0
+	for _, s := range list {
+		m := s.(map[string]any)
+		if m["current"] == true {
+			currents++
+		} else {
+			phoneID = m["id"].(string)
+		}
+		if _, leaked := m["tokenHash"]; leaked {
+			t.Errorf("session listing leaks the token hash: %v", m)
+		}
+	}
+	if currents != 1 {
+		t.Fatalf("want exactly one current session, got %d", currents)
+	}
+	ws := dial(t, ts, phone)
+	ws.expect("hello", typeIs("hello"))
+
+	if r := call(t, "DELETE", ts.URL+"/api/v1/sessions/"+phoneID, laptop, map[string]string{}); r.Status != 204 {
+		t.Fatalf("revoke: %d %v", r.Status, r.Body)
+	}
+	if got := ws.closeCode(); got != 4401 {
+		t.Fatalf("revoked socket closed with %d, want 4401", got)
+	}
+	if r := call(t, "GET", ts.URL+"/api/v1/me", phone, nil); r.Status != 401 {
+		t.Fatalf("revoked token still works: %d", r.Status)
+	}
+	if r := call(t, "DELETE", ts.URL+"/api/v1/sessions/"+phoneID, laptop, map[string]string{}); r.Status != 404 {
+		t.Fatalf("revoking twice: %d", r.Status)
+	}
+
+	t.Run("revoke all closes every socket with 4401", func(t *testing.T) {
+		tabs := []*client{dial(t, ts, laptop), dial(t, ts, login(t, ts, "alice"))}
+		for _, c := range tabs {
+			c.expect("hello", typeIs("hello"))
+		}
+		if r := call(t, "DELETE", ts.URL+"/api/v1/sessions", laptop, map[string]string{}); r.Status != 204 {
+			t.Fatalf("revoke all: %d", r.Status)
+		}
+		for i, c := range tabs {
+			if got := c.closeCode(); got != 4401 {
+				t.Errorf("socket %d closed with %d, want 4401", i, got)
+			}
+		}
+	})
+}
+
+func TestCSRFAndOrigins(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowedOrigins = []string{"https://chat.example.com"}
+	ts := startServer(t, cfg, server.Options{})
+	tok := login(t, ts, "alice")
+	cookie := "hubbub_session=" + tok
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		hdr    []string
+		want   int
+	}{
+		{"cookie change from a foreign origin", "DELETE", "/api/v1/sessions", []string{"Cookie", cookie, "Origin", "https://evil.example"}, 403},
+		{"cookie change without origin", "DELETE", "/api/v1/sessions", []string{"Cookie", cookie}, 403},
+		{"cookie read without origin", "GET", "/api/v1/me", []string{"Cookie", cookie}, 200},
+		{"foreign-origin login", "POST", "/api/v1/login", []string{"Origin", "https://evil.example"}, 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body any
+			if tt.method != "GET" {
+				body = map[string]string{"username": "alice", "password": "password-alice"}
+			}
+			if r := call(t, tt.method, ts.URL+tt.path, "", body, tt.hdr...); r.Status != tt.want {
+				t.Fatalf("got %d %v, want %d", r.Status, r.Body, tt.want)
+			}
+		})
+	}
+
+	wsTests := []struct {
+		name   string
+		token  string
+		hdr    http.Header
+		origin string
+		want   int
+	}{
+		{"own origin", tok, nil, ts.URL, 101},
+		{"allowed origin", tok, nil, "https://chat.example.com", 101},
+		{"bearer without origin", tok, nil, "", 101},
+		{"foreign origin", tok, nil, "https://evil.example", 403},
+		{"no credentials", "", nil, ts.URL, 401},
+	}
+	for _, tt := range wsTests {
+		t.Run("ws "+tt.name, func(t *testing.T) {
+			c, resp, err := dialRaw(ts, tt.token, tt.origin)
+			if c != nil {
+				defer c.Close()
+			}
+			if resp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+	t.Run("ws cookie without origin", func(t *testing.T) {
+		h := http.Header{"Cookie": {cookie}}
+		c, resp, _ := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil || resp.StatusCode != 403 {
+			t.Fatalf("got %v, want 403", resp)
+		}
+	})
+}
+
+func TestChat(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	aliceTok, bobTok, carolTok := login(t, ts, "alice"), login(t, ts, "bob"), login(t, ts, "carol")
+
+	alice := dial(t, ts, aliceTok)
+	hello := alice.expect("hello", typeIs("hello"))
+	if hello["user"] != "alice" {
+		t.Fatalf("hello user = %v", hello["user"])
+	}
+	var names []string
+	for _, c := range hello["channels"].([]any) {
+		names = append(names, c.(map[string]any)["name"].(string))
+	}
+	if diff := cmp.Diff([]string{"general", "random"}, names); diff != "" {
+		t.Fatalf("hello channels (-want +got):\n%s", diff)
+	}
+
+	bob := dial(t, ts, bobTok)
+	bob.expect("hello", typeIs("hello"))
+	alice.expect("bob online", typeIs("presence", "user", "bob", "status", "online"))
+
+	t.Run("channel message reaches everyone, sender included", func(t *testing.T) {
+		id := alice.sendAndAck("general", "", "hello everyone", "c1")
+		for name, c := range map[string]*client{"alice": alice, "bob": bob} {
+			m := c.expect(name+" gets message", typeIs("message", "id", id))
+			if m["from"] != "alice" || m["text"] != "hello everyone" || m["channel"] != "general" {
+				t.Errorf("%s got %v", name, m)
+			}
+		}
+	})
+
+	t.Run("clientId de-duplicates a retried send", func(t *testing.T) {
+		first := alice.sendAndAck("general", "", "once", "dup-1")
+		second := alice.sendAndAck("general", "", "once", "dup-1")
+		if first != second {
+			t.Fatalf("retry got id %s, first %s", second, first)
+		}
+		r := call(t, "GET", ts.URL+"/api/v1/channels/general/messages", bobTok, nil)
+		count := 0
+		for _, m := range r.Body["messages"].([]any) {
+			if m.(map[string]any)["text"] == "once" {
+				count++
+			}
+		}
+		if count != 1 {
+			t.Fatalf("stored %d copies", count)
+		}
+	})
+
+	t.Run("mention notifies", func(t *testing.T) {
+		id := alice.sendAndAck("general", "", "hey @Bob, look", "c2")
+		n := bob.expect("mention", typeIs("notification", "id", id))
+		if n["kind"] != "mention" || n["from"] != "alice" || n["channel"] != "general" {
+			t.Fatalf("notification %v", n)
+		}
+	})
+
+	t.Run("direct message", func(t *testing.T) {
+		id := alice.sendAndAck("", "bob", "psst", "c3")
+		for name, c := range map[string]*client{"alice": alice, "bob": bob} {
+			m := c.expect(name+" gets DM", typeIs("message", "id", id))
+			if m["channel"] != "dm:alice:bob" {
+				t.Errorf("%s: DM channel %v", name, m["channel"])
+			}
+		}
+		n := bob.expect("dm notification", typeIs("notification", "id", id))
+		if n["kind"] != "dm" {
+			t.Fatalf("notification %v", n)
+		}
+		// Only the two members may read it.
+		if r := call(t, "GET", ts.URL+"/api/v1/channels/dm:alice:bob/messages", carolTok, nil); r.Status != 403 {
+			t.Fatalf("carol reading the DM: %d", r.Status)
+		}
+		carol := dial(t, ts, carolTok)
+		carol.expect("hello", typeIs("hello"))
+		carol.send(map[string]any{"type": "resume", "since": map[string]string{"dm:alice:bob": ""}})
+		carol.expect("forbidden", typeIs("error", "code", "forbidden"))
+		carol.send(map[string]any{"type": "send", "channel": "dm:alice:bob", "text": "hi", "clientId": "x"})
+		carol.expect("forbidden send", typeIs("error", "code", "forbidden", "clientId", "x"))
+		carol.send(map[string]any{"type": "send", "to": "nobody", "text": "hi", "clientId": "y"})
+		carol.expect("unknown user", typeIs("error", "code", "unknown_channel", "clientId", "y"))
+		// Bob's channel list now has the DM, with one unread.
+		r := call(t, "GET", ts.URL+"/api/v1/channels", bobTok, nil)
+		found := false
+		for _, c := range r.Body["channels"].([]any) {
+			m := c.(map[string]any)
+			if m["name"] == "dm:alice:bob" {
+				found = true
+				if m["unread"] != float64(1) || m["lastId"] != id {
+					t.Errorf("dm channel info %v", m)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("bob's channels lack the DM: %v", r.Body)
+		}
+	})
+
+	t.Run("typing and read markers", func(t *testing.T) {
+		alice.send(map[string]any{"type": "typing", "channel": "general"})
+		bob.expect("typing", typeIs("typing", "user", "alice", "channel", "general"))
+		bob2 := dial(t, ts, bobTok)
+		bob2.expect("hello", typeIs("hello"))
+		id := alice.sendAndAck("general", "", "read me", "c4")
+		bob.expect("message", typeIs("message", "id", id))
+		bob.send(map[string]any{"type": "read", "channel": "general", "id": id})
+		bob2.expect("read on other device", typeIs("read", "channel", "general", "id", id))
+		r := call(t, "GET", ts.URL+"/api/v1/channels", bobTok, nil)
+		for _, c := range r.Body["channels"].([]any) {
+			if m := c.(map[string]any); m["name"] == "general" && m["unread"] != float64(0) {
+				t.Errorf("general unread after read = %v", m["unread"])
+			}
+		}
+	})
+
+	t.Run("resume replays what was missed, in order", func(t *testing.T) {
+		last := alice.sendAndAck("general", "", "before", "r0")
+		bob.expect("before", typeIs("message", "id", last))
+		_ = bob.ws.Close()
+		<-bob.closed
+		var want []string
+		for i := 0; i < 5; i++ {
+			want = append(want, alice.sendAndAck("general", "", fmt.Sprint("missed ", i), fmt.Sprint("r", i+1)))
+		}
+		bob = dial(t, ts, bobTok)
+		bob.expect("hello", typeIs("hello"))
+		bob.send(map[string]any{"type": "resume", "since": map[string]string{"general": last}})
+		var got []string
+		for range want {
+			got = append(got, bob.expect("replayed", typeIs("message", "channel", "general"))["id"].(string))
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("replayed ids (-want +got):\n%s", diff)
+		}
+		live := alice.sendAndAck("general", "", "live", "r9")
+		if m := bob.expect("live after replay", typeIs("message", "channel", "general")); m["id"] != live {
+			t.Fatalf("after replay got %v, want live %s", m["id"], live)
+		}
+	})
+
+	t.Run("history pages newest last", func(t *testing.T) {
+		r := call(t, "GET", ts.URL+"/api/v1/channels/general/messages?limit=3", bobTok, nil)
+		page := r.Body["messages"].([]any)
+		if len(page) != 3 || page[2].(map[string]any)["text"] != "live" {
+			t.Fatalf("newest page %v", page)
+		}
+		oldest := page[0].(map[string]any)["id"].(string)
+		r = call(t, "GET", ts.URL+"/api/v1/channels/general/messages?limit=2&before="+oldest, bobTok, nil)
+		older := r.Body["messages"].([]any)
+		if len(older) != 2 || older[1].(map[string]any)["text"] != "missed 2" {
+			t.Fatalf("older page %v", older)
+		}
+		for _, q := range []string{"?limit=0", "?limit=abc", "?before=xyz"} {
+			if r := call(t, "GET", ts.URL+"/api/v1/channels/general/messages"+q, bobTok, nil); r.Status != 400 {
+				t.Errorf("%s: %d", q, r.Status)
+			}
+		}
+		if r := call(t, "GET", ts.URL+"/api/v1/channels/nope/messages", bobTok, nil); r.Status != 404 {
+			t.Errorf("unknown channel: %d", r.Status)
+		}
+	})
+
+}
+
+func TestPresenceOffline(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	alice := dial(t, ts, login(t, ts, "alice"))
+	alice.expect("hello", typeIs("hello"))
+	bobTok := login(t, ts, "bob")
+	bob1, bob2 := dial(t, ts, bobTok), dial(t, ts, bobTok)
+	bob1.expect("hello", typeIs("hello"))
+	bob2.expect("hello", typeIs("hello"))
+	alice.expect("bob online", typeIs("presence", "user", "bob", "status", "online"))
+	_ = bob1.ws.Close()
+	_ = bob2.ws.Close()
+	alice.expect("bob offline", typeIs("presence", "user", "bob", "status", "offline"))
+}
+
+func TestBadInput(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxMessageBytes = 100
+	cfg.MessageBurst = 100
+	ts := startServer(t, cfg, server.Options{})
+	c := dial(t, ts, login(t, ts, "alice"))
+	c.expect("hello", typeIs("hello"))
+	tests := []struct {
+		name     string
+		typ      int
+		frame    string
+		wantCode string
+	}{
+		{"malformed JSON", websocket.TextMessage, `{"type":"send",`, "bad_request"},
+		{"not an object", websocket.TextMessage, `[1,2]`, "bad_request"},
+		{"unknown type", websocket.TextMessage, `{"type":"shout"}`, "bad_request"},
+		{"no type", websocket.TextMessage, `{}`, "bad_request"},
+		{"unknown field", websocket.TextMessage, `{"type":"typing","channel":"general","x":1}`, "bad_request"},
+		{"invalid UTF-8", websocket.TextMessage, "{\"type\":\"send\",\"channel\":\"general\",\"text\":\"\xff\xfe\",\"clientId\":\"u\"}", "bad_request"},
+		{"binary frame", websocket.BinaryMessage, `{"type":"typing","channel":"general"}`, "bad_request"},
+		{"send without clientId", websocket.TextMessage, `{"type":"send","channel":"general","text":"hi"}`, "bad_request"},
+		{"send without text", websocket.TextMessage, `{"type":"send","channel":"general","clientId":"a"}`, "bad_request"},
+		{"send with channel and to", websocket.TextMessage, `{"type":"send","channel":"general","to":"bob","text":"x","clientId":"a"}`, "bad_request"},
+		{"text over the limit", websocket.TextMessage, `{"type":"send","channel":"general","text":"` + strings.Repeat("x", 101) + `","clientId":"a"}`, "too_large"},
+		{"unknown channel", websocket.TextMessage, `{"type":"send","channel":"nope","text":"x","clientId":"a"}`, "unknown_channel"},
+		{"bad channel name", websocket.TextMessage, `{"type":"typing","channel":"../../etc"}`, "unknown_channel"},
+		{"bad resume id", websocket.TextMessage, `{"type":"resume","since":{"general":"abc"}}`, "bad_request"},
+		{"bad read id", websocket.TextMessage, `{"type":"read","channel":"general","id":"1"}`, "bad_request"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.sendRaw(tt.typ, []byte(tt.frame))
+			c.expect("error "+tt.wantCode, typeIs("error", "code", tt.wantCode))
+			// The connection is still usable.
+			c.sendAndAck("general", "", "still here", fmt.Sprint("ok-", i))
+		})
+	}
+	t.Run("frame over the read limit closes with 1009", func(t *testing.T) {
+		c.sendRaw(websocket.TextMessage, []byte(`{"type":"send","channel":"general","clientId":"a","text":"`+strings.Repeat("y", 10000)+`"}`))
+		if got := c.closeCode(); got != 1009 {
+			t.Fatalf("close code %d, want 1009", got)
+		}
+	})
+}
+
+func TestRateLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.MessagesPerSecond = 0.001 // no refill during the test
+	cfg.MessageBurst = 3
+	ts := startServer(t, cfg, server.Options{})
+	c := dial(t, ts, login(t, ts, "alice"))
+	c.expect("hello", typeIs("hello"))
+	for i := 0; i < 3; i++ {
+		c.sendAndAck("general", "", "burst", fmt.Sprint("b", i))
+	}
+	c.send(map[string]any{"type": "send", "channel": "general", "text": "one too many", "clientId": "b3"})
+	c.expect("rate limited", typeIs("error", "code", "rate_limited", "clientId", "b3"))
+}
+
+func TestConnectionLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnectionsPerUser = 2
+	ts := startServer(t, cfg, server.Options{})
+	tok := login(t, ts, "alice")
+	for i := 0; i < 2; i++ {
+		dial(t, ts, tok).expect("hello", typeIs("hello"))
+	}
+	if got := dial(t, ts, tok).closeCode(); got != 1008 {
+		t.Fatalf("third socket closed with %d, want 1008", got)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	c := dial(t, ts, login(t, ts, "alice"))
+	c.expect("hello", typeIs("hello"))
+	stopped := make(chan struct{})
+	go func() { ts.Stop(); close(stopped) }()
+	c.expect("reconnect", typeIs("reconnect", "reason", "draining"))
+	if got := c.closeCode(); got != 1012 {
+		t.Fatalf("close code %d, want 1012", got)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop after its clients left")
+	}
+}
+
+func TestHealth(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	c := dial(t, ts, login(t, ts, "alice"))
+	c.expect("hello", typeIs("hello"))
+	c.sendRaw(websocket.TextMessage, []byte("nonsense"))
+	c.expect("error", typeIs("error"))
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(raw)
+	for _, want := range []string{`hubbub_connections 1`, `hubbub_frames_in_total{type="invalid"} 1`, `hubbub_errors_total{code="bad_request"} 1`, `hubbub_auth_total{outcome="login"} 1`, "hubbub_delivery_latency_seconds_bucket"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/server"
+)
+
+// testServer is a real chat server on a loopback port.
+type testServer struct {
+	URL    string
+	stop   context.CancelFunc
+	done   chan error
+	Server *server.Server
+}
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.BcryptCost = 4
+	cfg.Channels = []string{"general", "random"}
+	cfg.ShutdownGrace = 3 * time.Second
+	cfg.MessagesPerSecond = 1000
+	cfg.MessageBurst = 1000
+	return cfg
+}
+
+func startServer(t *testing.T, cfg config.Config, opts server.Options) *testServer {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, opts)
+	if err != nil {
+		cancel()
+		t.Fatalf("server.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ts := &testServer{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan error, 1), Server: srv}
+	go func() { ts.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(ts.Stop)
+	return ts
+}
+
+// Stop drains the server and waits for Serve to return.
+func (ts *testServer) Stop() {
+	ts.stop()
+	<-ts.done
+	ts.done <- nil // later Stops return at once
+}
+
+type apiResult struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+}
+
+func (r apiResult) errCode() string {
+	e, _ := r.Body["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func (r apiResult) errMessage() string {
+	e, _ := r.Body["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
+// call makes an API request. token, if set, goes in a Bearer header.
+func call(t *testing.T, method, url, token string, body any, hdr ...string) apiResult {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	res := apiResult{Status: resp.StatusCode, Header: resp.Header}
+	raw, _ := io.ReadAll(resp.Body)
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &res.Body); err != nil {
+			t.Fatalf("%s %s: bad JSON %q: %v", method, url, raw, err)
+		}
+	}
+	return res
+}
+
+// login registers (if needed) and logs a user in, returning the token.
+func login(t *testing.T, ts *testServer, user string) string {
+	t.Helper()
+	pw := "password-" + user
+	if r := call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": user, "password": pw}); r.Status != 201 && r.Status != 409 {
+		t.Fatalf("register %s: %d %v", user, r.Status, r.Body)
+	}
+	r := call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": user, "password": pw})
+	if r.Status != 200 {
+		t.Fatalf("login %s: %d %v", user, r.Status, r.Body)
+	}
+	return r.Body["token"].(string)
+}
+
+// client is a WebSocket client that splits server frames into objects.
+type client struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	objs chan map[string]any
+	// closeErr is set when the read loop ends.
+	closed   chan struct{}
+	closeErr error
+}
+
+func dial(t *testing.T, ts *testServer, token string) *client {
+	t.Helper()
+	c, resp, err := dialRaw(ts, token, ts.URL)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial: %v (HTTP %d)", err, status)
+	}
+	cl := &client{t: t, ws: c, objs: make(chan map[string]any, 10000), closed: make(chan struct{})}
+	go cl.readLoop()
+	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
+	return cl
+}
+
+func dialRaw(ts *testServer, token, origin string) (*websocket.Conn, *http.Response, error) {
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	return websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+}
+
+func (c *client) readLoop() {
+	defer close(c.closed)
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.closeErr = err
+			return
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var obj map[string]any
+			if err := json.Unmarshal(line, &obj); err != nil {
+				c.closeErr = fmt.Errorf("server sent bad JSON %q: %w", line, err)
+				return
+			}
+			c.objs <- obj
+		}
+	}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *client) sendRaw(typ int, data []byte) {
+	c.t.Helper()
+	if err := c.ws.WriteMessage(typ, data); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+const waitFor = 5 * time.Second
+
+// expect returns the next object matching match, discarding others.
+func (c *client) expect(what string, match func(map[string]any) bool) map[string]any {
+	c.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case o := <-c.objs:
+			if match(o) {
+				return o
+			}
+		case <-c.closed:
+			// Drain what was read before the close.
+			for {
+				select {
+				case o := <-c.objs:
+					if match(o) {
+						return o
+					}
+				default:
+					c.t.Fatalf("waiting for %s: connection closed: %v", what, c.closeErr)
+				}
+			}
+		case <-deadline:
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func typeIs(typ string, kv ...string) func(map[string]any) bool {
+	return func(o map[string]any) bool {
+		if o["type"] != typ {
+			return false
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if fmt.Sprint(o[kv[i]]) != kv[i+1] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// closeCode waits for the server to close the socket and returns the code.
+func (c *client) closeCode() int {
+	c.t.Helper()
+	select {
+	case <-c.closed:
+	case <-time.After(waitFor):
+		c.t.Fatal("timed out waiting for the server to close the socket")
+	}
+	var ce *websocket.CloseError
+	if errors.As(c.closeErr, &ce) {
+		return ce.Code
+	}
+	c.t.Fatalf("socket ended without a close frame: %v", c.closeErr)
+	return 0
+}
+
+// sendAndAck sends a message and returns its committed id.
+func (c *client) sendAndAck(channel, to, text, clientID string) string {
+	c.t.Helper()
+	f := map[string]any{"type": "send", "text": text, "clientId": clientID}
+	if to != "" {
+		f["to"] = to
+	} else {
+		f["channel"] = channel
+	}
+	c.send(f)
+	ack := c.expect("ack "+clientID, typeIs("ack", "clientId", clientID))
+	return ack["id"].(string)
+}
