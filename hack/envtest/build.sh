@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Builds the envtest control plane (kube-apiserver, etcd) from the Go modules
-# pinned in this directory's go.mod into OUTDIR (default: bin/k8s at the repo
-# root). A cold build takes ~8 minutes on 2 cores, so it is skipped when both
-# binaries exist and OUTDIR/.versions records exactly the pinned versions.
+# Builds the envtest control plane from pinned Go modules into OUTDIR (default:
+# bin/k8s at the repo root): kube-apiserver from this directory's module and
+# etcd from the nested module ./etcd (kept apart because k8s.io/kubernetes
+# would otherwise force its own etcd version on it). A cold build takes ~8
+# minutes on 2 cores, so it is skipped when both binaries exist and
+# OUTDIR/.versions records exactly the pinned versions.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-$here/../../bin/k8s}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-cd "$here"
 
-# The pinned versions, read from go.mod so the stamp follows any bump there.
-want="$(go list -m -f '{{.Path}} {{.Version}}' k8s.io/kubernetes go.etcd.io/etcd/server/v3)"
+# The pinned versions, read from the go.mod files so the stamp follows a bump.
+want="$(cd "$here" && go list -m -f '{{.Path}} {{.Version}}' k8s.io/kubernetes)
+$(cd "$here/etcd" && go list -m -f '{{.Path}} {{.Version}}' go.etcd.io/etcd/server/v3)"
 stamp="$out/.versions"
 
 if [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -f "$stamp" ]] && [[ "$(cat "$stamp")" == "$want" ]]; then
@@ -20,10 +22,11 @@ if [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -f "$stamp" ]] && [[ "$(cat 
 	exit 0
 fi
 
-echo "building kube-apiserver and etcd into $out (cold build: ~8 minutes)"
+echo "building kube-apiserver and etcd into $out (cold build: ~8 minutes):"
+echo "$want"
 rm -f "$stamp"
 export CGO_ENABLED=0
-go build -trimpath -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-go build -trimpath -o "$out/etcd" go.etcd.io/etcd/server/v3
+(cd "$here" && go build -trimpath -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+(cd "$here/etcd" && go build -trimpath -o "$out/etcd" go.etcd.io/etcd/server/v3)
 printf '%s\n' "$want" >"$stamp"
 echo "envtest binaries built in $out"

@@ -1,11 +1,8 @@
 //go:build tools
 
-// Package envtest pins the envtest binaries (kube-apiserver, etcd) as
-// dependencies of this tool module so `go mod tidy` keeps them and build.sh can
-// `go build` them at exactly the pinned versions.
+// Package envtest pins kube-apiserver (envtest's API server) as a dependency
+// of this tool module so `go mod tidy` keeps it and build.sh can build it at
+// exactly the pinned version. etcd lives in the nested module ./etcd.
 package envtest
 
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-)
+import _ "k8s.io/kubernetes/cmd/kube-apiserver"
