@@ -1,0 +1,230 @@
+package redisbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hubbub-chat/hubbub/chatserver/keys"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// dedupTTL is how long a (user, clientId) is remembered.
+const dedupTTL = 24 * time.Hour
+
+// appendScript commits one message. KEYS[1] the stream, KEYS[2] the dedup key
+// (absent: no dedup). ARGV: maxLen (0 = keep all), from, text, topic, dedup TTL ms.
+// Returns {id, 0} for a new message, {id, 1, from, text} for a duplicate whose
+// original is still in the stream, {id, 1} for one already trimmed.
+//
+// The published payload is "<prev id>\n<id>\n<from>\n<text>": prev is the id
+// the stream ended with before this message, so a subscriber that did not
+// deliver prev knows it missed something.
+var appendScript = redis.NewScript(`
+local dedup = KEYS[2]
+if dedup then
+  local old = redis.call('GET', dedup)
+  if old then
+    local e = redis.call('XRANGE', KEYS[1], old, old)
+    if e[1] then
+      local f = e[1][2]
+      local from, text = '', ''
+      for i = 1, #f, 2 do
+        if f[i] == 'f' then from = f[i+1] elseif f[i] == 't' then text = f[i+1] end
+      end
+      return {old, 1, from, text}
+    end
+    return {old, 1}
+  end
+end
+local prev = ''
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then prev = last[1][1] end
+local id
+if tonumber(ARGV[1]) > 0 then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 't', ARGV[3])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'f', ARGV[2], 't', ARGV[3])
+end
+if dedup then
+  redis.call('SET', dedup, id, 'PX', ARGV[5])
+end
+redis.call('PUBLISH', ARGV[4], prev .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+return {id, 0}
+`)
+
+// countAfterScript counts entries after ARGV[1] (an XRANGE start), at most ARGV[2].
+var countAfterScript = redis.NewScript(`
+return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+`)
+
+// Append implements chat.Log.
+func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error) {
+	ks := []string{keys.Stream(b.room, m.Channel)}
+	if dedupKey != "" {
+		ks = append(ks, keys.Dedup(b.room, m.From, dedupKey))
+	}
+	res, err := appendScript.Run(ctx, b.client, ks,
+		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds()).Slice()
+	if err != nil {
+		return protocol.Message{}, b.wrap("append", err)
+	}
+	if len(res) < 2 {
+		return protocol.Message{}, fmt.Errorf("redis append: unexpected reply %v", res)
+	}
+	id, _ := res[0].(string)
+	if len(res) == 4 {
+		m.From, _ = res[2].(string)
+		m.Text, _ = res[3].(string)
+	}
+	m.ID = id
+	if m.TS, err = idMillis(id); err != nil {
+		return protocol.Message{}, fmt.Errorf("redis append: %w", err)
+	}
+	return m, nil
+}
+
+// After implements chat.Log.
+func (b *Backend) After(ctx context.Context, channel, after string, limit int) ([]protocol.Message, error) {
+	start, err := exclusiveStart(after)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	xs, err := b.client.XRangeN(ctx, keys.Stream(b.room, channel), start, "+", int64(limit)).Result()
+	if err != nil {
+		return nil, b.wrap("read history", err)
+	}
+	return toMessages(channel, xs)
+}
+
+// readRange reads (after, upTo] ("" after = from the start, "+" upTo = to the end).
+func (b *Backend) readRange(ctx context.Context, channel, after, upTo string, limit int) ([]protocol.Message, error) {
+	start, err := exclusiveStart(after)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := b.client.XRangeN(ctx, keys.Stream(b.room, channel), start, upTo, int64(limit)).Result()
+	if err != nil {
+		return nil, b.wrap("read history", err)
+	}
+	return toMessages(channel, xs)
+}
+
+// Before implements chat.Log.
+func (b *Backend) Before(ctx context.Context, channel, before string, limit int) ([]protocol.Message, error) {
+	end := "+"
+	if before != "" {
+		if _, err := protocol.ParseID(before); err != nil {
+			return nil, fmt.Errorf("redis read history: %w", err)
+		}
+		end = "(" + before
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	xs, err := b.client.XRevRangeN(ctx, keys.Stream(b.room, channel), end, "-", int64(limit)).Result()
+	if err != nil {
+		return nil, b.wrap("read history", err)
+	}
+	slices.Reverse(xs)
+	return toMessages(channel, xs)
+}
+
+// LastID implements chat.Log.
+func (b *Backend) LastID(ctx context.Context, channel string) (string, error) {
+	xs, err := b.client.XRevRangeN(ctx, keys.Stream(b.room, channel), "+", "-", 1).Result()
+	if err != nil {
+		return "", b.wrap("last id", err)
+	}
+	if len(xs) == 0 {
+		return "", nil
+	}
+	return xs[0].ID, nil
+}
+
+// CountAfter implements chat.Log.
+func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCount int) (int, error) {
+	if maxCount <= 0 {
+		return 0, nil
+	}
+	key := keys.Stream(b.room, channel)
+	if after == "" {
+		n, err := b.client.XLen(ctx, key).Result()
+		if err != nil {
+			return 0, b.wrap("count", err)
+		}
+		return int(min(n, int64(maxCount))), nil
+	}
+	start, err := exclusiveStart(after)
+	if err != nil {
+		return 0, err
+	}
+	n, err := countAfterScript.Run(ctx, b.client, []string{key}, start, maxCount).Int()
+	if err != nil {
+		return 0, b.wrap("count", err)
+	}
+	return n, nil
+}
+
+// exclusiveStart is the XRANGE start for "after id" ("" = from the start).
+func exclusiveStart(after string) (string, error) {
+	if after == "" {
+		return "-", nil
+	}
+	if _, err := protocol.ParseID(after); err != nil {
+		return "", fmt.Errorf("redis read history: %w", err)
+	}
+	return "(" + after, nil
+}
+
+func toMessages(channel string, xs []redis.XMessage) ([]protocol.Message, error) {
+	if len(xs) == 0 {
+		return nil, nil
+	}
+	out := make([]protocol.Message, 0, len(xs))
+	for _, x := range xs {
+		ts, err := idMillis(x.ID)
+		if err != nil {
+			return nil, fmt.Errorf("redis read history: %w", err)
+		}
+		from, _ := x.Values["f"].(string)
+		text, _ := x.Values["t"].(string)
+		out = append(out, protocol.Message{ID: x.ID, Channel: channel, From: from, Text: text, TS: ts})
+	}
+	return out, nil
+}
+
+// idMillis is the commit time of a stream id: its milliseconds part.
+func idMillis(id string) (int64, error) {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a stream id", id)
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a stream id", id)
+	}
+	return n, nil
+}
+
+// parsePublished decodes an Append publication "<prev>\n<id>\n<from>\n<text>".
+func parsePublished(channel, payload string) (prev string, m protocol.Message, err error) {
+	parts := strings.SplitN(payload, "\n", 4)
+	if len(parts) != 4 {
+		return "", m, errors.New("malformed message publication")
+	}
+	ts, err := idMillis(parts[1])
+	if err != nil {
+		return "", m, err
+	}
+	return parts[0], protocol.Message{ID: parts[1], Channel: channel, From: parts[2], Text: parts[3], TS: ts}, nil
+}

@@ -1,0 +1,252 @@
+// Package redistest runs a real redis-server for tests: on a free loopback
+// port, with its own temporary directory and AOF on, stopped when the test
+// ends. Fault tests can kill, stop and restart it; a restarted server keeps
+// its port and directory, so it reloads what the AOF holds.
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NotFound is the failure message when redis-server is not on PATH.
+const NotFound = "redis-server not found: run `make deps` or apt-get install redis-server"
+
+// startTimeout bounds how long a (re)started server may take to answer PING,
+// AOF loading included.
+const startTimeout = 20 * time.Second
+
+// Option changes how the server is started.
+type Option func(*config)
+
+type config struct {
+	args []string
+}
+
+// WithConfig adds redis-server configuration directives, each a name and its
+// values, e.g. WithConfig("client-output-buffer-limit", "pubsub 64kb 32kb 1").
+func WithConfig(name string, values ...string) Option {
+	return func(c *config) {
+		c.args = append(c.args, "--"+name)
+		c.args = append(c.args, values...)
+	}
+}
+
+// Server is one redis-server process (and its restarts).
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Start starts a redis-server for t and stops it when t ends. It fails t
+// if redis-server is not on PATH or does not answer PING in time.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(NotFound)
+	}
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: c.args}
+	// A free port can be taken by someone else between finding and binding
+	// it; try a few.
+	var lastErr error
+	for range 5 {
+		if s.port, lastErr = freePort(); lastErr != nil {
+			continue
+		}
+		if lastErr = s.start(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("redistest: %v", lastErr)
+	}
+	t.Cleanup(func() {
+		if err := s.signal(syscall.SIGKILL); err != nil {
+			t.Errorf("redistest: stopping redis-server: %v", err)
+		}
+	})
+	return s
+}
+
+// Addr is the server's "host:port".
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Dir is the server's data directory (the AOF lives there).
+func (s *Server) Dir() string { return s.dir }
+
+// Kill ends the server with SIGKILL (no AOF flush) and waits for it to exit.
+func (s *Server) Kill() {
+	s.t.Helper()
+	if err := s.signal(syscall.SIGKILL); err != nil {
+		s.t.Fatalf("redistest: kill: %v", err)
+	}
+}
+
+// Stop ends the server with SIGTERM (it flushes its AOF) and waits for it to exit.
+func (s *Server) Stop() {
+	s.t.Helper()
+	if err := s.signal(syscall.SIGTERM); err != nil {
+		s.t.Fatalf("redistest: stop: %v", err)
+	}
+}
+
+// Restart stops the server if it runs, then starts it again on the same
+// port and directory and waits until it answers PING.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if err := s.signal(syscall.SIGTERM); err != nil {
+		s.t.Fatalf("redistest: restart: %v", err)
+	}
+	var err error
+	// The port was just released; another process rarely grabs it, but
+	// the kernel may need a moment to let it be bound again.
+	for range 20 {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("redistest: restart: %v", err)
+}
+
+// Running reports whether the server process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("already running")
+	}
+	logPath := filepath.Join(s.dir, "redis.log")
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--dir", s.dir,
+		"--save", "",
+		"--appendonly", "yes",
+		"--daemonize", "no",
+		"--logfile", logPath,
+	}
+	args = append(args, s.args...)
+	cmd := exec.Command(s.bin, args...)
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // the exit status of a killed test server says nothing useful
+		close(done)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if err := ping(s.Addr()); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("redis-server on port %d did not answer PING within %s: %w; log:\n%s", s.port, startTimeout, err, tail(logPath))
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on port %d exited at start; log:\n%s", s.port, tail(logPath))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.cmd, s.done = cmd, done
+	return nil
+}
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return nil
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return fmt.Errorf("redis-server did not exit within 30s of %v", sig)
+	}
+	s.cmd, s.done = nil, nil
+	return nil
+}
+
+// ping sends one PING and expects +PONG (a loading server answers -LOADING).
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
