@@ -175,7 +175,9 @@ function leave(notice) {
   $('pending').replaceChildren();
   $('toasts').replaceChildren();
   if ($('sessions-dialog').open) $('sessions-dialog').close();
+  show($('notify-prompt'), false);
   closeNav();
+  selectAuthTab('login'); // they have an account
   showAuth(notice);
 }
 
@@ -382,7 +384,8 @@ function onComposerKey(ev) {
 function onComposerSubmit(ev) {
   ev.preventDefault();
   const input = $('composer-input');
-  const text = input.value.replace(/\s+$/, '');
+  // Blank lines around a message are never meant; indentation inside it is.
+  const text = input.value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
   if (!text.trim()) return;
   input.value = '';
   autoGrow();
@@ -471,6 +474,7 @@ function routeChannel() {
 
 function openChannel(name, { focus = true } = {}) {
   if (!name) return;
+  markRead(); // what was on screen until now has been read
   const ch = channelFor(name);
   state.active = name;
   if (routeChannel() !== name) history.replaceState(null, '', `#/${name}`);
@@ -567,6 +571,11 @@ function renderSidebar() {
   const pub = chans.filter((c) => !c.dm).sort((a, b) => a.name.localeCompare(b.name));
   const dms = chans.filter((c) => c.dm && (c.timeline.size || c.name === state.active || c.countedTo))
     .sort((a, b) => compareIds(b.timeline.newestId || b.countedTo, a.timeline.newestId || a.countedTo) || a.peer.localeCompare(b.peer));
+  // Redrawing must not steal keyboard focus: remember which entry had it.
+  const focused = document.activeElement;
+  const refocus = focused && focused.closest('#sidebar') && (focused.dataset.channel || focused.dataset.user)
+    ? (focused.dataset.channel ? `[data-channel="${CSS.escape(focused.dataset.channel)}"]` : `[data-user="${CSS.escape(focused.dataset.user)}"]`)
+    : '';
   $('channel-list').replaceChildren(...pub.map(convButton));
   $('dm-list').replaceChildren(...dms.map(convButton));
   show($('dm-empty'), dms.length === 0);
@@ -585,6 +594,10 @@ function renderSidebar() {
       on: { click: () => startDM(u) },
     }, avatar(u, 'avatar avatar-xs'), h('span', { class: 'presence on', 'aria-hidden': 'true' }), h('span', { class: 'conv-name', text: me ? `${u} (you)` : u })));
   }));
+  if (refocus && !document.activeElement.closest('#sidebar')) {
+    const again = $('sidebar').querySelector(refocus);
+    if (again) again.focus();
+  }
 
   const total = chans.reduce((n, c) => n + c.unread, 0);
   const active = state.channels.get(state.active);

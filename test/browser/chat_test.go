@@ -1,0 +1,245 @@
+package browser
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/gorilla/websocket"
+)
+
+const password = "correct horse battery"
+
+// TestChatInTheBrowser is the issue's scenario end to end: two people in two
+// browser contexts register, chat, DM (with a notification toast), survive a
+// server restart, scroll back through history, and manage their sessions.
+func TestChatInTheBrowser(t *testing.T) {
+	began := time.Now()
+	step := func(name string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), name) }
+	srv := startServer(t)
+
+	step("seeding #random with 70 messages from a non-browser client")
+	seedHistory(t, srv, "carol", "random", 70)
+
+	alice := newPerson(t, "alice")
+	bob := newPerson(t, "bob")
+	bob.preferDark() // both colour schemes get exercised
+
+	// Screenshots go to the test's temp dir, or to HUBBUB_SCREENSHOT_DIR to keep them.
+	shots := t.TempDir()
+	if dir := os.Getenv("HUBBUB_SCREENSHOT_DIR"); dir != "" {
+		shots = dir
+	}
+
+	step("registration shows the server's error messages")
+	alice.open(srv.url())
+	alice.register("alice", "short")
+	if msg := alice.formError("register-error"); !contains(msg, "password") {
+		t.Errorf("short password: error %q does not mention the password", msg)
+	}
+	alice.register("alice", password)
+	step("alice registered")
+	alice.waitOnline()
+	step("alice online")
+
+	bob.open(srv.url())
+	bob.register("alice", password)
+	if msg := bob.formError("register-error"); !contains(msg, "taken") {
+		t.Errorf("taken username: error %q does not say it is taken", msg)
+	}
+	bob.screenshot(shots, "register-error-dark.png")
+	bob.register("bob", password)
+	bob.waitOnline()
+
+	step("live presence")
+	alice.waitFor("bob in alice's online list", `document.querySelector('#online-list [data-user="bob"]')`)
+	bob.waitFor("alice in bob's online list", `document.querySelector('#online-list [data-user="alice"]')`)
+
+	step("chatting in #general, with typing and a mention")
+	alice.send("hello bob, welcome to Hubbub!")
+	bob.waitMessage("hello bob, welcome to Hubbub!")
+	release := "Release 1.4 is out. Notes: https://example.com/notes/1.4 (thanks, everyone!)"
+	alice.send(release)
+	bob.waitMessage(release)
+	if href := eval[string](bob, messageJS(release)+`.querySelector('a').href`); href != "https://example.com/notes/1.4" {
+		t.Errorf("link in a message: href %q", href)
+	}
+	bob.do("typing", chromedp.SendKeys(chromedp.ID("composer-input"), "hi @alice, "))
+	alice.waitFor("the typing indicator", `document.getElementById('typing').textContent.includes('bob is typing')`)
+	bob.send("good to see you here!")
+	mention := "hi @alice, good to see you here!"
+	alice.waitMessage(mention)
+	alice.waitFor("the typing indicator to clear", `document.getElementById('typing').textContent === ''`)
+	if !eval[bool](alice, messageJS(mention)+`.matches('.mentions-me') && `+messageJS(mention)+`.querySelector('.mention-me').textContent === '@alice'`) {
+		t.Error("a message mentioning alice is not highlighted for her")
+	}
+	if !eval[bool](alice, messageJS(mention)+`.querySelector('time[datetime]') !== null`) {
+		t.Error("a message shows no time")
+	}
+
+	step("an XSS payload shows as literal text")
+	payload := `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>`
+	bob.send(payload)
+	alice.waitMessage(payload)
+	bob.waitMessage(payload)
+	for _, p := range []*person{alice, bob} {
+		if n := eval[int](p, `document.querySelectorAll('#messages img, #messages script, #messages b').length`); n != 0 {
+			t.Errorf("%s: the payload created %d elements", p.name, n)
+		}
+		if v := eval[bool](p, `window.__xss === undefined`); !v {
+			t.Errorf("%s: the payload ran", p.name)
+		}
+	}
+
+	step("a DM from the online list raises a toast")
+	bob.do("starting a DM with alice", chromedp.Click(chromedp.CSS(`#online-list [data-user="alice"]`)))
+	bob.waitFor("the DM to open", `document.getElementById('channel-title').textContent === 'alice'`)
+	bob.send("psst: are you free for lunch?")
+	alice.waitFor("a DM toast", `[...document.querySelectorAll('.toast[data-kind="dm"]')].some(t => t.textContent.includes('psst: are you free for lunch?'))`)
+	alice.waitFor("an unread badge on the DM", `document.querySelector('#dm-list .conv[data-channel="dm:alice:bob"] .badge')?.textContent === '1'`)
+
+	path := alice.screenshot(shots, "chat.png")
+	t.Logf("screenshot of the chat view: %s", path)
+	if os.Getenv("HUBBUB_UPDATE_SCREENSHOT") != "" {
+		copyFile(t, path, filepath.Join("..", "..", "docs", "screenshot.png"))
+	}
+
+	alice.do("opening the DM from the toast", chromedp.Click(chromedp.CSS(`.toast[data-kind="dm"] .btn-primary`)))
+	alice.waitMessage("psst: are you free for lunch?")
+	alice.waitFor("the badge to clear", `!document.querySelector('#dm-list .conv[data-channel="dm:alice:bob"] .badge')`)
+
+	step("the server restarts; the pages reconnect by themselves and lose nothing")
+	aliceBefore, bobBefore := alice.connects(), bob.connects()
+	srv.stop()
+	alice.waitFor("the page to show it is offline", `document.getElementById('conn-state').dataset.state !== 'online'`)
+	offline := "sent while the server was down"
+	alice.send(offline)
+	alice.waitFor("the message to wait as pending", `[...document.querySelectorAll('#pending .msg.pending .text')].some(e => e.textContent === `+jsString(offline)+`)`)
+	srv.start()
+	alice.waitFor("alice to reconnect", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, aliceBefore))
+	bob.waitFor("bob to reconnect", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
+	bob.waitMessage(offline)
+	alice.waitMessage(offline)
+	alice.waitFor("nothing left pending", `document.querySelectorAll('#pending .msg').length === 0`)
+	bob.send("and this one after the restart")
+	alice.waitMessage("and this one after the restart")
+	alice.checkTimeline(3)
+	bob.checkTimeline(3)
+
+	step("scroll-back loads older pages of history")
+	alice.openConversation("random")
+	alice.waitFor("the latest page", messageJS("history 070"))
+	if n := eval[int](alice, `document.querySelectorAll('#messages .msg').length`); n >= 70 {
+		t.Errorf("the first page already holds %d messages; the test cannot see scroll-back", n)
+	}
+	alice.do("scrolling to the top", chromedp.Evaluate[chromedp.Void](`document.getElementById('scroller').scrollTop = 0`))
+	alice.waitFor("the oldest message", messageJS("history 001"))
+	alice.waitFor("the start of the channel", `!document.getElementById('history-start').hidden`)
+	alice.checkTimeline(70)
+
+	step("sessions: revoke another device, then log out everywhere")
+	goToken := srv.login(t, "bob", password)
+	bob.do("opening the sessions dialog", chromedp.Click(chromedp.ID("open-sessions")))
+	bob.waitFor("two sessions, this one marked", `document.querySelectorAll('#session-list .session').length === 2 && document.querySelectorAll('#session-list .session.current').length === 1`)
+	bob.screenshot(shots, "sessions-dark.png")
+	bob.do("revoking the other device", chromedp.Click(chromedp.CSS(`#session-list .session:not(.current) .revoke`)))
+	bob.waitFor("one session left", `document.querySelectorAll('#session-list .session').length === 1`)
+	if code := srv.call(t, goToken, http.MethodGet, "/api/v1/me"); code != http.StatusUnauthorized {
+		t.Errorf("revoked session still works: GET /api/v1/me = %d", code)
+	}
+	bob.do("logging out everywhere", chromedp.Click(chromedp.ID("logout-all")))
+	bob.waitFor("the login form", `!document.getElementById('auth-view').hidden && !document.getElementById('login-form').hidden`)
+
+	step("a session revoked elsewhere closes the socket with 4401: back to login")
+	aliceToken := srv.login(t, "alice", password)
+	if code := srv.call(t, aliceToken, http.MethodDelete, "/api/v1/sessions"); code != http.StatusNoContent {
+		t.Fatalf("DELETE /api/v1/sessions = %d", code)
+	}
+	alice.waitFor("the login form with a notice", `!document.getElementById('auth-view').hidden && document.getElementById('auth-notice').textContent.includes('session has ended')`)
+
+	step("logging in again")
+	alice.login("alice", "not the password")
+	if msg := alice.formError("login-error"); !contains(msg, "invalid username or password") {
+		t.Errorf("wrong password: error %q", msg)
+	}
+	alice.login("alice", password)
+	alice.waitOnline()
+
+	step("phone width: the sidebar is a drawer")
+	alice.do("narrowing the window", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	alice.waitFor("the sidebar off screen", `document.getElementById('sidebar').getBoundingClientRect().right <= 0`)
+	alice.do("opening the menu", chromedp.Click(chromedp.ID("nav-open")))
+	alice.waitFor("the sidebar on screen", `document.getElementById('sidebar').getBoundingClientRect().left >= 0 && document.activeElement.closest('#sidebar')`)
+	t.Logf("phone screenshot: %s", alice.screenshot(shots, "phone.png"))
+	alice.do("closing the menu with Escape", chromedp.KeyEvent(kb.Escape))
+	alice.waitFor("the sidebar off screen again", `document.getElementById('sidebar').getBoundingClientRect().right <= 0`)
+	step("done")
+}
+
+// seedHistory registers user and sends n messages "history 001".. to channel
+// over a WebSocket with a Bearer token, as a non-browser client would, and
+// waits for every ack.
+func seedHistory(t *testing.T, srv *chatServer, user, channel string, n int) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.url()+"/api/v1/register",
+		bytes.NewReader(fmt.Appendf(nil, `{"username":%q,"password":%q}`, user, password)))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("register %s: %v %v", user, err, res)
+	}
+	res.Body.Close()
+	token := srv.login(t, user, password)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.url(), "http")+"/ws",
+		http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i := 1; i <= n; i++ {
+		msg := fmt.Sprintf(`{"type":"send","channel":%q,"text":"history %03d","clientId":"seed-%d"}`, channel, i, i)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	for acked := 0; acked < n; {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for acks (%d of %d): %v", acked, n, err)
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var obj struct{ Type, Code, Message string }
+			if err := json.Unmarshal(line, &obj); err != nil {
+				t.Fatalf("bad server line %q: %v", line, err)
+			}
+			switch obj.Type {
+			case "ack":
+				acked++
+			case "error":
+				t.Fatalf("server error while seeding: %s %s", obj.Code, obj.Message)
+			}
+		}
+	}
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("updated %s", to)
+}
