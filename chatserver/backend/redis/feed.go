@@ -203,9 +203,24 @@ func (b *Backend) Run(ctx context.Context, h chat.Handler) error {
 // runReceiver reads the pub/sub connection until ctx ends, replacing the
 // connection when it goes silent.
 func (f *feed) runReceiver(ctx context.Context, h chat.Handler) {
-	for ctx.Err() == nil {
-		ps := f.b.client.Subscribe(ctx)
+	// A blocked read does not notice ctx ending; closing the connection
+	// ends it.
+	stop := context.AfterFunc(ctx, func() {
 		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.ps != nil {
+			_ = f.ps.Close() // shutting down: a close error changes nothing
+		}
+	})
+	defer stop()
+	for {
+		f.mu.Lock()
+		if ctx.Err() != nil {
+			f.ps = nil
+			f.mu.Unlock()
+			return
+		}
+		ps := f.b.client.Subscribe(ctx)
 		f.ps = ps
 		f.psGen++
 		f.mu.Unlock()
