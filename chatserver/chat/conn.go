@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,16 @@ type outMsg struct {
 	frame []byte
 }
 
+type heldBatch struct {
+	channel string
+	msgs    []outMsg
+}
+
+// resumeWindow is how long a new socket holds live messages back waiting for
+// the client's first frame. A reconnecting client sends "resume" first; had
+// live messages gone out before its replay, it would see them out of order.
+const resumeWindow = 2 * time.Second
+
 type conn struct {
 	s       *Service
 	ws      *websocket.Conn
@@ -64,10 +75,13 @@ type conn struct {
 	closeText string
 	last      map[string]protocol.ID // per channel: newest id queued
 	resuming  map[string][]outMsg    // per channel: live messages held back while a resume replays
-	typingAt  map[string]time.Time   // per channel: last typing event sent
+	holding   bool                   // until the client's first frame: live messages wait in held
+	held      []heldBatch
+	typingAt  map[string]time.Time // per channel: last typing event sent
 	wake      chan struct{}
 	closedC   chan struct{} // closed when closing starts
 	done      chan struct{} // closed when the socket is fully closed
+	readDone  chan struct{} // closed when the reader has stopped
 	limiter   *rate.Limiter
 	readLimit int64
 }
@@ -84,10 +98,14 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 		wake:      make(chan struct{}, 1),
 		closedC:   make(chan struct{}),
 		done:      make(chan struct{}),
+		readDone:  make(chan struct{}),
 		limiter:   rate.NewLimiter(rate.Limit(s.opts.MessagesPerSecond), s.opts.MessageBurst),
 		readLimit: ReadLimit(s.opts.MaxMessageBytes),
+		holding:   true,
 	}
 	defer close(c.done)
+	release := time.AfterFunc(resumeWindow, c.release)
+	defer release.Stop()
 
 	// DM channels are followed from their last id, read before registering so
 	// that nothing committed in between is missed (the feed replays after it).
@@ -147,6 +165,7 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 	go func() { defer wg.Done(); c.writeLoop() }()
 	go func() { defer wg.Done(); c.sessionLoop(ctx, p.Check) }()
 	c.readLoop(ctx)
+	close(c.readDone)
 }
 
 // userLeft runs after a user's last local socket closed.
@@ -220,6 +239,10 @@ func (c *conn) enqueueLocked(typ string, obj []byte) {
 func (c *conn) deliver(channel string, msgs []outMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.holding {
+		c.held = append(c.held, heldBatch{channel, msgs})
+		return
+	}
 	if held, ok := c.resuming[channel]; ok {
 		c.resuming[channel] = append(held, msgs...)
 		return
@@ -239,6 +262,25 @@ func (c *conn) deliverLocked(channel string, msgs []outMsg) {
 	if seen {
 		c.last[channel] = last
 	}
+}
+
+// release ends the hold on live messages: they go out now, minus whatever
+// a resume already replayed.
+func (c *conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.holding {
+		return
+	}
+	c.holding = false
+	for _, h := range c.held {
+		if buf, ok := c.resuming[h.channel]; ok {
+			c.resuming[h.channel] = append(buf, h.msgs...)
+		} else {
+			c.deliverLocked(h.channel, h.msgs)
+		}
+	}
+	c.held = nil
 }
 
 // close asks the writer to flush what is queued, then close with code.
@@ -286,6 +328,13 @@ func (c *conn) writeLoop() {
 				c.s.m.Errors.WithLabelValues(fmt.Sprintf("close_%d", code)).Inc()
 			}
 			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+			// The closing handshake: give the client a moment to answer (the
+			// reader then stops) before dropping TCP, so the close frame is
+			// not lost to a reset.
+			select {
+			case <-c.readDone:
+			case <-time.After(time.Second):
+			}
 			return
 		}
 	}
@@ -370,6 +419,11 @@ func (c *conn) readLoop(ctx context.Context) {
 				c.s.m.FramesIn.WithLabelValues("too_large").Inc()
 				c.s.m.Errors.WithLabelValues(protocol.CodeTooLarge).Inc()
 				c.close(protocol.CloseTooLarge, "frame too large")
+				// Swallow the rest of the oversize frame (bounded) so closing
+				// TCP with it unread does not reset away our close frame.
+				nc := c.ws.NetConn()
+				_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+				_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
 			}
 			return
 		}
@@ -400,6 +454,7 @@ func (c *conn) readLoop(ctx context.Context) {
 		case protocol.TypeRead:
 			c.handleRead(ctx, f)
 		}
+		c.release()
 	}
 }
 

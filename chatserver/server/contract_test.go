@@ -267,7 +267,7 @@ func TestChat(t *testing.T) {
 	t.Run("channel message reaches everyone, sender included", func(t *testing.T) {
 		id := alice.sendAndAck("general", "", "hello everyone", "c1")
 		for name, c := range map[string]*client{"alice": alice, "bob": bob} {
-			m := c.expect(name+" gets message", typeIs("message", "id", id))
+			m := c.expect(name+" gets message", typeIs("message", "id", id, "channel", "general"))
 			if m["from"] != "alice" || m["text"] != "hello everyone" || m["channel"] != "general" {
 				t.Errorf("%s got %v", name, m)
 			}
@@ -303,12 +303,12 @@ func TestChat(t *testing.T) {
 	t.Run("direct message", func(t *testing.T) {
 		id := alice.sendAndAck("", "bob", "psst", "c3")
 		for name, c := range map[string]*client{"alice": alice, "bob": bob} {
-			m := c.expect(name+" gets DM", typeIs("message", "id", id))
+			m := c.expect(name+" gets DM", typeIs("message", "id", id, "channel", "dm:alice:bob"))
 			if m["channel"] != "dm:alice:bob" {
 				t.Errorf("%s: DM channel %v", name, m["channel"])
 			}
 		}
-		n := bob.expect("dm notification", typeIs("notification", "id", id))
+		n := bob.expect("dm notification", typeIs("notification", "id", id, "channel", "dm:alice:bob"))
 		if n["kind"] != "dm" {
 			t.Fatalf("notification %v", n)
 		}
@@ -459,7 +459,8 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	t.Run("frame over the read limit closes with 1009", func(t *testing.T) {
-		c.sendRaw(websocket.TextMessage, []byte(`{"type":"send","channel":"general","clientId":"a","text":"`+strings.Repeat("y", 10000)+`"}`))
+		// The server may stop reading mid-frame, so the write itself may fail.
+		_ = c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","channel":"general","clientId":"a","text":"`+strings.Repeat("y", 100000)+`"}`))
 		if got := c.closeCode(); got != 1009 {
 			t.Fatalf("close code %d, want 1009", got)
 		}
@@ -540,5 +541,30 @@ func TestHealth(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// Connections that come and go leave nothing behind: the hub forgets them
+// (and TestMain's goleak check finds no goroutine left over).
+func TestConnectionChurn(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	tok := login(t, ts, "alice")
+	for i := 0; i < 50; i++ {
+		c, _, err := dialRaw(ts, tok, ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			// Half leave politely, half just drop the TCP connection.
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		}
+		_ = c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.Server.ConnectionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still registered", ts.Server.ConnectionCount())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -39,7 +39,7 @@ func testConfig() config.Config {
 	return cfg
 }
 
-func startServer(t *testing.T, cfg config.Config, opts server.Options) *testServer {
+func startServer(t testing.TB, cfg config.Config, opts server.Options) *testServer {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -87,7 +87,7 @@ func (r apiResult) errMessage() string {
 }
 
 // call makes an API request. token, if set, goes in a Bearer header.
-func call(t *testing.T, method, url, token string, body any, hdr ...string) apiResult {
+func call(t testing.TB, method, url, token string, body any, hdr ...string) apiResult {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -126,7 +126,7 @@ func call(t *testing.T, method, url, token string, body any, hdr ...string) apiR
 }
 
 // login registers (if needed) and logs a user in, returning the token.
-func login(t *testing.T, ts *testServer, user string) string {
+func login(t testing.TB, ts *testServer, user string) string {
 	t.Helper()
 	pw := "password-" + user
 	if r := call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": user, "password": pw}); r.Status != 201 && r.Status != 409 {
@@ -144,6 +144,8 @@ type client struct {
 	t    *testing.T
 	ws   *websocket.Conn
 	objs chan map[string]any
+	// backlog holds objects received but not yet matched by expect.
+	backlog []map[string]any
 	// closeErr is set when the read loop ends.
 	closed   chan struct{}
 	closeErr error
@@ -162,6 +164,9 @@ func dial(t *testing.T, ts *testServer, token string) *client {
 	cl := &client{t: t, ws: c, objs: make(chan map[string]any, 10000), closed: make(chan struct{})}
 	go cl.readLoop()
 	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
+	// Like every real client: say what we have (nothing) at once, so the
+	// server starts live delivery without waiting out its resume window.
+	_ = c.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}})
 	return cl
 }
 
@@ -211,9 +216,17 @@ func (c *client) sendRaw(typ int, data []byte) {
 
 const waitFor = 5 * time.Second
 
-// expect returns the next object matching match, discarding others.
+// expect returns the first object, old or new, matching match. Objects that
+// do not match stay in the backlog for later expects: a message may, for
+// example, legitimately arrive before the ack of its own send.
 func (c *client) expect(what string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
+	for i, o := range c.backlog {
+		if match(o) {
+			c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
+			return o
+		}
+	}
 	deadline := time.After(waitFor)
 	for {
 		select {
@@ -221,20 +234,22 @@ func (c *client) expect(what string, match func(map[string]any) bool) map[string
 			if match(o) {
 				return o
 			}
+			c.backlog = append(c.backlog, o)
 		case <-c.closed:
-			// Drain what was read before the close.
+			// Take what was read before the close.
 			for {
 				select {
 				case o := <-c.objs:
 					if match(o) {
 						return o
 					}
+					c.backlog = append(c.backlog, o)
 				default:
-					c.t.Fatalf("waiting for %s: connection closed: %v", what, c.closeErr)
+					c.t.Fatalf("waiting for %s: connection closed: %v; unmatched %v", what, c.closeErr, c.backlog)
 				}
 			}
 		case <-deadline:
-			c.t.Fatalf("timed out waiting for %s", what)
+			c.t.Fatalf("timed out waiting for %s; unmatched %v", what, c.backlog)
 		}
 	}
 }

@@ -264,3 +264,6 @@ func backendName(cfg config.Config) string {
 	}
 	return "redis"
 }
+
+// ConnectionCount is the number of open WebSockets.
+func (s *Server) ConnectionCount() int { return s.chat.ConnectionCount() }
