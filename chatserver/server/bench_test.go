@@ -72,4 +72,3 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
-

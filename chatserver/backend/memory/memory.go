@@ -66,7 +66,6 @@ type Backend struct {
 	cond     *sync.Cond
 	queue    []delivery
 	follows  map[string]protocol.ID
-	running  bool
 	stopping bool
 }
 
@@ -263,7 +262,6 @@ func (b *Backend) push(d delivery) {
 // Run implements chat.Feed.
 func (b *Backend) Run(ctx context.Context, h chat.Handler) error {
 	b.mu.Lock()
-	b.running = true
 	b.stopping = false
 	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
@@ -279,7 +277,6 @@ func (b *Backend) Run(ctx context.Context, h chat.Handler) error {
 			b.cond.Wait()
 		}
 		if b.stopping {
-			b.running = false
 			b.mu.Unlock()
 			return nil
 		}
@@ -366,7 +363,17 @@ func (b *Backend) Leave(_ context.Context, pod, user string) (bool, error) {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
 	delete(b.st.presence, member(pod, user))
-	return !b.st.onlineLocked(user), nil
+	if b.st.onlineLocked(user) {
+		return false, nil
+	}
+	// Offline now, and reported so by this call: drop the user's expired
+	// marks too, or a later Sweep would report them offline a second time.
+	for m := range b.st.presence {
+		if userOf(m) == user {
+			delete(b.st.presence, m)
+		}
+	}
+	return true, nil
 }
 
 func (st *store) onlineLocked(user string) bool {
