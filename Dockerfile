@@ -24,6 +24,7 @@ COPY --from=build /out/chatserver /chatserver
 # 65532 is distroless' "nonroot"; numeric so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 8080
-# The operator is the default; chat pods run /chatserver (the operator sets
-# their command).
-ENTRYPOINT ["/operator"]
+# The chat server is the default: chat pods run the image as it is (the
+# operator sets no command), and `docker run IMAGE` gives a one-process chat
+# on :8080. The Helm chart runs the operator with command ["/operator"].
+ENTRYPOINT ["/chatserver"]
