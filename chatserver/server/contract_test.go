@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
@@ -26,7 +27,42 @@ func TestMain(m *testing.M) {
 	)
 }
 
-func TestAccounts(t *testing.T) {
+// The contract holds on both backends: every test below runs against the
+// in-memory backend and against a real redis-server.
+var contractTests = []struct {
+	name string
+	fn   func(*testing.T)
+}{
+	{"Accounts", testAccounts},
+	{"RegistrationClosed", testRegistrationClosed},
+	{"LoginThrottling", testLoginThrottling},
+	{"Sessions", testSessions},
+	{"CSRFAndOrigins", testCSRFAndOrigins},
+	{"Chat", testChat},
+	{"PresenceOffline", testPresenceOffline},
+	{"BadInput", testBadInput},
+	{"RateLimit", testRateLimit},
+	{"ConnectionLimit", testConnectionLimit},
+	{"Drain", testDrain},
+	{"Health", testHealth},
+	{"ConnectionChurn", testConnectionChurn},
+}
+
+func TestContract(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			redisURL = ""
+			if backend == "redis" {
+				redisURL = redistest.Start(t).URL()
+			}
+			for _, ct := range contractTests {
+				t.Run(ct.name, ct.fn)
+			}
+		})
+	}
+}
+
+func testAccounts(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	reg := func(u, p string) apiResult {
 		return call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": u, "password": p})
@@ -87,7 +123,7 @@ func TestAccounts(t *testing.T) {
 	})
 }
 
-func TestRegistrationClosed(t *testing.T) {
+func testRegistrationClosed(t *testing.T) {
 	cfg := testConfig()
 	cfg.Registration = config.RegistrationClosed
 	ts := startServer(t, cfg, server.Options{})
@@ -97,7 +133,7 @@ func TestRegistrationClosed(t *testing.T) {
 	}
 }
 
-func TestLoginThrottling(t *testing.T) {
+func testLoginThrottling(t *testing.T) {
 	cfg := testConfig()
 	cfg.LoginAttemptsPerMinute = 3
 	ts := startServer(t, cfg, server.Options{})
@@ -117,7 +153,7 @@ func TestLoginThrottling(t *testing.T) {
 	}
 }
 
-func TestSessions(t *testing.T) {
+func testSessions(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	phone := login(t, ts, "alice")
 	laptop := login(t, ts, "alice")
@@ -174,7 +210,7 @@ func TestSessions(t *testing.T) {
 	})
 }
 
-func TestCSRFAndOrigins(t *testing.T) {
+func testCSRFAndOrigins(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"https://chat.example.com"}
 	ts := startServer(t, cfg, server.Options{})
@@ -243,7 +279,7 @@ func TestCSRFAndOrigins(t *testing.T) {
 	})
 }
 
-func TestChat(t *testing.T) {
+func testChat(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	aliceTok, bobTok, carolTok := login(t, ts, "alice"), login(t, ts, "bob"), login(t, ts, "carol")
 
@@ -407,7 +443,7 @@ func TestChat(t *testing.T) {
 
 }
 
-func TestPresenceOffline(t *testing.T) {
+func testPresenceOffline(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
@@ -421,7 +457,7 @@ func TestPresenceOffline(t *testing.T) {
 	alice.expect("bob offline", typeIs("presence", "user", "bob", "status", "offline"))
 }
 
-func TestBadInput(t *testing.T) {
+func testBadInput(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxMessageBytes = 100
 	cfg.MessageBurst = 100
@@ -467,7 +503,7 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-func TestRateLimit(t *testing.T) {
+func testRateLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.MessagesPerSecond = 0.001 // no refill during the test
 	cfg.MessageBurst = 3
@@ -481,7 +517,7 @@ func TestRateLimit(t *testing.T) {
 	c.expect("rate limited", typeIs("error", "code", "rate_limited", "clientId", "b3"))
 }
 
-func TestConnectionLimit(t *testing.T) {
+func testConnectionLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxConnectionsPerUser = 2
 	ts := startServer(t, cfg, server.Options{})
@@ -494,7 +530,7 @@ func TestConnectionLimit(t *testing.T) {
 	}
 }
 
-func TestDrain(t *testing.T) {
+func testDrain(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	c := dial(t, ts, login(t, ts, "alice"))
 	c.expect("hello", typeIs("hello"))
@@ -511,7 +547,7 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-func TestHealth(t *testing.T) {
+func testHealth(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(ts.URL + p)
@@ -546,7 +582,7 @@ func TestHealth(t *testing.T) {
 
 // Connections that come and go leave nothing behind: the hub forgets them
 // (and TestMain's goleak check finds no goroutine left over).
-func TestConnectionChurn(t *testing.T) {
+func testConnectionChurn(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	tok := login(t, ts, "alice")
 	for i := 0; i < 50; i++ {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,8 +29,17 @@ type testServer struct {
 	Server *server.Server
 }
 
+// redisURL selects the backend of servers started by startServer: empty for
+// memory. Each server gets a room of its own, so servers sharing a Redis do
+// not see each other's data.
+var redisURL string
+
+var roomSeq atomic.Int64
+
 func testConfig() config.Config {
 	cfg := config.Default()
+	cfg.RedisURL = redisURL
+	cfg.Room = fmt.Sprintf("test/room-%d-%d", time.Now().UnixNano(), roomSeq.Add(1))
 	cfg.Addr = "127.0.0.1:0"
 	cfg.BcryptCost = 4
 	cfg.Channels = []string{"general", "random"}
