@@ -15,9 +15,10 @@ import (
 
 // Timeouts used when the URL does not set them.
 const (
-	defaultDialTimeout  = 2 * time.Second
-	defaultReadTimeout  = 3 * time.Second
-	defaultWriteTimeout = 3 * time.Second
+	defaultDialTimeout   = 2 * time.Second
+	defaultReadTimeout   = 3 * time.Second
+	defaultWriteTimeout  = 3 * time.Second
+	defaultDialerRetries = 2
 )
 
 // ParseURL turns a --redis-url into go-redis UniversalOptions:
@@ -128,6 +129,12 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 	}
 	if uo.WriteTimeout == 0 {
 		uo.WriteTimeout = defaultWriteTimeout
+	}
+	// go-redis retries a refused dial 5 times 100 ms apart by default, and
+	// the command itself 3 times: with Redis down a send would take seconds
+	// to fail. Fail sooner; the client retries a send that got "unavailable".
+	if uo.DialerRetries == 0 {
+		uo.DialerRetries = defaultDialerRetries
 	}
 	// A request's context deadline bounds its Redis round trip too.
 	uo.ContextTimeoutEnabled = true
