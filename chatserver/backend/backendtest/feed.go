@@ -80,12 +80,12 @@ func testFollowTwice(t *testing.T, newBackend func() Backend) {
 	r.waitMessages(t, "general", 3)
 	b.Follow("general", "") // a no-op: nothing is delivered twice
 	live := appendN(t, ctx, b, "general", 3)
-	got := r.waitMessages(t, "general", 6)
-	// A marker on another channel shows the feed has moved on.
-	b.Follow("marker", "")
-	m := appendN(t, ctx, b, "marker", 1)
-	r.waitID(t, "marker", m[0].ID)
-	got = r.messages("general")
+	r.waitMessages(t, "general", 6)
+	// One more message shows the feed has moved past anything a second
+	// Follow could have replayed (the recorder flags ids that go backwards).
+	live = append(live, appendN(t, ctx, b, "general", 1)...)
+	r.waitID(t, "general", live[len(live)-1].ID)
+	got := r.messages("general")
 	if diff := cmp.Diff(append(old, live...), got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
