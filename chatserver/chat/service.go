@@ -182,13 +182,6 @@ func (s *Service) ConnectionCount() int {
 	return len(s.conns)
 }
 
-// CanConnect reports whether user may open another socket here.
-func (s *Service) CanConnect(user string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return !s.closing && len(s.byUser[user]) < s.opts.MaxConnsPerUser
-}
-
 // ErrForbidden and ErrUnknownChannel are returned for channels a user may not read.
 var (
 	ErrForbidden      = errors.New("not a member of this channel")

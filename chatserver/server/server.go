@@ -56,7 +56,6 @@ type Server struct {
 	metrics  *metrics.Metrics
 	chat     *chat.Service
 	auth     *auth.Service
-	handler  http.Handler
 	draining atomic.Bool
 }
 
