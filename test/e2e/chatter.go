@@ -329,7 +329,7 @@ func (c *chatter) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hello, err := readHello(conn)
+	hello, rest, err := readHello(conn)
 	if err != nil {
 		conn.Close()
 		return err
@@ -347,6 +347,13 @@ func (c *chatter) connect(ctx context.Context) error {
 	}
 	c.conn = conn
 	c.gen++
+	for _, f := range rest {
+		if f.Type == "reconnect" {
+			c.closeConn()
+			return fmt.Errorf("server asked to reconnect (%s) right after hello", f.Reason)
+		}
+		c.handle(f)
+	}
 	gen := c.gen
 	c.readers.Add(1)
 	go func() {
@@ -380,28 +387,24 @@ func (c *chatter) connect(ctx context.Context) error {
 	return nil
 }
 
-// readHello reads the first object of a new socket, which must be hello.
-func readHello(conn *websocket.Conn) (Frame, error) {
+// readHello reads the first message of a new socket, which must start with
+// hello; it returns hello and whatever the server coalesced after it.
+func readHello(conn *websocket.Conn) (Frame, []Frame, error) {
 	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return Frame{}, err
+		return Frame{}, nil, err
 	}
 	_, data, err := conn.ReadMessage()
 	if err != nil {
-		return Frame{}, fmt.Errorf("waiting for hello: %w", err)
+		return Frame{}, nil, fmt.Errorf("waiting for hello: %w", err)
 	}
 	frames, err := SplitFrame(data)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, nil, err
 	}
 	if len(frames) == 0 || frames[0].Type != "hello" {
-		return Frame{}, fmt.Errorf("first server object is %q, want hello", data)
+		return Frame{}, nil, fmt.Errorf("first server object is %q, want hello", data)
 	}
-	// Anything coalesced after hello would be lost here; the protocol sends
-	// hello alone, right after connect.
-	if len(frames) > 1 {
-		return Frame{}, fmt.Errorf("objects coalesced with hello: %q", data)
-	}
-	return frames[0], conn.SetReadDeadline(time.Time{})
+	return frames[0], frames[1:], conn.SetReadDeadline(time.Time{})
 }
 
 func (c *chatter) closeConn() {

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -54,10 +55,15 @@ func TestChat(t *testing.T) {
 		}
 	}
 
+	// A client of its own, whose idle connections are closed at the end
+	// (goleak checks no goroutine outlives the test).
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+
 	suffix := RandomSuffix()
 	var ps []Participant
 	for i, name := range []string{"alice-" + suffix, "bob-" + suffix} {
-		api := API{BaseURL: strings.TrimRight(urls[i%len(urls)], "/")}
+		api := API{BaseURL: strings.TrimRight(urls[i%len(urls)], "/"), Client: hc}
 		p, err := Signup(ctx, api, name, "correct-horse-"+suffix)
 		if err != nil {
 			t.Fatalf("%s on %s: %v", name, api.BaseURL, err)

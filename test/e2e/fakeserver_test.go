@@ -169,7 +169,8 @@ func (s *fakeServer) ws(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		ws.Close()
 	}()
-	c.send(map[string]any{"type": "hello", "user": user})
+	// The real server coalesces presence with hello; so does this one.
+	c.send(map[string]any{"type": "hello", "user": user}, Frame{Type: "presence", User: user})
 	for {
 		_, data, err := ws.ReadMessage()
 		if err != nil {
