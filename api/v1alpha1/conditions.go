@@ -1,0 +1,64 @@
+package v1alpha1
+
+// Condition types of ChatRoom status.conditions.
+const (
+	// ConditionAvailable is True when the chat Deployment has at least one
+	// ready pod and meets its availability (the room can be used).
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while the chat Deployment rolls out a
+	// change or scales; False when the rollout is complete or stuck.
+	ConditionProgressing = "Progressing"
+	// ConditionRedisReady is True when the room's Redis is running (managed)
+	// and the operator could read the room's presence from it.
+	ConditionRedisReady = "RedisReady"
+	// ConditionDegraded is True when something needs a person's attention;
+	// its reason says what.
+	ConditionDegraded = "Degraded"
+)
+
+// Reasons of the Available condition.
+const (
+	// ReasonDeploymentAvailable: the chat Deployment is available.
+	ReasonDeploymentAvailable = "DeploymentAvailable"
+	// ReasonDeploymentUnavailable: no chat pod is ready yet, or too few.
+	ReasonDeploymentUnavailable = "DeploymentUnavailable"
+	// ReasonScaledToZero: replicas is 0, so the room serves no one on purpose.
+	ReasonScaledToZero = "ScaledToZero"
+)
+
+// Reasons of the Progressing condition (RolloutStuck is shared with Degraded).
+const (
+	// ReasonRollingOut: pods are being replaced or added.
+	ReasonRollingOut = "RollingOut"
+	// ReasonRolloutComplete: every chat pod runs the current template and is ready.
+	ReasonRolloutComplete = "RolloutComplete"
+)
+
+// Reasons of the RedisReady condition (RedisUnreachable and SecretNotFound
+// are shared with Degraded).
+const (
+	// ReasonRedisReachable: the operator read the room's presence from Redis.
+	ReasonRedisReachable = "RedisReachable"
+	// ReasonRedisStarting: the managed Redis StatefulSet has no ready pod yet.
+	ReasonRedisStarting = "RedisStarting"
+)
+
+// Reasons of the Degraded condition.
+const (
+	// ReasonAsExpected: nothing is wrong (Degraded is False).
+	ReasonAsExpected = "AsExpected"
+	// ReasonSecretNotFound: a Secret the spec names (Redis password, bootstrap
+	// users) does not exist, or lacks the named key. The room recovers by
+	// itself once the Secret appears.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonRedisUnreachable: the operator could not read presence from a
+	// Redis that should be up (wrong URL or password, network policy, outage).
+	ReasonRedisUnreachable = "RedisUnreachable"
+	// ReasonImagePullBackOff: a chat pod cannot pull its image.
+	ReasonImagePullBackOff = "ImagePullBackOff"
+	// ReasonRolloutStuck: the chat Deployment exceeded its progress deadline.
+	ReasonRolloutStuck = "RolloutStuck"
+	// ReasonApplyFailed: the API server refused an owned object; the message
+	// says which and why.
+	ReasonApplyFailed = "ApplyFailed"
+)

@@ -1,0 +1,124 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/chatserver/config"
+)
+
+// Fixed facts of the chat pod.
+const (
+	chatPort     = 8080
+	chatPortName = "http"
+	// bootstrapUsersDir holds the bootstrap users Secret key, mounted read-only.
+	bootstrapUsersDir  = "/etc/hubbub/bootstrap"
+	bootstrapUsersFile = bootstrapUsersDir + "/users"
+	// terminationGraceMargin is added to the chat server's --shutdown-grace so
+	// that Kubernetes never kills a pod that is still draining on time.
+	terminationGraceMargin = 5
+
+	redisPort     = 6379
+	redisPortName = "redis"
+)
+
+// chatConfig is the chat server configuration of a (defaulted) room. The
+// Redis password is not in it: pods read it from a Secret through the
+// environment (see redisPasswordRef).
+func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
+	s := room.Spec
+	c := config.Default()
+	c.Room = room.RoomID()
+	if s.Redis.ManagedRedis() {
+		c.RedisURL = managedRedisURL(room)
+	} else {
+		c.RedisURL = s.Redis.URL
+	}
+	c.Channels = make([]string, len(s.Channels))
+	for i, ch := range s.Channels {
+		c.Channels[i] = string(ch)
+	}
+	c.Registration = config.Registration(s.Registration)
+	if s.BootstrapUsersSecretRef != nil {
+		c.BootstrapUsersFile = bootstrapUsersFile
+	}
+	c.SessionTTL = s.SessionTTL.Duration
+	c.HistoryMax = int(s.History.MaxMessages)
+	c.MaxMessageBytes = int(s.Limits.MaxMessageBytes)
+	c.MessagesPerSecond = float64(s.Limits.MessagesPerSecond)
+	c.MessageBurst = int(s.Limits.MessageBurst)
+	c.MaxConnectionsPerUser = int(s.Limits.MaxConnectionsPerUser)
+	if in := s.Ingress; in != nil {
+		// Behind an ingress the browser's origin is the public host and the
+		// client address is in X-Forwarded-For.
+		c.TrustProxyHeaders = true
+		c.AllowedOrigins = []string{roomURLScheme(in) + "://" + in.Host}
+	}
+	return c
+}
+
+// managedRedisURL is the in-cluster address of a room's managed Redis.
+func managedRedisURL(room *chatv1alpha1.ChatRoom) string {
+	return fmt.Sprintf("redis://%s.%s.svc:%d", room.RedisName(), room.Namespace, redisPort)
+}
+
+// redisPasswordRef is the Secret key holding the room's Redis password, or
+// nil for an external Redis without one.
+func redisPasswordRef(room *chatv1alpha1.ChatRoom) *chatv1alpha1.SecretKeySelector {
+	r := room.Spec.Redis
+	switch {
+	case r.ManagedRedis():
+		return &chatv1alpha1.SecretKeySelector{Name: room.RedisName(), Key: chatv1alpha1.DefaultRedisPasswordKey}
+	case r.PasswordSecretRef != nil:
+		return &chatv1alpha1.SecretKeySelector{Name: r.PasswordSecretRef.Name, Key: r.PasswordSecretRef.KeyOr(chatv1alpha1.DefaultRedisPasswordKey)}
+	}
+	return nil
+}
+
+// bootstrapUsersRef is the Secret key of the room's bootstrap users, or nil.
+func bootstrapUsersRef(room *chatv1alpha1.ChatRoom) *chatv1alpha1.SecretKeySelector {
+	r := room.Spec.BootstrapUsersSecretRef
+	if r == nil {
+		return nil
+	}
+	return &chatv1alpha1.SecretKeySelector{Name: r.Name, Key: r.KeyOr(chatv1alpha1.DefaultBootstrapUsersKey)}
+}
+
+// configEnv renders c as the environment variables the chat server reads
+// (config.EnvName of each flag), leaving out flags at their defaults. It is
+// the data of the room's ConfigMap, which the chat container takes with envFrom.
+func configEnv(c config.Config) map[string]string {
+	env := map[string]string{}
+	for _, arg := range c.Args() {
+		name, value, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		env[config.EnvName(name)] = value
+	}
+	return env
+}
+
+// configHash is a short digest of the ConfigMap data and of the versions of
+// the Secrets the pods read; it goes into the pod template so that a change
+// to any of them rolls the pods.
+func configHash(data map[string]string, secretVersions []string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%s=%q\n", k, data[k])
+	}
+	for _, v := range secretVersions {
+		fmt.Fprintf(h, "secret %s\n", v)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// roomURLScheme is https when the ingress terminates TLS.
+func roomURLScheme(in *chatv1alpha1.IngressSpec) string {
+	if in.TLSSecretName != "" {
+		return "https"
+	}
+	return "http"
+}

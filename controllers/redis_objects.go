@@ -1,0 +1,154 @@
+package controllers
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	"k8s.io/utils/ptr"
+
+	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+)
+
+// The official Redis images' "redis" user and group (Alpine: 999:1000).
+// Running as them directly (instead of the entrypoint dropping root) is what
+// lets the pod meet the restricted Pod Security profile.
+const (
+	redisUID = 999
+	redisGID = 1000
+)
+
+// newRedisPassword is 32 random bytes, hex-encoded (safe in URLs and args).
+func newRedisPassword() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate Redis password: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// desiredRedisSecret holds a managed Redis' password. It is only ever
+// written when missing: the password is generated once.
+func desiredRedisSecret(room *chatv1alpha1.ChatRoom, password string) *corev1ac.SecretApplyConfiguration {
+	return corev1ac.Secret(room.RedisName(), room.Namespace).
+		WithLabels(objectLabels(room, ComponentRedis)).
+		WithOwnerReferences(ownerRef(room)).
+		WithType(corev1.SecretTypeOpaque).
+		WithStringData(map[string]string{chatv1alpha1.DefaultRedisPasswordKey: password})
+}
+
+// desiredRedisService is the managed Redis' stable address.
+func desiredRedisService(room *chatv1alpha1.ChatRoom) *corev1ac.ServiceApplyConfiguration {
+	return corev1ac.Service(room.RedisName(), room.Namespace).
+		WithLabels(objectLabels(room, ComponentRedis)).
+		WithOwnerReferences(ownerRef(room)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithType(corev1.ServiceTypeClusterIP).
+			WithSelector(selectorLabels(room, ComponentRedis)).
+			WithPorts(corev1ac.ServicePort().
+				WithName(redisPortName).
+				WithProtocol(corev1.ProtocolTCP).
+				WithPort(redisPort).
+				WithTargetPort(intstr.FromString(redisPortName))))
+}
+
+// desiredRedisNetworkPolicy admits only this room's chat pods and the
+// operator (which reads presence) to the managed Redis.
+func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom, opts Options) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	operatorNamespaces := metav1ac.LabelSelector() // empty: every namespace
+	if opts.OperatorNamespace != "" {
+		operatorNamespaces.WithMatchLabels(map[string]string{corev1.LabelMetadataName: opts.OperatorNamespace})
+	}
+	return networkingv1ac.NetworkPolicy(room.RedisName(), room.Namespace).
+		WithLabels(objectLabels(room, ComponentRedis)).
+		WithOwnerReferences(ownerRef(room)).
+		WithSpec(networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(
+					networkingv1ac.NetworkPolicyPeer().
+						WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentChat))),
+					networkingv1ac.NetworkPolicyPeer().
+						WithNamespaceSelector(operatorNamespaces).
+						WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(opts.OperatorPodLabels)),
+				).
+				WithPorts(networkingv1ac.NetworkPolicyPort().
+					WithProtocol(corev1.ProtocolTCP).
+					WithPort(intstr.FromInt32(redisPort)))))
+}
+
+// desiredRedisStatefulSet runs one Redis with AOF persistence on a volume
+// from spec.redis.managed.storage. passwordHash changes when the password
+// Secret is replaced, which restarts Redis with the new password.
+func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash string) (*appsv1ac.StatefulSetApplyConfiguration, error) {
+	m := room.Spec.Redis.Managed
+	resources, err := resourcesOr(m.Resources, defaultRedisResources)
+	if err != nil {
+		return nil, err
+	}
+	passwordFrom := corev1ac.EnvVarSource().WithSecretKeyRef(corev1ac.SecretKeySelector().
+		WithName(room.RedisName()).WithKey(chatv1alpha1.DefaultRedisPasswordKey))
+	c := corev1ac.Container().
+		WithName(ComponentRedis).
+		WithImage(image).
+		WithCommand("redis-server").
+		// $(REDIS_PASSWORD) is expanded by the kubelet, so the password is
+		// never in the pod spec.
+		WithArgs("--appendonly", "yes", "--dir", "/data", "--requirepass", "$(REDIS_PASSWORD)").
+		WithEnv(
+			corev1ac.EnvVar().WithName("REDIS_PASSWORD").WithValueFrom(passwordFrom),
+			// redis-cli (the readiness probe) authenticates from REDISCLI_AUTH.
+			corev1ac.EnvVar().WithName("REDISCLI_AUTH").WithValueFrom(passwordFrom),
+		).
+		WithPorts(corev1ac.ContainerPort().WithName(redisPortName).WithContainerPort(redisPort).WithProtocol(corev1.ProtocolTCP)).
+		WithReadinessProbe(corev1ac.Probe().
+			WithExec(corev1ac.ExecAction().WithCommand("sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG")).
+			WithPeriodSeconds(5)).
+		WithLivenessProbe(corev1ac.Probe().
+			WithTCPSocket(corev1ac.TCPSocketAction().WithPort(intstr.FromString(redisPortName))).
+			WithPeriodSeconds(10)).
+		WithResources(resources).
+		WithSecurityContext(restrictedContainerSecurityContext()).
+		WithVolumeMounts(corev1ac.VolumeMount().WithName("data").WithMountPath("/data"))
+
+	claim := corev1ac.PersistentVolumeClaimSpec().
+		WithAccessModes(corev1.ReadWriteOnce).
+		WithResources(corev1ac.VolumeResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceStorage: *m.Storage}))
+	if m.StorageClassName != nil {
+		claim.WithStorageClassName(*m.StorageClassName)
+	}
+
+	return appsv1ac.StatefulSet(room.RedisName(), room.Namespace).
+		WithLabels(objectLabels(room, ComponentRedis)).
+		WithOwnerReferences(ownerRef(room)).
+		WithSpec(appsv1ac.StatefulSetSpec().
+			WithReplicas(1).
+			WithServiceName(room.RedisName()).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
+			// The claim goes with the StatefulSet, and so with the ChatRoom.
+			WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
+				WithWhenDeleted(appsv1.DeletePersistentVolumeClaimRetentionPolicyType).
+				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(objectLabels(room, ComponentRedis)).
+				WithAnnotations(map[string]string{RedisPasswordHashAnnotation: passwordHash}).
+				WithSpec(corev1ac.PodSpec().
+					WithAutomountServiceAccountToken(false).
+					WithEnableServiceLinks(false).
+					WithSecurityContext(restrictedPodSecurityContext(redisUID, redisGID, ptr.To[int64](redisGID))).
+					WithContainers(c))).
+			WithVolumeClaimTemplates((&corev1ac.PersistentVolumeClaimApplyConfiguration{}).
+				WithName("data").
+				WithLabels(objectLabels(room, ComponentRedis)).
+				WithSpec(claim))), nil
+}
