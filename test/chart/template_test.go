@@ -76,6 +76,8 @@ func TestBadValuesFail(t *testing.T) {
 		{"port out of range", []string{"--set", "metrics.port=70000"}, "/metrics/port"},
 		{"replica count type", []string{"--set-string", "replicaCount=two"}, "/replicaCount"},
 		{"log level", []string{"--set", "logLevel=verbose"}, "/logLevel"},
+		{"presence interval not a duration", []string{"--set", "presenceInterval=30"}, "/presenceInterval"},
+		{"no concurrent reconciles", []string{"--set", "maxConcurrentReconciles=0"}, "/maxConcurrentReconciles"},
 		{"sample room name", []string{"--set", "sampleChatRoom.name=Lobby"}, "/sampleChatRoom/name"},
 		{"extra arg not a flag", []string{"--set", "extraArgs[0]=oops"}, "/extraArgs/0"},
 		{"service monitor without service", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "metrics.service.enabled"},
