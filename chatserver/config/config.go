@@ -67,6 +67,9 @@ type Config struct {
 	LoginAttemptsPerMinute int
 	// TrustProxyHeaders makes X-Forwarded-For / X-Forwarded-Proto count (behind an ingress).
 	TrustProxyHeaders bool
+	// PresenceTTL is how long a server's presence marks outlive its last
+	// heartbeat: a crashed server's users show offline within about this long.
+	PresenceTTL time.Duration
 	// ShutdownGrace is how long a stopping server waits for clients to leave.
 	ShutdownGrace time.Duration
 	// LogLevel is debug, info, warn or error.
@@ -89,6 +92,7 @@ func Default() Config {
 		BcryptCost:             12,
 		BcryptConcurrency:      4,
 		LoginAttemptsPerMinute: 10,
+		PresenceTTL:            30 * time.Second,
 		ShutdownGrace:          25 * time.Second,
 		LogLevel:               "info",
 	}
@@ -134,6 +138,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations")
 	fs.IntVar(&c.LoginAttemptsPerMinute, "login-attempts-per-minute", c.LoginAttemptsPerMinute, "failed logins allowed per username and per client IP each minute")
 	fs.BoolVar(&c.TrustProxyHeaders, "trust-proxy-headers", c.TrustProxyHeaders, "trust X-Forwarded-For/-Proto (only behind a proxy that sets them)")
+	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "how long presence outlives a crashed server (heartbeats every third of it)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long to wait for clients on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
@@ -257,6 +262,9 @@ func (c Config) Validate() error {
 	if c.LoginAttemptsPerMinute < 1 {
 		bad("login-attempts-per-minute", "must be at least 1, got %d", c.LoginAttemptsPerMinute)
 	}
+	if c.PresenceTTL < time.Second || c.PresenceTTL > 10*time.Minute {
+		bad("presence-ttl", "must be 1s..10m, got %s", c.PresenceTTL)
+	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown-grace", "must not be negative")
 	}
@@ -294,6 +302,7 @@ func (c Config) Args() []string {
 	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))
 	add("login-attempts-per-minute", strconv.Itoa(c.LoginAttemptsPerMinute), strconv.Itoa(d.LoginAttemptsPerMinute))
 	add("trust-proxy-headers", strconv.FormatBool(c.TrustProxyHeaders), "false")
+	add("presence-ttl", c.PresenceTTL.String(), d.PresenceTTL.String())
 	add("shutdown-grace", c.ShutdownGrace.String(), d.ShutdownGrace.String())
 	add("log-level", c.LogLevel, d.LogLevel)
 	sort.Strings(args)

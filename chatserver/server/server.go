@@ -43,8 +43,6 @@ type Options struct {
 	// and is not closed by the server (tests restart servers over one backend).
 	Backend Backend
 	Logger  *slog.Logger
-	// PresenceTTL overrides the 30 s presence expiry (tests).
-	PresenceTTL time.Duration
 }
 
 // Server is one chat server.
@@ -94,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.chat = chat.New(s.backend, chat.Options{
 		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
-		MaxConnsPerUser: cfg.MaxConnectionsPerUser, PresenceTTL: opts.PresenceTTL,
+		MaxConnsPerUser: cfg.MaxConnectionsPerUser, PresenceTTL: cfg.PresenceTTL,
 		Logger: log, Metrics: s.metrics,
 	})
 	return s, nil
