@@ -50,7 +50,8 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.waitOnline()
 	step("alice online")
 
-	bob.open(srv.url())
+	bobNet := startProxy(t, srv.addr) // bob's own network, which the test can cut
+	bob.open(bobNet.url())
 	bob.register("alice", password)
 	if msg := bob.formError("register-error"); !contains(msg, "taken") {
 		t.Errorf("taken username: error %q does not say it is taken", msg)
@@ -124,15 +125,32 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.send(offline)
 	alice.waitFor("the message to wait as pending", `[...document.querySelectorAll('#pending .msg.pending .text')].some(e => e.textContent === `+jsString(offline)+`)`)
 	srv.start()
-	alice.waitFor("alice to reconnect", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, aliceBefore))
-	bob.waitFor("bob to reconnect", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
-	bob.waitMessage(offline)
+	// Each page has backed off a few times by now: its next try may be seconds away.
+	alice.waitForWithin(30*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, aliceBefore))
+	bob.waitForWithin(30*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
+	for _, p := range []*person{alice, bob} {
+		if closes := eval[string](p, `document.getElementById('conn-state').dataset.closes`); !strings.HasPrefix(closes, "1012") {
+			t.Errorf("%s's page saw close codes %q; the draining server should have closed with 1012 first", p.name, closes)
+		}
+	}
 	alice.waitMessage(offline)
 	alice.waitFor("nothing left pending", `document.querySelectorAll('#pending .msg').length === 0`)
+	bob.waitMessage(offline)
+
+	step("bob's network drops; what he missed comes back by resume, once")
+	bobBefore = bob.connects()
+	bobNet.setDown(true)
+	bob.waitFor("bob's page to show it is offline", `document.getElementById('conn-state').dataset.state !== 'online'`)
+	missed := "bob, you missed this while offline"
+	alice.send(missed)
+	alice.waitMessage(missed)
+	bobNet.setDown(false)
+	bob.waitForWithin(30*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
+	bob.waitMessage(missed)
 	bob.send("and this one after the restart")
 	alice.waitMessage("and this one after the restart")
-	alice.checkTimeline(3)
-	bob.checkTimeline(3)
+	alice.checkTimeline(4)
+	bob.checkTimeline(4)
 
 	step("scroll-back loads older pages of history")
 	alice.openConversation("random")
@@ -181,6 +199,7 @@ func TestChatInTheBrowser(t *testing.T) {
 	t.Logf("phone screenshot: %s", alice.screenshot(shots, "phone.png"))
 	alice.do("closing the menu with Escape", chromedp.KeyEvent(kb.Escape))
 	alice.waitFor("the sidebar off screen again", `document.getElementById('sidebar').getBoundingClientRect().right <= 0`)
+	alice.screenshot(shots, "phone-chat.png")
 	step("done")
 }
 

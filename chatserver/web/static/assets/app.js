@@ -497,6 +497,7 @@ function startDM(user) {
 function openNav() {
   document.body.classList.add('nav-open');
   show($('backdrop'), true);
+  document.querySelector('.pane').inert = true; // the drawer is modal while open
   $('nav-open').setAttribute('aria-expanded', 'true');
   const current = $('sidebar').querySelector('[aria-current="page"]') || $('nav-close');
   current.focus();
@@ -506,6 +507,7 @@ function closeNav() {
   if (!document.body.classList.contains('nav-open')) return;
   document.body.classList.remove('nav-open');
   show($('backdrop'), false);
+  document.querySelector('.pane').inert = false;
   $('nav-open').setAttribute('aria-expanded', 'false');
 }
 
@@ -944,6 +946,9 @@ function wire() {
   conn.addEventListener('frame', (ev) => onFrame(ev.detail));
   conn.addEventListener('state', (ev) => renderConn(ev.detail));
   conn.addEventListener('closed', (ev) => {
+    // The last few close codes, for anyone (or any test) asking why we reconnected.
+    const el = $('conn-state');
+    el.dataset.closes = [...(el.dataset.closes ? el.dataset.closes.split(',') : []), String(ev.detail.code)].slice(-10).join(',');
     state.greeted = false;
     if (ev.detail.code === 1009) {
       // The frame we just sent was too big: resending it would loop.

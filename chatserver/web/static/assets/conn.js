@@ -27,9 +27,10 @@ export const Close = Object.freeze({
 //   'closed' detail: {code, reason, opened} after every close
 //   'auth'   the server ended the session (4401)
 export class Connection extends EventTarget {
-  constructor({ url, base = 500, cap = 30000, restartWindow = 1000, checkSession = null } = {}) {
+  constructor({ url, base = 500, cap = 30000, restartWindow = 1000, connectTimeout = 10000, checkSession = null } = {}) {
     super();
     this.url = url;
+    this.connectTimeout = connectTimeout;
     this.base = base;
     this.cap = cap;
     this.restartWindow = restartWindow;
@@ -108,7 +109,12 @@ export class Connection extends EventTarget {
     this.ws = ws;
     let opened = false;
     let restarting = false;
+    // A handshake into a black hole never fails by itself; give up on it.
+    const handshake = setTimeout(() => {
+      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, this.connectTimeout);
     ws.addEventListener('open', () => {
+      clearTimeout(handshake);
       if (this.ws !== ws) return;
       opened = true;
       this.connects++;
@@ -122,6 +128,7 @@ export class Connection extends EventTarget {
       }
     });
     ws.addEventListener('close', (ev) => {
+      clearTimeout(handshake);
       if (this.ws !== ws) return;
       this.ws = null;
       this.dispatchEvent(new CustomEvent('closed', { detail: { code: ev.code, reason: ev.reason, opened } }));
