@@ -60,6 +60,10 @@ func TestChatInTheBrowser(t *testing.T) {
 	bob.register("bob", password)
 	bob.waitOnline()
 
+	if !eval[bool](alice, `document.getElementById('notify-prompt').hidden && Notification.permission === 'default'`) {
+		t.Error("the page offers or asks for notifications on load")
+	}
+
 	step("live presence")
 	alice.waitFor("bob in alice's online list", `document.querySelector('#online-list [data-user="bob"]')`)
 	bob.waitFor("alice in bob's online list", `document.querySelector('#online-list [data-user="alice"]')`)
@@ -106,6 +110,7 @@ func TestChatInTheBrowser(t *testing.T) {
 	bob.send("psst: are you free for lunch?")
 	alice.waitFor("a DM toast", `[...document.querySelectorAll('.toast[data-kind="dm"]')].some(t => t.textContent.includes('psst: are you free for lunch?'))`)
 	alice.waitFor("an unread badge on the DM", `document.querySelector('#dm-list .conv[data-channel="dm:alice:bob"] .badge')?.textContent === '1'`)
+	alice.waitFor("the polite offer of desktop notifications", `!document.getElementById('notify-prompt').hidden`)
 
 	path := alice.screenshot(shots, "chat.png")
 	t.Logf("screenshot of the chat view: %s", path)
@@ -151,6 +156,23 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.waitMessage("and this one after the restart")
 	alice.checkTimeline(4)
 	bob.checkTimeline(4)
+
+	step("messages the server refuses are marked, with retry, and never loop")
+	alice.do("sending a message over the size limit",
+		chromedp.Focus(chromedp.ID("composer-input")), chromedp.SetValue(chromedp.ID("composer-input"), strings.Repeat("x", 5000)), pressEnter)
+	alice.waitFor("the message marked as not sent, with the server's reason and a retry", `(m => m && m.querySelector('.msg-error').textContent.includes('4096') && m.querySelector('.retry'))(document.querySelector('#pending .msg.failed'))`)
+	alice.do("discarding it", chromedp.Click(chromedp.CSS(`#pending .msg.failed .btn:not(.retry)`)))
+	alice.waitFor("it to go", `document.querySelectorAll('#pending .msg').length === 0`)
+	before := alice.connects()
+	alice.do("sending a frame over the server's read limit",
+		chromedp.Focus(chromedp.ID("composer-input")), chromedp.SetValue(chromedp.ID("composer-input"), strings.Repeat("é", 20000)), pressEnter)
+	alice.waitFor("the 1009 close to mark it as not sent", `document.querySelector('#pending .msg.failed') && document.getElementById('conn-state').dataset.closes.endsWith('1009')`)
+	alice.waitForWithin(30*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, before))
+	if closes := eval[string](alice, `document.getElementById('conn-state').dataset.closes`); !strings.HasSuffix(closes, "1009") {
+		t.Errorf("alice's page resent the oversized frame: close codes %q", closes)
+	}
+	alice.do("discarding it", chromedp.Click(chromedp.CSS(`#pending .msg.failed .btn:not(.retry)`)))
+	alice.checkTimeline(4)
 
 	step("scroll-back loads older pages of history")
 	alice.openConversation("random")

@@ -367,11 +367,13 @@ function retry(clientId) {
   p.error = '';
   if (state.greeted && conn.open) transmit(p);
   renderPending();
+  $('composer-input').focus(); // the button that had focus is gone
 }
 
 function discard(clientId) {
   state.pending.delete(clientId);
   renderPending();
+  $('composer-input').focus(); // the button that had focus is gone
 }
 
 function onComposerKey(ev) {
@@ -938,6 +940,8 @@ function wire() {
     }
   });
   window.addEventListener('online', () => conn.retryNow());
+  // The drawer exists only at phone width; widening the window must not leave the page inert.
+  matchMedia('(max-width: 760px)').addEventListener('change', (ev) => { if (!ev.matches) closeNav(); });
   window.addEventListener('hashchange', () => {
     const name = routeChannel();
     if (state && state.started && name && name !== state.active) openChannel(name);
@@ -951,9 +955,10 @@ function wire() {
     el.dataset.closes = [...(el.dataset.closes ? el.dataset.closes.split(',') : []), String(ev.detail.code)].slice(-10).join(',');
     state.greeted = false;
     if (ev.detail.code === 1009) {
-      // The frame we just sent was too big: resending it would loop.
-      const last = state.sentOnSocket.at(-1);
-      const p = last && state.pending.get(last);
+      // A frame we sent was too big: resending it would loop. The culprit is
+      // the largest message still unacknowledged on that socket.
+      const p = state.sentOnSocket.map((id) => state.pending.get(id)).filter(Boolean)
+        .reduce((a, b) => (!a || b.text.length > a.text.length ? b : a), null);
       if (p) {
         p.status = 'failed';
         p.error = 'This message is too large to send.';

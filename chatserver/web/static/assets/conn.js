@@ -43,12 +43,14 @@ export class Connection extends EventTarget {
     this.reason = '';
     this.retryAt = 0;
     this.connects = 0; // successful opens, for the page and its tests
+    this.restarts = 0; // restart requests since the last greeting
   }
 
   start() {
     if (!this.stopped) return;
     this.stopped = false;
     this.attempt = 0;
+    this.restarts = 0;
     this.#open();
   }
 
@@ -78,6 +80,7 @@ export class Connection extends EventTarget {
   // that opens and is closed at once keeps backing off.
   healthy() {
     this.attempt = 0;
+    this.restarts = 0;
   }
 
   // retryNow skips the rest of a backoff wait (a button, the browser coming
@@ -145,10 +148,11 @@ export class Connection extends EventTarget {
       this.dispatchEvent(new Event('auth'));
       return;
     }
-    if (code === Close.ServiceRestart || restarting) {
+    if ((code === Close.ServiceRestart || restarting) && this.restarts++ === 0) {
       // The server is draining: it asked everyone to come back. Spread the
       // comeback over a window so they do not all arrive at once; if the
-      // server is still down, the usual backoff takes over from there.
+      // server is still down (or sends us away again before greeting us),
+      // the usual backoff takes over from there.
       this.attempt = 0;
       this.#schedule(Math.floor(Math.random() * this.restartWindow), 'The server is restarting.');
       return;
