@@ -1,0 +1,256 @@
+package multipod
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
+	"github.com/hubbub-chat/hubbub/chatserver/keys"
+	"github.com/hubbub-chat/hubbub/test/chatclient"
+)
+
+// TestChaos: while 50 clients send continuously over three pods, one pod is
+// killed with SIGKILL (and comes back), another is drained with SIGTERM (and
+// comes back), then Redis is stopped and restarted (AOF on, same dir).
+// Clients reconnect with backoff and jitter and resume. At the end every
+// client has every acknowledged message exactly once per channel, in order;
+// every send that was not acknowledged got an error; nothing was committed
+// twice. The counts are printed.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test: skipped with -short")
+	}
+	const (
+		nClients  = 50
+		sendEvery = time.Second
+	)
+	channels := []string{"general", "random"}
+	srv := redistest.Start(t)
+	pods := startPods(t, srv, 3)
+	victim, drained, steady := pods[0], pods[1], pods[2]
+	ctx := testContext(t, 3*time.Minute)
+	start := time.Now()
+	at := func() string { return time.Since(start).Round(100 * time.Millisecond).String() }
+
+	// Accounts, spread over the pods.
+	tokens := make([]string, nClients)
+	var wg sync.WaitGroup
+	errs := make(chan error, nClients)
+	for i := range nClients {
+		wg.Go(func() {
+			name := fmt.Sprintf("user%02d", i)
+			p := pods[i%3].url()
+			if err := chatclient.Register(ctx, p, name, "password-"+name); err != nil {
+				errs <- err
+				return
+			}
+			tok, err := chatclient.Login(ctx, pods[(i+1)%3].url(), name, "password-"+name)
+			if err != nil {
+				errs <- err
+				return
+			}
+			tokens[i] = tok
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// A ghost user lives only on the victim pod and does not reconnect; an
+	// observer on the steady pod watches for the ghost going offline.
+	for _, name := range []string{"ghost", "observer"} {
+		if err := chatclient.Register(ctx, steady.url(), name, "password-"+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ghostTok, err := chatclient.Login(ctx, victim.url(), "ghost", "password-ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obsTok, err := chatclient.Login(ctx, steady.url(), "observer", "password-observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghostOffline := make(chan time.Time, 1)
+	observer := chatclient.New(chatclient.Config{Servers: []string{steady.url()}, Token: obsTok, OnObject: func(o chatclient.Object) {
+		if o.Type == "presence" && o.User == "ghost" && o.Status == "offline" {
+			select {
+			case ghostOffline <- time.Now():
+			default:
+			}
+		}
+	}})
+	runClient(t, ctx, observer)
+	ghost := chatclient.New(chatclient.Config{Servers: []string{victim.url()}, Token: ghostTok, NoReconnect: true})
+	runClient(t, ctx, ghost)
+
+	// The senders, connected to random pods.
+	clients := make([]*chatclient.Client, nClients)
+	for i := range clients {
+		clients[i] = chatclient.New(chatclient.Config{Servers: urls(pods...), Token: tokens[i], Channels: channels})
+		runClient(t, ctx, clients[i])
+	}
+	for _, c := range append(clients, ghost, observer) {
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendCtx, stopSending := context.WithCancel(ctx)
+	var senders sync.WaitGroup
+	for i, c := range clients {
+		senders.Go(func() {
+			n := 0
+			for {
+				// Jittered pace so the clients do not send in lockstep.
+				select {
+				case <-sendCtx.Done():
+					return
+				case <-time.After(sendEvery/2 + rand.N(sendEvery)):
+				}
+				c.Send(channels[n%len(channels)], fmt.Sprintf("user%02d#%d", i, n))
+				n++
+			}
+		})
+	}
+
+	step := func(d time.Duration, what string, f func()) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("test context ended before %s", what)
+		case <-time.After(time.Until(start.Add(d))):
+		}
+		t.Logf("%s: %s", at(), what)
+		f()
+	}
+	var killedAt time.Time
+	step(8*time.Second, "kill -9 "+victim.name, func() {
+		killedAt = time.Now()
+		victim.signal(syscall.SIGKILL)
+	})
+	step(12*time.Second, "restart "+victim.name, victim.restart)
+	step(16*time.Second, "SIGTERM "+drained.name, func() {
+		took, st := drained.signal(syscall.SIGTERM)
+		if st == nil || !st.Success() {
+			t.Errorf("%s exited with %v after SIGTERM, want status 0", drained.name, st)
+		}
+		if took > grace+2*time.Second {
+			t.Errorf("%s took %s to exit after SIGTERM, grace is %s", drained.name, took, grace)
+		}
+		t.Logf("%s: %s exited %s after SIGTERM", at(), drained.name, took.Round(time.Millisecond))
+	})
+	step(22*time.Second, "restart "+drained.name, drained.restart)
+
+	// A pod killed with SIGKILL has its users shown offline within 30 s.
+	select {
+	case off := <-ghostOffline:
+		d := off.Sub(killedAt)
+		t.Logf("%s: ghost (only on the killed pod) shown offline %s after the kill", at(), d.Round(100*time.Millisecond))
+		if d > 30*time.Second {
+			t.Errorf("ghost shown offline %s after its pod was killed, want within 30s", d)
+		}
+	case <-time.After(time.Until(killedAt.Add(35 * time.Second))):
+		t.Errorf("ghost not shown offline 35s after its pod was killed (want within 30s)")
+	}
+
+	step(46*time.Second, "stop redis-server", srv.Stop)
+	step(51*time.Second, "start redis-server (same dir, AOF)", srv.Restart)
+	step(58*time.Second, "stop sending", func() {
+		stopSending()
+		senders.Wait()
+	})
+
+	// Everything unacknowledged is resent until acknowledged; then every
+	// client must have every acknowledged message.
+	acked := map[string][]string{}
+	for _, ch := range channels {
+		acked[ch] = waitAllAcked(t, clients, ch, 20*time.Second)
+	}
+	type tally struct{ sent, acked, errors, unackedNoError, delivered, lost, redelivered, outOfOrder int }
+	var n tally
+	for _, c := range clients {
+		for _, s := range c.Sends() {
+			n.sent++
+			n.errors += s.Errors
+			if s.ID != "" {
+				n.acked++
+			} else if s.Errors == 0 {
+				n.unackedNoError++
+			}
+		}
+	}
+	for _, c := range clients {
+		for _, ch := range channels {
+			got := waitDelivered(t, c, ch, acked[ch], 20*time.Second)
+			n.delivered += len(got)
+			n.lost += missing(acked[ch], got)
+		}
+		st := c.Stats()
+		n.redelivered += st.Redelivered
+		n.outOfOrder += st.OutOfOrder
+	}
+	dups, inStream := duplicates(t, ctx, srv, channels)
+	t.Logf("%s: chaos counts: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d (unacked-without-error=%d, redelivered-and-dropped-by-id=%d, out-of-order=%d, committed=%d)",
+		at(), n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.unackedNoError, n.redelivered, n.outOfOrder, inStream)
+	fmt.Printf("CHAOS COUNTS: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d\n", n.sent, n.acked, n.errors, n.delivered, n.lost, dups)
+	if n.lost != 0 {
+		t.Errorf("lost %d acknowledged messages (summed over clients)", n.lost)
+	}
+	if dups != 0 {
+		t.Errorf("%d messages committed more than once", dups)
+	}
+	if n.outOfOrder != 0 {
+		t.Errorf("%d messages delivered out of order", n.outOfOrder)
+	}
+	if n.unackedNoError != 0 {
+		t.Errorf("%d sends neither acknowledged nor told of an error", n.unackedNoError)
+	}
+	if n.acked != n.sent {
+		t.Errorf("%d of %d sends acknowledged after retries", n.acked, n.sent)
+	}
+	if n.errors == 0 {
+		t.Error("no send saw an error: the faults did not bite")
+	}
+	if want := n.acked * nClients; n.delivered < want {
+		t.Errorf("delivered %d, want at least %d (every acked message to every client)", n.delivered, want)
+	}
+	if d := time.Since(start); d > 90*time.Second {
+		t.Errorf("the chaos run took %s, budget 90s", d)
+	}
+}
+
+// duplicates reads the channels' streams and counts messages committed more
+// than once (the same text: each send's text is unique).
+func duplicates(t *testing.T, ctx context.Context, srv *redistest.Server, channels []string) (dups, total int) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	for _, ch := range channels {
+		xs, err := c.XRange(ctx, keys.Stream(room, ch), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, x := range xs {
+			text, _ := x.Values["t"].(string)
+			if !strings.HasPrefix(text, "user") {
+				continue
+			}
+			total++
+			if seen[text] {
+				dups++
+			}
+			seen[text] = true
+		}
+	}
+	return dups, total
+}
