@@ -131,8 +131,8 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.waitFor("the message to wait as pending", `[...document.querySelectorAll('#pending .msg.pending .text')].some(e => e.textContent === `+jsString(offline)+`)`)
 	srv.start()
 	// Each page has backed off a few times by now: its next try may be seconds away.
-	alice.waitForWithin(30*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, aliceBefore))
-	bob.waitForWithin(30*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
+	alice.waitForWithin(45*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, aliceBefore))
+	bob.waitForWithin(45*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
 	for _, p := range []*person{alice, bob} {
 		if closes := eval[string](p, `document.getElementById('conn-state').dataset.closes`); !strings.HasPrefix(closes, "1012") {
 			t.Errorf("%s's page saw close codes %q; the draining server should have closed with 1012 first", p.name, closes)
@@ -150,7 +150,7 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.send(missed)
 	alice.waitMessage(missed)
 	bobNet.setDown(false)
-	bob.waitForWithin(30*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
+	bob.waitForWithin(45*time.Second, "bob to reconnect by himself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, bobBefore))
 	bob.waitMessage(missed)
 	bob.send("and this one after the restart")
 	alice.waitMessage("and this one after the restart")
@@ -167,7 +167,7 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.do("sending a frame over the server's read limit",
 		chromedp.Focus(chromedp.ID("composer-input")), chromedp.SetValue(chromedp.ID("composer-input"), strings.Repeat("é", 20000)), pressEnter)
 	alice.waitFor("the 1009 close to mark it as not sent", `document.querySelector('#pending .msg.failed') && document.getElementById('conn-state').dataset.closes.endsWith('1009')`)
-	alice.waitForWithin(30*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, before))
+	alice.waitForWithin(45*time.Second, "alice to reconnect by herself", fmt.Sprintf(`+document.getElementById('conn-state').dataset.connects > %d && document.getElementById('conn-state').dataset.state === 'online'`, before))
 	if closes := eval[string](alice, `document.getElementById('conn-state').dataset.closes`); !strings.HasSuffix(closes, "1009") {
 		t.Errorf("alice's page resent the oversized frame: close codes %q", closes)
 	}

@@ -27,7 +27,7 @@ import (
 
 // stepTimeout bounds each browser step, so a broken page fails fast with the
 // step's name instead of running into the package timeout.
-const stepTimeout = 15 * time.Second
+const stepTimeout = 30 * time.Second
 
 // The browser is shared by every test of the package: starting Chromium is
 // the slowest part, and separate browser contexts isolate cookies as well as

@@ -249,7 +249,11 @@ function onMessage(m) {
     // Our own message, shown since its ack with a local time: take the server's.
     if (existing.provisional) {
       Object.assign(existing, m, { provisional: false });
-      if (ch.name === state.active) renderMessages({ keepScroll: true });
+      const el = ch.name === state.active && $('messages').querySelector(`[data-id="${CSS.escape(m.id)}"]`);
+      if (el) {
+        const list = ch.timeline.messages;
+        el.replaceWith(messageEl(existing, list[list.indexOf(existing) - 1]));
+      }
     }
     return;
   }
