@@ -90,7 +90,7 @@ func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom, opts Options) *netwo
 // from spec.redis.managed.storage. passwordHash changes when the password
 // Secret is replaced, which restarts Redis with the new password.
 func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash string) (*appsv1ac.StatefulSetApplyConfiguration, error) {
-	m := room.Spec.Redis.Managed
+	m := room.Spec.Redis.ManagedOrDefault()
 	resources, err := resourcesOr(m.Resources, defaultRedisResources)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,10 @@ func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash st
 	claim := corev1ac.PersistentVolumeClaimSpec().
 		WithAccessModes(corev1.ReadWriteOnce).
 		WithResources(corev1ac.VolumeResourceRequirements().
-			WithRequests(corev1.ResourceList{corev1.ResourceStorage: *m.Storage}))
+			WithRequests(corev1.ResourceList{corev1.ResourceStorage: *m.Storage})).
+		// Set as the API server would default them: the claim template is
+		// an atomic list item, so defaulted fields read back as ours.
+		WithVolumeMode(corev1.PersistentVolumeFilesystem)
 	if m.StorageClassName != nil {
 		claim.WithStorageClassName(*m.StorageClassName)
 	}
@@ -150,5 +153,6 @@ func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash st
 			WithVolumeClaimTemplates((&corev1ac.PersistentVolumeClaimApplyConfiguration{}).
 				WithName("data").
 				WithLabels(objectLabels(room, ComponentRedis)).
-				WithSpec(claim))), nil
+				WithSpec(claim).
+				WithStatus(corev1ac.PersistentVolumeClaimStatus().WithPhase(corev1.ClaimPending)))), nil
 }

@@ -84,7 +84,8 @@ func secretRefs(o client.Object) []string {
 	if ref := room.Spec.BootstrapUsersSecretRef; ref != nil {
 		names = append(names, ref.Name)
 	}
-	if ref := room.Spec.Redis.PasswordSecretRef; ref != nil {
+	if room.Spec.Redis != nil && room.Spec.Redis.PasswordSecretRef != nil {
+		ref := room.Spec.Redis.PasswordSecretRef
 		names = append(names, ref.Name)
 	}
 	return names

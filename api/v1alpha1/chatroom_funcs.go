@@ -64,9 +64,11 @@ func SetDefaults(r *ChatRoom) {
 	if l.MaxConnectionsPerUser == 0 {
 		l.MaxConnectionsPerUser = DefaultMaxConnectionsPerUser
 	}
-	if s.Redis.URL == "" && s.Redis.Managed == nil {
-		s.Redis.Managed = &ManagedRedisSpec{}
+	if s.Redis == nil {
+		s.Redis = &RedisSpec{Managed: &ManagedRedisSpec{}}
 	}
+	// An explicit empty redis is also managed, but the API server leaves it
+	// empty; ManagedRedisOrDefault fills it where it is used.
 	if m := s.Redis.Managed; m != nil && m.Storage == nil {
 		m.Storage = ptr.To(resource.MustParse(DefaultRedisStorage))
 	}
@@ -100,8 +102,25 @@ func (r *ChatRoom) ConfigMapName() string { return r.Name + "-config" }
 // RedisName names the managed Redis StatefulSet, Service, password Secret and NetworkPolicy.
 func (r *ChatRoom) RedisName() string { return r.Name + "-redis" }
 
-// ManagedRedis reports whether the operator runs this room's Redis.
-func (s RedisSpec) ManagedRedis() bool { return s.URL == "" }
+// ManagedRedis reports whether the operator runs this room's Redis: no
+// redis, an empty one and an explicit managed one all mean yes.
+func (s *RedisSpec) ManagedRedis() bool { return s == nil || s.URL == "" }
+
+// ManagedOrDefault is the managed Redis' settings, defaulted; for an
+// external Redis it is nil.
+func (s *RedisSpec) ManagedOrDefault() *ManagedRedisSpec {
+	if !s.ManagedRedis() {
+		return nil
+	}
+	m := &ManagedRedisSpec{}
+	if s != nil && s.Managed != nil {
+		m = s.Managed.DeepCopy()
+	}
+	if m.Storage == nil {
+		m.Storage = ptr.To(resource.MustParse(DefaultRedisStorage))
+	}
+	return m
+}
 
 // KeyOr returns the selector's key, or def when it is empty.
 func (s SecretKeySelector) KeyOr(def string) string {

@@ -99,7 +99,7 @@ type ChatRoomSpec struct {
 	// (managed). Leaving it out means managed with defaults.
 	// +kubebuilder:default={managed: {}}
 	// +optional
-	Redis RedisSpec `json:"redis,omitempty"`
+	Redis *RedisSpec `json:"redis,omitempty"`
 
 	// service is how the chat pods are exposed inside the cluster.
 	// +kubebuilder:default={}
@@ -193,7 +193,8 @@ type LimitsSpec struct {
 }
 
 // RedisSpec says where the room's Redis is: exactly one of url (external) or
-// managed (run by the operator). Neither means managed with defaults.
+// managed (run by the operator). Neither (an empty redis) means managed with
+// defaults.
 // +kubebuilder:validation:XValidation:rule="!(has(self.url) && has(self.managed))",message="set either url (external Redis) or managed, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.url) || !has(self.passwordSecretRef)",message="passwordSecretRef needs url: a managed Redis gets a generated password"
 type RedisSpec struct {

@@ -140,7 +140,11 @@ func (in *ChatRoomSpec) DeepCopyInto(out *ChatRoomSpec) {
 	}
 	out.History = in.History
 	out.Limits = in.Limits
-	in.Redis.DeepCopyInto(&out.Redis)
+	if in.Redis != nil {
+		in, out := &in.Redis, &out.Redis
+		*out = new(RedisSpec)
+		(*in).DeepCopyInto(*out)
+	}
 	out.Service = in.Service
 	if in.Ingress != nil {
 		in, out := &in.Ingress, &out.Ingress

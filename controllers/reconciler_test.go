@@ -1,0 +1,786 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/chatserver/keys"
+)
+
+const waitFor = 30 * time.Second
+
+// ownedObject is an object a sample room must own, with checks on its spec.
+type ownedObject struct {
+	obj   client.Object
+	name  string
+	check func(client.Object) error
+}
+
+// TestSamples applies each sample of config/samples and checks that the
+// operator builds every owned object, reports status, and then settles:
+// a further reconcile writes nothing.
+func TestSamples(t *testing.T) {
+	tc := cluster(t)
+	tests := []struct {
+		file string
+		// prepare adjusts the sample for the test environment.
+		prepare func(room *chatv1alpha1.ChatRoom)
+		owned   func(ns string) []ownedObject
+		absent  []client.Object // kinds (by name = room name or <room>-redis) that must not exist
+		managed bool
+	}{{
+		file:    "chat_v1alpha1_chatroom_minimal.yaml",
+		managed: true,
+		owned: func(ns string) []ownedObject {
+			return []ownedObject{
+				{&appsv1.Deployment{}, "lobby", func(o client.Object) error {
+					d := o.(*appsv1.Deployment)
+					c := d.Spec.Template.Spec.Containers[0]
+					return firstErr(
+						eq("replicas", ptr.Deref(d.Spec.Replicas, -1), 2),
+						eq("image", c.Image, testChatImage),
+						eq("config hash set", d.Spec.Template.Annotations[ConfigHashAnnotation] != "", true),
+						eq("password env", envSecret(c, "HUBBUB_REDIS_PASSWORD"), "lobby-redis/password"),
+					)
+				}},
+				{&corev1.ConfigMap{}, "lobby-config", func(o client.Object) error {
+					data := o.(*corev1.ConfigMap).Data
+					return firstErr(
+						eq("HUBBUB_ROOM", data["HUBBUB_ROOM"], ns+"/lobby"),
+						eq("HUBBUB_REDIS_URL", data["HUBBUB_REDIS_URL"], "redis://lobby-redis."+ns+".svc:6379"),
+					)
+				}},
+				{&corev1.Service{}, "lobby", func(o client.Object) error {
+					p := o.(*corev1.Service).Spec.Ports[0]
+					return firstErr(eq("port", p.Port, int32(80)), eq("targetPort", p.TargetPort.String(), "http"))
+				}},
+				{&corev1.ServiceAccount{}, "lobby", func(o client.Object) error {
+					return eq("automount", ptr.Deref(o.(*corev1.ServiceAccount).AutomountServiceAccountToken, true), false)
+				}},
+				{&policyv1.PodDisruptionBudget{}, "lobby", nil},
+				{&appsv1.StatefulSet{}, "lobby-redis", func(o client.Object) error {
+					s := o.(*appsv1.StatefulSet)
+					storage := s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]
+					return firstErr(
+						eq("storage", storage.String(), "1Gi"),
+						eq("image", s.Spec.Template.Spec.Containers[0].Image, DefaultRedisImage),
+						eq("args", strings.Join(s.Spec.Template.Spec.Containers[0].Args, " "), "--appendonly yes --dir /data --requirepass $(REDIS_PASSWORD)"),
+					)
+				}},
+				{&corev1.Service{}, "lobby-redis", nil},
+				{&corev1.Secret{}, "lobby-redis", func(o client.Object) error {
+					return eq("generated password", regexp.MustCompile(`^[0-9a-f]{64}$`).Match(o.(*corev1.Secret).Data["password"]), true)
+				}},
+				{&networkingv1.NetworkPolicy{}, "lobby-redis", func(o client.Object) error {
+					from := o.(*networkingv1.NetworkPolicy).Spec.Ingress[0].From
+					return firstErr(
+						eq("peers", len(from), 2),
+						eq("chat pods", from[0].PodSelector.MatchLabels[LabelInstance], "lobby"),
+						eq("operator namespace", from[1].NamespaceSelector.MatchLabels[corev1.LabelMetadataName], "hubbub-system"),
+					)
+				}},
+			}
+		},
+		absent: []client.Object{&autoscalingv2.HorizontalPodAutoscaler{}, &networkingv1.Ingress{}},
+	}, {
+		file: "chat_v1alpha1_chatroom_external_redis.yaml",
+		// The sample's Redis is a stand-in; the test's redis-server has the
+		// sample Secret's password.
+		prepare: func(room *chatv1alpha1.ChatRoom) { room.Spec.Redis.URL = tc.redis.url() },
+		owned: func(ns string) []ownedObject {
+			return []ownedObject{
+				{&appsv1.Deployment{}, "team", func(o client.Object) error {
+					d := o.(*appsv1.Deployment)
+					c := d.Spec.Template.Spec.Containers[0]
+					return firstErr(
+						eq("replicas", ptr.Deref(d.Spec.Replicas, -1), 3),
+						eq("password env", envSecret(c, "HUBBUB_REDIS_PASSWORD"), "team-redis/password"),
+						eq("bootstrap volume", d.Spec.Template.Spec.Volumes[1].Secret.SecretName, "team-users"),
+					)
+				}},
+				{&corev1.ConfigMap{}, "team-config", func(o client.Object) error {
+					data := o.(*corev1.ConfigMap).Data
+					return firstErr(
+						eq("HUBBUB_CHANNELS", data["HUBBUB_CHANNELS"], "general,random,incidents"),
+						eq("HUBBUB_REGISTRATION", data["HUBBUB_REGISTRATION"], "Closed"),
+						eq("HUBBUB_BOOTSTRAP_USERS_FILE", data["HUBBUB_BOOTSTRAP_USERS_FILE"], bootstrapUsersFile),
+						eq("HUBBUB_SESSION_TTL", data["HUBBUB_SESSION_TTL"], "8h0m0s"),
+					)
+				}},
+				{&corev1.Service{}, "team", nil},
+				{&corev1.ServiceAccount{}, "team", nil},
+				{&policyv1.PodDisruptionBudget{}, "team", nil},
+			}
+		},
+		absent: []client.Object{&appsv1.StatefulSet{}, &networkingv1.NetworkPolicy{}, &autoscalingv2.HorizontalPodAutoscaler{}, &networkingv1.Ingress{}},
+	}, {
+		file:    "chat_v1alpha1_chatroom_ingress_autoscaling.yaml",
+		managed: true,
+		owned: func(ns string) []ownedObject {
+			return []ownedObject{
+				{&appsv1.Deployment{}, "town-square", func(o client.Object) error {
+					d := o.(*appsv1.Deployment)
+					return firstErr(
+						// The HPA owns the replica count; the API server defaulted it.
+						eq("replicas", ptr.Deref(d.Spec.Replicas, -1), 1),
+						eq("cpu request", d.Spec.Template.Spec.Containers[0].Resources.Requests.Cpu().String(), "200m"),
+					)
+				}},
+				{&autoscalingv2.HorizontalPodAutoscaler{}, "town-square", func(o client.Object) error {
+					h := o.(*autoscalingv2.HorizontalPodAutoscaler)
+					return firstErr(
+						eq("min", ptr.Deref(h.Spec.MinReplicas, 0), 2),
+						eq("max", h.Spec.MaxReplicas, 10),
+						eq("target", ptr.Deref(h.Spec.Metrics[0].Resource.Target.AverageUtilization, 0), 60),
+						eq("scale target", h.Spec.ScaleTargetRef.Name, "town-square"),
+					)
+				}},
+				{&networkingv1.Ingress{}, "town-square", func(o client.Object) error {
+					in := o.(*networkingv1.Ingress)
+					return firstErr(
+						eq("host", in.Spec.Rules[0].Host, "chat.example.com"),
+						eq("class", ptr.Deref(in.Spec.IngressClassName, ""), "nginx"),
+						eq("tls", in.Spec.TLS[0].SecretName, "chat-example-com-tls"),
+						eq("annotation", in.Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "3600"),
+					)
+				}},
+				{&corev1.ConfigMap{}, "town-square-config", func(o client.Object) error {
+					data := o.(*corev1.ConfigMap).Data
+					return firstErr(
+						eq("origins", data["HUBBUB_ALLOWED_ORIGINS"], "https://chat.example.com"),
+						eq("proxy", data["HUBBUB_TRUST_PROXY_HEADERS"], "true"),
+						eq("rate", data["HUBBUB_MESSAGES_PER_SECOND"], "3"),
+					)
+				}},
+				{&appsv1.StatefulSet{}, "town-square-redis", func(o client.Object) error {
+					s := o.(*appsv1.StatefulSet)
+					storage := s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]
+					return eq("storage", storage.String(), "5Gi")
+				}},
+				{&policyv1.PodDisruptionBudget{}, "town-square", nil},
+				{&corev1.Service{}, "town-square", nil},
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			ns := tc.newNamespace(t)
+			objs := loadSample(t, tt.file)
+			room := roomOf(t, objs)
+			if tt.prepare != nil {
+				tt.prepare(room)
+			}
+			tc.createAll(t, ns, objs...)
+			room = tc.room(t, ns, room.Name)
+
+			for _, want := range tt.owned(ns) {
+				eventually(t, waitFor, func() error {
+					if err := tc.get(ns, want.name, want.obj); err != nil {
+						return err
+					}
+					if err := ownedBy(want.obj, room); err != nil {
+						return err
+					}
+					if want.obj.GetLabels()[LabelManagedBy] != ManagedBy {
+						return fmt.Errorf("%T %s lacks the managed-by label", want.obj, want.name)
+					}
+					if want.check != nil {
+						return want.check(want.obj)
+					}
+					return nil
+				})
+			}
+			for _, kind := range tt.absent {
+				for _, name := range []string{room.Name, room.RedisName()} {
+					if err := tc.get(ns, name, kind); !apierrors.IsNotFound(err) {
+						t.Errorf("%T %s: got %v, want not found", kind, name, err)
+					}
+				}
+			}
+			tc.checkPodsAdmitted(t, ns, room)
+
+			tc.markDeploymentReady(t, ns, room.ChatName())
+			if tt.managed {
+				tc.markRedisReady(t, ns, room.RedisName())
+			}
+			eventually(t, waitFor, func() error {
+				room = tc.room(t, ns, room.Name)
+				st := room.Status
+				d := &appsv1.Deployment{}
+				if err := tc.get(ns, room.ChatName(), d); err != nil {
+					return err
+				}
+				n := ptr.Deref(d.Spec.Replicas, 0)
+				return firstErr(
+					eq("observedGeneration", st.ObservedGeneration, room.Generation),
+					eq("replicas", st.Replicas, n),
+					eq("readyReplicas", st.ReadyReplicas, n),
+					eq("selector", st.Selector, "app.kubernetes.io/component=chat,app.kubernetes.io/instance="+room.Name+",app.kubernetes.io/name=hubbub"),
+					eq("url", st.URL, wantURL(room)),
+					wantCondition(room, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, chatv1alpha1.ReasonDeploymentAvailable),
+					wantCondition(room, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, chatv1alpha1.ReasonRolloutComplete),
+					wantCondition(room, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, chatv1alpha1.ReasonRedisReachable),
+					wantCondition(room, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, chatv1alpha1.ReasonAsExpected),
+				)
+			})
+			tc.checkSettled(ctx, t, room)
+		})
+	}
+}
+
+func wantURL(room *chatv1alpha1.ChatRoom) string {
+	if room.Spec.Ingress != nil {
+		return "https://" + room.Spec.Ingress.Host + "/"
+	}
+	return fmt.Sprintf("http://%s.%s.svc/", room.Name, room.Namespace)
+}
+
+// checkSettled reconciles the converged room again through a client that
+// counts writes: it must make none, twice in a row.
+func (tc *testCluster) checkSettled(ctx context.Context, t *testing.T, room *chatv1alpha1.ChatRoom) {
+	t.Helper()
+	counter := &writeCounter{Client: tc.mgr.GetClient()}
+	r := *tc.reconciler
+	r.Client = counter
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(room)}
+	// The manager's caches may still be catching up with the last writes;
+	// wait for one quiet reconcile, then require more.
+	eventually(t, waitFor, func() error {
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			return err
+		}
+		if w := counter.take(); len(w) > 0 {
+			return fmt.Errorf("reconcile wrote %v", w)
+		}
+		return nil
+	})
+	for range 2 {
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if w := counter.take(); len(w) > 0 {
+			t.Fatalf("a reconcile of a settled room wrote %v", w)
+		}
+	}
+}
+
+// checkPodsAdmitted creates pods from the chat and Redis pod templates in the
+// test namespace, whose Pod Security admission enforces the restricted
+// profile: the API server refuses a pod that does not meet it.
+func (tc *testCluster) checkPodsAdmitted(t *testing.T, ns string, room *chatv1alpha1.ChatRoom) {
+	t.Helper()
+	ctx := context.Background()
+	d := &appsv1.Deployment{}
+	if err := tc.get(ns, room.ChatName(), d); err != nil {
+		t.Fatal(err)
+	}
+	pods := map[string]corev1.PodSpec{"chat": d.Spec.Template.Spec}
+	s := &appsv1.StatefulSet{}
+	switch err := tc.get(ns, room.RedisName(), s); {
+	case err == nil:
+		spec := s.Spec.Template.Spec
+		// The StatefulSet controller adds a volume per claim template.
+		for _, claim := range s.Spec.VolumeClaimTemplates {
+			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: claim.Name, VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim.Name + "-" + s.Name + "-0"},
+			}})
+		}
+		pods["redis"] = spec
+		// envtest runs no controller that creates "default" accounts.
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
+		if err := tc.c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	case !apierrors.IsNotFound(err):
+		t.Fatal(err)
+	}
+	for name, spec := range pods {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "admission-" + name}, Spec: spec}
+		if err := tc.c.Create(ctx, pod, client.DryRunAll); err != nil {
+			t.Errorf("%s pod refused by the API server (restricted Pod Security): %v", name, err)
+		}
+	}
+}
+
+// TestDriftIsRepaired edits and deletes an owned Deployment by hand.
+func TestDriftIsRepaired(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ctx := context.Background()
+	ns := tc.newNamespace(t)
+	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+
+	d := &appsv1.Deployment{}
+	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", d) })
+	firstUID := d.UID
+
+	// An edit the way `kubectl edit` makes it: an update by another manager.
+	eventually(t, waitFor, func() error {
+		if err := tc.get(ns, "lobby", d); err != nil {
+			return err
+		}
+		d.Spec.Replicas = ptr.To[int32](7)
+		d.Spec.Template.Spec.Containers[0].Image = "attacker/chat:latest"
+		return tc.c.Update(ctx, d, client.FieldOwner("kubectl-edit"))
+	})
+	eventually(t, waitFor, func() error {
+		if err := tc.get(ns, "lobby", d); err != nil {
+			return err
+		}
+		return firstErr(
+			eq("replicas", ptr.Deref(d.Spec.Replicas, 0), 2),
+			eq("image", d.Spec.Template.Spec.Containers[0].Image, testChatImage),
+		)
+	})
+
+	if err := tc.c.Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		if err := tc.get(ns, "lobby", d); err != nil {
+			return err
+		}
+		if d.UID == firstUID {
+			return fmt.Errorf("still the deleted Deployment")
+		}
+		return ownedBy(d, tc.room(t, ns, "lobby"))
+	})
+
+	// A removed managed-by label hides the object from the operator's
+	// cache; it must still be found and put back, not duplicated.
+	eventually(t, waitFor, func() error {
+		cm := &corev1.ConfigMap{}
+		if err := tc.get(ns, "lobby-config", cm); err != nil {
+			return err
+		}
+		delete(cm.Labels, LabelManagedBy)
+		cm.Data["HUBBUB_ROOM"] = "other/room"
+		return tc.c.Update(ctx, cm, client.FieldOwner("kubectl-edit"))
+	})
+	eventually(t, waitFor, func() error {
+		cm := &corev1.ConfigMap{}
+		if err := tc.get(ns, "lobby-config", cm); err != nil {
+			return err
+		}
+		return firstErr(eq("label", cm.Labels[LabelManagedBy], ManagedBy), eq("room", cm.Data["HUBBUB_ROOM"], ns+"/lobby"))
+	})
+}
+
+// TestScaleSubresource scales a room the way `kubectl scale` does.
+func TestScaleSubresource(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ctx := context.Background()
+	ns := tc.newNamespace(t)
+	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", &appsv1.Deployment{}) })
+
+	scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 4}}
+	if err := tc.c.SubResource("scale").Update(ctx, room, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(tc.room(t, ns, "lobby").Spec.Replicas, 0); got != 4 {
+		t.Fatalf("spec.replicas = %d after scaling to 4", got)
+	}
+	eventually(t, waitFor, func() error {
+		d := &appsv1.Deployment{}
+		if err := tc.get(ns, "lobby", d); err != nil {
+			return err
+		}
+		return eq("deployment replicas", ptr.Deref(d.Spec.Replicas, 0), 4)
+	})
+	tc.markDeploymentReady(t, ns, "lobby")
+	eventually(t, waitFor, func() error {
+		got := &autoscalingv1.Scale{}
+		if err := tc.c.SubResource("scale").Get(ctx, room, got); err != nil {
+			return err
+		}
+		return firstErr(
+			eq("scale status replicas", got.Status.Replicas, 4),
+			eq("scale selector", got.Status.Selector, "app.kubernetes.io/component=chat,app.kubernetes.io/instance=lobby,app.kubernetes.io/name=hubbub"),
+		)
+	})
+}
+
+// TestMissingSecret: a room whose Redis password Secret does not exist is
+// Degraded with reason SecretNotFound, and recovers when the Secret appears.
+func TestMissingSecret(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ns := tc.newNamespace(t)
+	objs := loadSample(t, "chat_v1alpha1_chatroom_external_redis.yaml")
+	room := roomOf(t, objs)
+	room.Spec.Redis.URL = tc.redis.url()
+	tc.createAll(t, ns, room)
+
+	eventually(t, waitFor, func() error {
+		r := tc.room(t, ns, "team")
+		return firstErr(
+			wantCondition(r, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, chatv1alpha1.ReasonSecretNotFound),
+			wantCondition(r, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, chatv1alpha1.ReasonSecretNotFound),
+		)
+	})
+	c, _ := condition(tc.room(t, ns, "team"), chatv1alpha1.ConditionDegraded)
+	for _, secret := range []string{"team-redis", "team-users"} {
+		if !strings.Contains(c.Message, "Secret "+secret+" not found") {
+			t.Errorf("Degraded message %q does not name Secret %s", c.Message, secret)
+		}
+	}
+	// The pods are still deployed: they start once the Secret exists.
+	if err := tc.get(ns, "team", &appsv1.Deployment{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		return hasEvent(tc.events(t, tc.room(t, ns, "team")), corev1.EventTypeWarning, chatv1alpha1.ReasonSecretNotFound)
+	})
+
+	var secrets []client.Object
+	for _, o := range objs {
+		if _, ok := o.(*corev1.Secret); ok {
+			secrets = append(secrets, o)
+		}
+	}
+	tc.createAll(t, ns, secrets...)
+	eventually(t, waitFor, func() error {
+		r := tc.room(t, ns, "team")
+		return firstErr(
+			wantCondition(r, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, chatv1alpha1.ReasonAsExpected),
+			wantCondition(r, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, chatv1alpha1.ReasonRedisReachable),
+		)
+	})
+	eventually(t, waitFor, func() error {
+		return hasEvent(tc.events(t, tc.room(t, ns, "team")), corev1.EventTypeNormal, "Recovered")
+	})
+}
+
+func hasEvent(events []eventsv1.Event, typ, reason string) error {
+	var seen []string
+	for _, e := range events {
+		if e.Type == typ && e.Reason == reason {
+			return nil
+		}
+		seen = append(seen, e.Type+"/"+e.Reason)
+	}
+	return fmt.Errorf("no %s event %s among %v", typ, reason, seen)
+}
+
+// TestOnlineUsers: status.onlineUsers counts the distinct users whose
+// presence in the room's Redis has not expired, and follows changes.
+func TestOnlineUsers(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ctx := context.Background()
+	ns := tc.newNamespace(t)
+	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+	rdb := tc.redis.client()
+	defer rdb.Close()
+	key := keys.Presence(ns + "/lobby")
+	future := float64(time.Now().Add(time.Hour).UnixMilli())
+	past := float64(time.Now().Add(-time.Minute).UnixMilli())
+	if err := rdb.ZAdd(ctx, key,
+		redis.Z{Score: future, Member: keys.PresenceMember("lobby-abc", "alice")},
+		redis.Z{Score: future, Member: keys.PresenceMember("lobby-def", "alice")}, // a second device
+		redis.Z{Score: future, Member: keys.PresenceMember("lobby-abc", "bob")},
+		redis.Z{Score: past, Member: keys.PresenceMember("lobby-abc", "carol")}, // expired
+	).Err(); err != nil {
+		t.Fatal(err)
+	}
+	tc.markRedisReady(t, ns, "lobby-redis")
+	eventually(t, waitFor, func() error { return eq("onlineUsers", tc.room(t, ns, "lobby").Status.OnlineUsers, 2) })
+
+	if err := rdb.ZAdd(ctx, key, redis.Z{Score: future, Member: keys.PresenceMember("lobby-def", "dave")}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Picked up by the periodic refresh, without any change to the room.
+	eventually(t, waitFor, func() error { return eq("onlineUsers", tc.room(t, ns, "lobby").Status.OnlineUsers, 3) })
+}
+
+// TestOptionalObjectsFollowTheSpec turns ingress, autoscaling and the
+// managed Redis on and off and checks that owned objects come and go.
+func TestOptionalObjectsFollowTheSpec(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ctx := context.Background()
+	ns := tc.newNamespace(t)
+	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+	eventually(t, waitFor, func() error { return tc.get(ns, "lobby-redis", &appsv1.StatefulSet{}) })
+
+	update := func(change func(*chatv1alpha1.ChatRoom)) {
+		t.Helper()
+		eventually(t, waitFor, func() error {
+			r := tc.room(t, ns, "lobby")
+			change(r)
+			return tc.c.Update(ctx, r)
+		})
+	}
+	exists := func(obj client.Object, name string, want bool) func() error {
+		return func() error {
+			err := tc.get(ns, name, obj)
+			switch {
+			case want && err != nil:
+				return err
+			case !want && err == nil:
+				return fmt.Errorf("%T %s still exists", obj, name)
+			case !want && !apierrors.IsNotFound(err):
+				return err
+			}
+			return nil
+		}
+	}
+
+	update(func(r *chatv1alpha1.ChatRoom) {
+		r.Spec.Ingress = &chatv1alpha1.IngressSpec{Host: "lobby.example.com"}
+		r.Spec.Autoscaling = &chatv1alpha1.AutoscalingSpec{MinReplicas: 1, MaxReplicas: 3}
+	})
+	eventually(t, waitFor, exists(&networkingv1.Ingress{}, "lobby", true))
+	eventually(t, waitFor, exists(&autoscalingv2.HorizontalPodAutoscaler{}, "lobby", true))
+	// minReplicas 1: a disruption budget would block node drains.
+	eventually(t, waitFor, exists(&policyv1.PodDisruptionBudget{}, "lobby", false))
+	eventually(t, waitFor, func() error { return eq("url", tc.room(t, ns, "lobby").Status.URL, "http://lobby.example.com/") })
+
+	update(func(r *chatv1alpha1.ChatRoom) {
+		r.Spec.Ingress, r.Spec.Autoscaling = nil, nil
+		r.Spec.Redis = &chatv1alpha1.RedisSpec{URL: tc.redis.url()}
+	})
+	eventually(t, waitFor, exists(&networkingv1.Ingress{}, "lobby", false))
+	eventually(t, waitFor, exists(&autoscalingv2.HorizontalPodAutoscaler{}, "lobby", false))
+	eventually(t, waitFor, exists(&policyv1.PodDisruptionBudget{}, "lobby", true))
+	for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.Service{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}} {
+		eventually(t, waitFor, exists(o, "lobby-redis", false))
+	}
+	eventually(t, waitFor, func() error {
+		d := &appsv1.Deployment{}
+		if err := tc.get(ns, "lobby", d); err != nil {
+			return err
+		}
+		return firstErr(
+			eq("replicas back under the operator", ptr.Deref(d.Spec.Replicas, 0), 2),
+			eq("no password env", envSecret(d.Spec.Template.Spec.Containers[0], "HUBBUB_REDIS_PASSWORD"), ""),
+		)
+	})
+
+	// Something of the same name that the room does not own is never
+	// taken over: the room reports it instead.
+	foreign := &policyv1.PodDisruptionBudget{}
+	if err := tc.get(ns, "lobby", foreign); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.c.Delete(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	mine := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lobby"},
+		Spec:       networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "elsewhere", Port: networkingv1.ServiceBackendPort{Number: 80}}}},
+	}
+	if err := tc.c.Create(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	update(func(r *chatv1alpha1.ChatRoom) { r.Spec.Ingress = &chatv1alpha1.IngressSpec{Host: "lobby.example.com"} })
+	eventually(t, waitFor, func() error {
+		r := tc.room(t, ns, "lobby")
+		if err := wantCondition(r, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, chatv1alpha1.ReasonApplyFailed); err != nil {
+			return err
+		}
+		c, _ := condition(r, chatv1alpha1.ConditionDegraded)
+		if !strings.Contains(c.Message, "Ingress lobby exists and is not controlled by this ChatRoom") {
+			return fmt.Errorf("message %q", c.Message)
+		}
+		return nil
+	})
+	if err := tc.get(ns, "lobby", mine); err != nil {
+		t.Fatal(err)
+	}
+	if ref := metav1.GetControllerOf(mine); ref != nil || mine.Spec.DefaultBackend.Service.Name != "elsewhere" {
+		t.Errorf("the foreign Ingress was taken over: owner %v, spec %+v", ref, mine.Spec)
+	}
+}
+
+// TestImagePullBackOff: a chat pod that cannot pull its image degrades the room.
+func TestImagePullBackOff(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ctx := context.Background()
+	ns := tc.newNamespace(t)
+	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+	d := &appsv1.Deployment{}
+	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", d) })
+
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lobby-7d4b9-x2x", Labels: d.Spec.Template.Labels},
+		Spec:       d.Spec.Template.Spec,
+	}
+	if err := tc.c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "chat", Image: testChatImage,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}},
+	}}
+	if err := tc.c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		return wantCondition(tc.room(t, ns, "lobby"), chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, chatv1alpha1.ReasonImagePullBackOff)
+	})
+}
+
+// TestValidation: the API server refuses invalid ChatRooms with a message
+// naming the field.
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ns := tc.newNamespace(t)
+	tests := []struct {
+		name  string
+		room  func(*chatv1alpha1.ChatRoom)
+		field string // must appear in the error
+		msg   string // must appear in the error
+	}{
+		{"replicas above 100", func(r *chatv1alpha1.ChatRoom) { r.Spec.Replicas = ptr.To[int32](101) }, "spec.replicas", "less than or equal to 100"},
+		{"negative replicas", func(r *chatv1alpha1.ChatRoom) { r.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas", "greater than or equal to 0"},
+		{"bad channel name", func(r *chatv1alpha1.ChatRoom) { r.Spec.Channels = []chatv1alpha1.ChannelName{"general", "Bad_Name"} }, "spec.channels[1]", "should match"},
+		{"duplicate channels", func(r *chatv1alpha1.ChatRoom) { r.Spec.Channels = []chatv1alpha1.ChannelName{"general", "random", "general"} }, "spec.channels", "channels must be unique"},
+		{"too many channels", func(r *chatv1alpha1.ChatRoom) {
+			for i := range 101 {
+				r.Spec.Channels = append(r.Spec.Channels, chatv1alpha1.ChannelName("c"+strconv.Itoa(i)))
+			}
+		}, "spec.channels", "must have at most 100 items"},
+		{"redis url and managed", func(r *chatv1alpha1.ChatRoom) {
+			r.Spec.Redis = &chatv1alpha1.RedisSpec{URL: "redis://r:6379", Managed: &chatv1alpha1.ManagedRedisSpec{}}
+		}, "spec.redis", "set either url (external Redis) or managed, not both"},
+		{"password without url", func(r *chatv1alpha1.ChatRoom) {
+			r.Spec.Redis = &chatv1alpha1.RedisSpec{PasswordSecretRef: &chatv1alpha1.SecretKeySelector{Name: "s"}}
+		}, "spec.redis", "passwordSecretRef needs url"},
+		{"redis url scheme", func(r *chatv1alpha1.ChatRoom) { r.Spec.Redis = &chatv1alpha1.RedisSpec{URL: "http://r:6379"} }, "spec.redis.url", "should match"},
+		{"autoscaling min above max", func(r *chatv1alpha1.ChatRoom) {
+			r.Spec.Autoscaling = &chatv1alpha1.AutoscalingSpec{MinReplicas: 5, MaxReplicas: 3}
+		}, "spec.autoscaling", "minReplicas must not exceed maxReplicas"},
+		{"registration", func(r *chatv1alpha1.ChatRoom) { r.Spec.Registration = "Invite" }, "spec.registration", "supported values"},
+		{"session TTL too short", func(r *chatv1alpha1.ChatRoom) { r.Spec.SessionTTL = &metav1.Duration{Duration: time.Second} }, "spec.sessionTTL", "at least 1m"},
+		{"service port", func(r *chatv1alpha1.ChatRoom) { r.Spec.Service.Port = 70000 }, "spec.service.port", "less than or equal to 65535"},
+		{"ingress host", func(r *chatv1alpha1.ChatRoom) { r.Spec.Ingress = &chatv1alpha1.IngressSpec{Host: "Not A Host"} }, "spec.ingress.host", "should match"},
+		{"name too long", func(r *chatv1alpha1.ChatRoom) { r.Name = strings.Repeat("a", 47) }, "metadata.name", "at most 46 characters"},
+		{"name not a DNS label", func(r *chatv1alpha1.ChatRoom) { r.Name = "chat.room" }, "metadata.name", "DNS label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "room-" + strconv.Itoa(len(tt.name))}}
+			tt.room(room)
+			err := tc.c.Create(context.Background(), room)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("got %v, want Invalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.field) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not name %q with %q", err, tt.field, tt.msg)
+			}
+		})
+	}
+
+	t.Run("managed storage is immutable", func(t *testing.T) {
+		room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "immutable"}}
+		if err := tc.c.Create(context.Background(), room); err != nil {
+			t.Fatal(err)
+		}
+		room.Spec.Redis.Managed.Storage = ptr.To(resource.MustParse("2Gi"))
+		err := tc.c.Update(context.Background(), room)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.redis.managed.storage") {
+			t.Fatalf("got %v, want Invalid naming spec.redis.managed.storage", err)
+		}
+	})
+}
+
+// TestDefaults: the API server's defaulting (CRD markers) and SetDefaults,
+// which the reconciler relies on, agree.
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	tc := cluster(t)
+	ns := tc.newNamespace(t)
+	for _, spec := range []chatv1alpha1.ChatRoomSpec{
+		{},
+		{Autoscaling: &chatv1alpha1.AutoscalingSpec{MaxReplicas: 4}, Redis: &chatv1alpha1.RedisSpec{URL: "redis://r:6379"}},
+		{Redis: &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{}}},
+	} {
+		room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "d-"}, Spec: spec}
+		want := room.DeepCopy()
+		chatv1alpha1.SetDefaults(want)
+		if err := tc.c.Create(context.Background(), room); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.Spec, room.Spec); diff != "" {
+			t.Errorf("API server defaults differ from SetDefaults (-SetDefaults +server):\n%s", diff)
+		}
+	}
+}
+
+// TestSecretRefs: rooms are found by the Secrets they name.
+func TestSecretRefs(t *testing.T) {
+	room := &chatv1alpha1.ChatRoom{Spec: chatv1alpha1.ChatRoomSpec{
+		BootstrapUsersSecretRef: &chatv1alpha1.SecretKeySelector{Name: "users"},
+		Redis:                   &chatv1alpha1.RedisSpec{URL: "redis://r", PasswordSecretRef: &chatv1alpha1.SecretKeySelector{Name: "pw"}},
+	}}
+	got := secretRefs(room)
+	slices.Sort(got)
+	if diff := cmp.Diff([]string{"pw", "users"}, got); diff != "" {
+		t.Error(diff)
+	}
+	if got := secretRefs(&chatv1alpha1.ChatRoom{}); len(got) != 0 {
+		t.Errorf("room without refs: %v", got)
+	}
+}
+
+// envSecret is "<secret>/<key>" of the container's env var name taken from
+// a Secret, or "".
+func envSecret(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	return ""
+}
+
+func eq[T comparable](what string, got, want T) error {
+	if got != want {
+		return fmt.Errorf("%s = %v, want %v", what, got, want)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

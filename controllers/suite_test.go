@@ -1,0 +1,306 @@
+package controllers
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+)
+
+// The envtest control plane (a real kube-apiserver and etcd) and one
+// operator manager are shared by the package's tests and started by the
+// first test that needs them; every test works in its own namespace.
+var (
+	sharedOnce sync.Once
+	shared     *testCluster
+	sharedErr  error
+)
+
+// testCluster is a running API server, a direct client to it, the
+// operator's manager, and a real redis-server the rooms' presence is read from.
+type testCluster struct {
+	cfg *rest.Config
+	env *envtest.Environment
+	c   client.Client // direct (uncached) client for the tests' own reads and writes
+	mgr ctrl.Manager
+	// reconciler is the one the manager runs; tests copy it to call
+	// Reconcile through a write-counting client.
+	reconciler *Reconciler
+	cancel     context.CancelFunc
+	done       chan error
+	redis      *redisServer
+}
+
+// testChatImage is the operator's default chat image in tests.
+const testChatImage = "hubbub:test"
+
+// testRedisPassword is the password of the shared redis-server; the
+// external-Redis sample's Secret holds the same one.
+const testRedisPassword = "change-me"
+
+func TestMain(m *testing.M) {
+	// The reconciler's expected errors (tests provoke them) would drown the
+	// output; HUBBUB_TEST_LOG=1 shows the operator's logs.
+	logger := logr.Discard()
+	if os.Getenv("HUBBUB_TEST_LOG") != "" {
+		logger = logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctrl.SetLogger(logger)
+	code := m.Run()
+	if shared != nil {
+		if err := shared.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
+// cluster returns the shared test cluster, starting it on first use. Tests
+// that need it fail (not skip) when the envtest binaries are missing.
+func cluster(t *testing.T) *testCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the envtest API server; not run with -short")
+	}
+	sharedOnce.Do(func() { shared, sharedErr = startCluster() })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+// envtestAssets is where kube-apiserver and etcd are: $KUBEBUILDER_ASSETS
+// (the Makefile sets it) or the repository's bin/k8s.
+func envtestAssets() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		dir = filepath.Join("..", "bin", "k8s")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return "", fmt.Errorf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run `make envtest` to build kube-apiserver and etcd from their Go modules (~8 minutes the first time)", bin, dir)
+		}
+	}
+	return filepath.Abs(dir)
+}
+
+func testScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(chatv1alpha1.AddToScheme(s))
+	return s
+}
+
+func startCluster() (_ *testCluster, err error) {
+	assets, err := envtestAssets()
+	if err != nil {
+		return nil, err
+	}
+	tc := &testCluster{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tc.stop())
+		}
+	}()
+	if tc.redis, err = startRedis(testRedisPassword); err != nil {
+		return nil, err
+	}
+	tc.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	if tc.cfg, err = tc.env.Start(); err != nil {
+		return nil, fmt.Errorf("start envtest: %w", err)
+	}
+	scheme := testScheme()
+	if tc.c, err = client.New(tc.cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	tc.mgr, err = ctrl.NewManager(tc.cfg, ctrl.Options{
+		Scheme:  scheme,
+		Cache:   CacheOptions(nil),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	tc.reconciler = &Reconciler{
+		Client:    tc.mgr.GetClient(),
+		APIReader: tc.mgr.GetAPIReader(),
+		Recorder:  tc.mgr.GetEventRecorder(ControllerName),
+		Options: Options{
+			ChatImage:         testChatImage,
+			OperatorNamespace: "hubbub-system",
+			// Short, so tests see presence refreshes; production uses 30s.
+			PresenceInterval: 2 * time.Second,
+			Presence:         &testPresence{redis: tc.redis},
+		},
+	}
+	if err := tc.reconciler.SetupWithManager(tc.mgr); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tc.cancel = cancel
+	tc.done = make(chan error, 1)
+	go func() { tc.done <- tc.mgr.Start(ctx) }()
+	return tc, nil
+}
+
+func (tc *testCluster) stop() error {
+	var errs []error
+	if tc.cancel != nil {
+		tc.cancel()
+		errs = append(errs, <-tc.done)
+	}
+	if tc.env != nil && tc.cfg != nil {
+		errs = append(errs, tc.env.Stop())
+	}
+	if tc.redis != nil {
+		errs = append(errs, tc.redis.stop())
+	}
+	return errors.Join(errs...)
+}
+
+// testPresence reads presence with the real RedisPresence. Managed rooms'
+// Redis addresses only resolve inside a cluster, so those reads go to the
+// shared redis-server instead (each room has its own keys there).
+type testPresence struct {
+	redis *redisServer
+}
+
+func (p *testPresence) OnlineUsers(ctx context.Context, conn RedisConn, room string) (int, error) {
+	if strings.HasSuffix(conn.URL, ".svc:6379") {
+		conn = RedisConn{URL: p.redis.url(), Password: p.redis.password}
+	}
+	return RedisPresence{}.OnlineUsers(ctx, conn, room)
+}
+
+// redisServer is a redis-server child process on a free loopback port.
+type redisServer struct {
+	cmd      *exec.Cmd
+	dir      string
+	port     int
+	password string
+}
+
+func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+func (s *redisServer) url() string  { return "redis://" + s.addr() }
+
+// client is a go-redis client to s.
+func (s *redisServer) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: s.addr(), Password: s.password})
+}
+
+func startRedis(password string) (*redisServer, error) {
+	dir, err := os.MkdirTemp("", "hubbub-redis-")
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return nil, err
+	}
+	s := &redisServer{dir: dir, port: port, password: password}
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"}
+	if password != "" {
+		args = append(args, "--requirepass", password)
+	}
+	s.cmd = exec.Command("redis-server", args...)
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server (is it installed? `make deps`): %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				break
+			}
+		}
+		for sc.Scan() { // keep draining so redis never blocks on its log
+		}
+	}()
+	select {
+	case <-ready:
+		return s, nil
+	case <-time.After(10 * time.Second):
+		return nil, errors.Join(errors.New("redis-server did not become ready in 10s"), s.stop())
+	}
+}
+
+func (s *redisServer) stop() error {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait() // "signal: killed" is the expected outcome
+	}
+	return os.RemoveAll(s.dir)
+}
+
+// newNamespace creates a namespace for one test. Pods in it must meet the
+// restricted Pod Security profile, enforced by the API server's admission.
+func (tc *testCluster) newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "t-",
+		Labels:       map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
+	}}
+	if err := tc.c.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	// No namespace controller runs in envtest, so deleting it would not
+	// remove its contents; each test's namespace is simply left behind.
+	return ns.Name
+}
+
+// eventually polls cond every 100ms until it returns nil or timeout passes,
+// then fails with cond's last error.
+func eventually(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
