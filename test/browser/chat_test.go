@@ -213,6 +213,15 @@ func TestChatInTheBrowser(t *testing.T) {
 	alice.login("alice", password)
 	alice.waitOnline()
 
+	step("logging out, and in again")
+	alice.do("logging out", chromedp.Click(chromedp.ID("logout")))
+	alice.waitFor("the login form saying so", `!document.getElementById('auth-view').hidden && document.getElementById('auth-notice').textContent.includes('logged out')`)
+	if code := eval[int](alice, `fetch('/api/v1/me').then(r => r.status)`); code != http.StatusUnauthorized {
+		t.Errorf("after logout GET /api/v1/me = %d, want 401", code)
+	}
+	alice.login("alice", password)
+	alice.waitOnline()
+
 	step("phone width: the sidebar is a drawer")
 	alice.do("narrowing the window", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	alice.waitFor("the sidebar off screen", `document.getElementById('sidebar').getBoundingClientRect().right <= 0`)
