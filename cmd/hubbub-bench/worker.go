@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// worker holds one worker process's sockets and per-step counters.
+type worker struct {
+	job      job
+	open     atomic.Int64
+	step     atomic.Int64 // the step running now, for attributing drops
+	quitting atomic.Bool
+	steps    [maxSteps]stepCounters
+	seq      int64 // next send sequence number; only the sender goroutine uses it
+	sender   *wconn
+}
+
+type stepCounters struct {
+	delivered, dups, acked, errFrames, dropped atomic.Uint64
+	lastRecv                                   atomic.Int64
+	hist                                       hist
+}
+
+type wconn struct {
+	w       *worker
+	ws      *websocket.Conn
+	hello   chan struct{} // closed at the first hello (hubbub) or at once (baseline)
+	helloed bool
+	lastSeq []int64 // per sender worker: the highest sequence number seen
+}
+
+// runWorker is the "worker" subcommand: it reads its job and commands from
+// stdin and answers on stdout until told to quit or stdin closes.
+func runWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("reading job: %w", err)
+	}
+	w := &worker{}
+	if err := json.Unmarshal(line, &w.job); err != nil {
+		return fmt.Errorf("decoding job: %w", err)
+	}
+	enc := json.NewEncoder(stdout)
+	conns, dialErrs := w.connectAll(ctx)
+	defer func() {
+		w.quitting.Store(true)
+		for _, c := range conns {
+			_ = c.ws.Close()
+		}
+	}()
+	ev := event{Event: "ready", Worker: w.job.Worker, Connected: len(conns), Failed: len(w.job.Conns) - len(conns)}
+	if len(dialErrs) > 5 {
+		dialErrs = dialErrs[:5]
+	}
+	ev.DialErrors = dialErrs
+	if err := enc.Encode(ev); err != nil {
+		return err
+	}
+	if len(conns) > 0 {
+		w.sender = conns[0]
+	}
+	for {
+		line, err := in.ReadBytes('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		var cmd command
+		if err := json.Unmarshal(line, &cmd); err != nil {
+			return fmt.Errorf("decoding command: %w", err)
+		}
+		if cmd.Step < 0 || cmd.Step >= maxSteps {
+			return fmt.Errorf("step %d out of range", cmd.Step)
+		}
+		switch cmd.Cmd {
+		case "step":
+			w.step.Store(int64(cmd.Step))
+			sent, errs := w.send(ctx, cmd)
+			if err := enc.Encode(event{Event: "sent", Worker: w.job.Worker, Step: cmd.Step, Sent: sent, SendErrors: errs}); err != nil {
+				return err
+			}
+		case "stats":
+			c := &w.steps[cmd.Step]
+			st := &stepStats{
+				Delivered: c.delivered.Load(), Duplicates: c.dups.Load(), Acked: c.acked.Load(),
+				ErrFrames: c.errFrames.Load(), Dropped: c.dropped.Load(), Open: int(w.open.Load()),
+				LastRecvNS: c.lastRecv.Load(), Hist: c.hist.snapshot(),
+			}
+			if err := enc.Encode(event{Event: "stats", Worker: w.job.Worker, Step: cmd.Step, Stats: st}); err != nil {
+				return err
+			}
+		case "quit":
+			return enc.Encode(event{Event: "bye", Worker: w.job.Worker})
+		default:
+			return fmt.Errorf("unknown command %q", cmd.Cmd)
+		}
+	}
+}
+
+// connectAll opens the job's sockets with bounded concurrency (and pace),
+// waits for each one's hello, and returns those that made it.
+func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
+	ctx, cancel := context.WithTimeout(ctx, w.job.ConnectTimeout)
+	defer cancel()
+	var local net.Addr
+	if w.job.LocalIP != "" {
+		local = &net.TCPAddr{IP: net.ParseIP(w.job.LocalIP)}
+	}
+	nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
+	d := &websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: 30 * time.Second,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  1024,
+	}
+	conns := make([]*wconn, len(w.job.Conns))
+	errs := make([]string, 0)
+	var errMu sync.Mutex
+	sem := make(chan struct{}, max(1, w.job.DialConcurrency))
+	var pace *time.Ticker
+	if w.job.DialRate > 0 {
+		pace = time.NewTicker(time.Duration(float64(time.Second) / w.job.DialRate))
+		defer pace.Stop()
+	}
+	var wg sync.WaitGroup
+	for i, spec := range w.job.Conns {
+		if pace != nil {
+			select {
+			case <-pace.C:
+			case <-ctx.Done():
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := w.dial(ctx, d, spec)
+			if err != nil {
+				errMu.Lock()
+				errs = append(errs, err.Error())
+				errMu.Unlock()
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	out := conns[:0]
+	for _, c := range conns {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out, errs
+}
+
+func (w *worker) dial(ctx context.Context, d *websocket.Dialer, spec connSpec) (*wconn, error) {
+	h := http.Header{}
+	if spec.Token != "" {
+		h.Set("Authorization", "Bearer "+spec.Token)
+	}
+	ws, resp, err := d.DialContext(ctx, spec.URL, h)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", spec.URL, err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial %s: %w", spec.URL, err)
+	}
+	ws.SetReadLimit(16 << 20)
+	c := &wconn{w: w, ws: ws, hello: make(chan struct{}), lastSeq: make([]int64, max(1, w.job.Workers))}
+	for i := range c.lastSeq {
+		c.lastSeq[i] = -1
+	}
+	if w.job.Mode == "hubbub" {
+		// The server holds live messages until the first client frame: say
+		// at once that there is nothing to resume.
+		_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"resume","since":{}}`)); err != nil {
+			_ = ws.Close()
+			return nil, fmt.Errorf("sending resume: %w", err)
+		}
+	} else {
+		c.helloed = true
+		close(c.hello)
+	}
+	w.open.Add(1)
+	go c.readLoop()
+	select {
+	case <-c.hello:
+		return c, nil
+	case <-ctx.Done():
+		_ = ws.Close()
+		return nil, fmt.Errorf("waiting for hello: %w", ctx.Err())
+	}
+}
+
+var (
+	markMessage = []byte("hb ")
+	markAck     = []byte(`{"type":"ack"`)
+	markError   = []byte(`{"type":"error"`)
+	markHello   = []byte(`{"type":"hello"`)
+	markClient  = []byte(`"clientId":"k`)
+)
+
+func (c *wconn) readLoop() {
+	buf := make([]byte, 0, 4096)
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			c.w.open.Add(-1)
+			if !c.w.quitting.Load() {
+				c.w.steps[c.w.step.Load()].dropped.Add(1)
+			}
+			if !c.helloed {
+				c.helloed = true
+				close(c.hello)
+			}
+			return
+		}
+		buf = buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			n, err := r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err != nil {
+				break
+			}
+		}
+		c.frame(buf, time.Now())
+	}
+}
+
+// frame counts what one server frame holds: objects (or, from the
+// baseline, lines) separated by newlines.
+func (c *wconn) frame(data []byte, now time.Time) {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if i := bytes.Index(line, markMessage); i >= 0 {
+			c.message(line[i+len(markMessage):], now)
+			continue
+		}
+		switch {
+		case bytes.HasPrefix(line, markAck):
+			if step, ok := clientStep(line); ok {
+				c.w.steps[step].acked.Add(1)
+			}
+		case bytes.HasPrefix(line, markError):
+			step, ok := clientStep(line)
+			if !ok {
+				step = int(c.w.step.Load())
+			}
+			c.w.steps[step].errFrames.Add(1)
+		case bytes.HasPrefix(line, markHello):
+			if !c.helloed {
+				c.helloed = true
+				close(c.hello)
+			}
+		}
+	}
+}
+
+// message handles "<step> <sendUnixNano> <sender> <seq>..." (the rest of a
+// message's text after "hb ").
+func (c *wconn) message(b []byte, now time.Time) {
+	var f [4]int64
+	for i := range f {
+		j := 0
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == 0 {
+			return
+		}
+		v, err := strconv.ParseInt(string(b[:j]), 10, 64)
+		if err != nil {
+			return
+		}
+		f[i] = v
+		if j < len(b) {
+			j++ // the space
+		}
+		b = b[j:]
+	}
+	step, sent, sender, seq := f[0], f[1], f[2], f[3]
+	if step < 0 || step >= maxSteps || sender < 0 || sender >= int64(len(c.lastSeq)) {
+		return
+	}
+	sc := &c.w.steps[step]
+	if seq <= c.lastSeq[sender] {
+		sc.dups.Add(1)
+		return
+	}
+	c.lastSeq[sender] = seq
+	sc.delivered.Add(1)
+	sc.hist.record(now.Sub(time.Unix(0, sent)))
+	ns := now.UnixNano()
+	for {
+		old := sc.lastRecv.Load()
+		if ns <= old || sc.lastRecv.CompareAndSwap(old, ns) {
+			break
+		}
+	}
+}
+
+// clientStep reads the step out of a clientId "k<step>.<seq>".
+func clientStep(line []byte) (int, bool) {
+	i := bytes.Index(line, markClient)
+	if i < 0 {
+		return 0, false
+	}
+	b := line[i+len(markClient):]
+	j := bytes.IndexByte(b, '.')
+	if j <= 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(b[:j]))
+	if err != nil || n < 0 || n >= maxSteps {
+		return 0, false
+	}
+	return n, true
+}
+
+// send paces this worker's share of a step's messages on its sender socket:
+// message i goes out at start + i/rate, so a late tick catches up instead of
+// lowering the rate.
+func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
+	if w.sender == nil || cmd.Rate <= 0 {
+		return 0, 0
+	}
+	total := int(cmd.Rate*cmd.Duration.Seconds() + 0.5)
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	buf := make([]byte, 0, 256)
+	for i := 0; i < total; i++ {
+		at := start.Add(time.Duration(float64(i) / cmd.Rate * float64(time.Second)))
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return sent, errs
+			}
+		}
+		seq := w.seq
+		w.seq++
+		buf = buf[:0]
+		if w.job.Mode == "hubbub" {
+			buf = append(buf, `{"type":"send","channel":`...)
+			buf = strconv.AppendQuote(buf, w.job.Channel)
+			buf = append(buf, `,"text":"`...)
+		}
+		buf = append(buf, markMessage...)
+		buf = fmt.Appendf(buf, "%d %d %d %d", cmd.Step, time.Now().UnixNano(), w.job.Worker, seq)
+		if w.job.Mode == "hubbub" {
+			buf = fmt.Appendf(buf, ` load test message","clientId":"k%d.%d"}`, cmd.Step, seq)
+		} else {
+			buf = append(buf, " load test message"...)
+		}
+		_ = w.sender.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := w.sender.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+			errs++
+			continue
+		}
+		sent++
+	}
+	return sent, errs
+}
+
+// workerMain runs the worker subcommand on the process's stdio.
+func workerMain(ctx context.Context) error {
+	return runWorker(ctx, os.Stdin, os.Stdout)
+}
