@@ -34,7 +34,10 @@ func TestChaos(t *testing.T) {
 	)
 	channels := []string{"general", "random"}
 	srv := redistest.Start(t)
-	pods := startPods(t, srv, 3)
+	// Servers heartbeat and sweep presence every third of the presence TTL,
+	// so a crashed server's users go offline within TTL + TTL/3: 20s keeps
+	// that within the required 30s (the 30s default can take up to 40s).
+	pods := startPods(t, srv, 3, "--presence-ttl=20s")
 	victim, drained, steady := pods[0], pods[1], pods[2]
 	ctx := testContext(t, 3*time.Minute)
 	start := time.Now()
@@ -175,7 +178,7 @@ func TestChaos(t *testing.T) {
 	for _, ch := range channels {
 		acked[ch] = waitAllAcked(t, clients, ch, 20*time.Second)
 	}
-	type tally struct{ sent, acked, errors, unackedNoError, delivered, lost, redelivered, outOfOrder int }
+	type tally struct{ sent, acked, errors, unackedNoError, delivered, lost, redelivered, outOfOrder, resumes, connects int }
 	var n tally
 	for _, c := range clients {
 		for _, s := range c.Sends() {
@@ -197,10 +200,12 @@ func TestChaos(t *testing.T) {
 		st := c.Stats()
 		n.redelivered += st.Redelivered
 		n.outOfOrder += st.OutOfOrder
+		n.resumes += st.Resumes
+		n.connects += st.Connects
 	}
 	dups, inStream := duplicates(t, ctx, srv, channels)
-	t.Logf("%s: chaos counts: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d (unacked-without-error=%d, redelivered-and-dropped-by-id=%d, out-of-order=%d, committed=%d)",
-		at(), n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.unackedNoError, n.redelivered, n.outOfOrder, inStream)
+	t.Logf("%s: chaos counts: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d (unacked-without-error=%d, redelivered-and-dropped-by-id=%d, out-of-order=%d, committed=%d, connections=%d, resumes-retried=%d)",
+		at(), n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.unackedNoError, n.redelivered, n.outOfOrder, inStream, n.connects, n.resumes)
 	fmt.Printf("CHAOS COUNTS: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d\n", n.sent, n.acked, n.errors, n.delivered, n.lost, dups)
 	if n.lost != 0 {
 		t.Errorf("lost %d acknowledged messages (summed over clients)", n.lost)
