@@ -50,7 +50,11 @@ func TestMain(m *testing.M) {
 // chromiumPath finds Debian's chromium (or HUBBUB_CHROMIUM).
 func chromiumPath() (string, error) {
 	if p := os.Getenv("HUBBUB_CHROMIUM"); p != "" {
-		return p, nil
+		path, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("HUBBUB_CHROMIUM=%s: %w", p, err)
+		}
+		return path, nil
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
