@@ -284,6 +284,10 @@ func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		a.m.Auth.WithLabelValues("registered").Inc()
+		if err := a.opts.Chat.MarkAllRead(r.Context(), name); err != nil {
+			// The account exists; at worst old messages show as unread.
+			a.log.Warn("marking history read for a new account", "err", err)
+		}
 		writeJSON(w, http.StatusCreated, map[string]string{"username": name})
 	case errors.Is(err, auth.ErrRegistrationClosed):
 		writeError(w, http.StatusForbidden, "registration_closed", err.Error())

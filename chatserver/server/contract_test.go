@@ -360,6 +360,14 @@ func testChat(t *testing.T) {
 		carol.expect("forbidden send", typeIs("error", "code", "forbidden", "clientId", "x"))
 		carol.send(map[string]any{"type": "send", "to": "nobody", "text": "hi", "clientId": "y"})
 		carol.expect("unknown user", typeIs("error", "code", "unknown_channel", "clientId", "y"))
+		// A newcomer starts with the history read, not hundreds of unread.
+		dave := login(t, ts, "dave")
+		r0 := call(t, "GET", ts.URL+"/api/v1/channels", dave, nil)
+		for _, c := range r0.Body["channels"].([]any) {
+			if m := c.(map[string]any); m["unread"] != float64(0) {
+				t.Errorf("new account: %v unread in %v", m["unread"], m["name"])
+			}
+		}
 		// Bob's channel list now has the DM, with one unread.
 		r := call(t, "GET", ts.URL+"/api/v1/channels", bobTok, nil)
 		found := false
