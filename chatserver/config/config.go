@@ -92,7 +92,7 @@ func Default() Config {
 		BcryptCost:             12,
 		BcryptConcurrency:      4,
 		LoginAttemptsPerMinute: 10,
-		PresenceTTL:            30 * time.Second,
+		PresenceTTL:            25 * time.Second,
 		ShutdownGrace:          25 * time.Second,
 		LogLevel:               "info",
 	}

@@ -75,6 +75,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		}
 		s.backend, s.owned = b, true
 	}
+	registerBackendMetrics(s.metrics, s.backend)
 	var err error
 	s.auth, err = auth.New(s.backend, auth.Options{
 		BcryptCost: cfg.BcryptCost, BcryptConcurrency: cfg.BcryptConcurrency, SessionTTL: cfg.SessionTTL,
