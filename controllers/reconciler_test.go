@@ -669,7 +669,9 @@ func TestValidation(t *testing.T) {
 		{"replicas above 100", func(r *chatv1alpha1.ChatRoom) { r.Spec.Replicas = ptr.To[int32](101) }, "spec.replicas", "less than or equal to 100"},
 		{"negative replicas", func(r *chatv1alpha1.ChatRoom) { r.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas", "greater than or equal to 0"},
 		{"bad channel name", func(r *chatv1alpha1.ChatRoom) { r.Spec.Channels = []chatv1alpha1.ChannelName{"general", "Bad_Name"} }, "spec.channels[1]", "should match"},
-		{"duplicate channels", func(r *chatv1alpha1.ChatRoom) { r.Spec.Channels = []chatv1alpha1.ChannelName{"general", "random", "general"} }, "spec.channels", "channels must be unique"},
+		{"duplicate channels", func(r *chatv1alpha1.ChatRoom) {
+			r.Spec.Channels = []chatv1alpha1.ChannelName{"general", "random", "general"}
+		}, "spec.channels", "channels must be unique"},
 		{"too many channels", func(r *chatv1alpha1.ChatRoom) {
 			for i := range 101 {
 				r.Spec.Channels = append(r.Spec.Channels, chatv1alpha1.ChannelName("c"+strconv.Itoa(i)))

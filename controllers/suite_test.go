@@ -71,6 +71,7 @@ func TestMain(m *testing.M) {
 		logger = logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctrl.SetLogger(logger)
+	redis.SetLogger(discardRedisLog{}) // dial failures are provoked, and reported as errors
 	code := m.Run()
 	if shared != nil {
 		if err := shared.stop(); err != nil {
@@ -80,6 +81,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+type discardRedisLog struct{}
+
+func (discardRedisLog) Printf(context.Context, string, ...any) {}
 
 // cluster returns the shared test cluster, starting it on first use. Tests
 // that need it fail (not skip) when the envtest binaries are missing.

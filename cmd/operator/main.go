@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -100,6 +101,13 @@ func parseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
+// redisLog sends go-redis' own log lines to the operator's log at debug level.
+type redisLog struct{ log logr.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.V(1).Info(fmt.Sprintf(format, v...))
+}
+
 func run(args []string) error {
 	f, err := parseFlags(args)
 	if err != nil {
@@ -110,6 +118,9 @@ func run(args []string) error {
 		return fmt.Errorf("--operator-pod-labels: %w", err)
 	}
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: f.logLevel})))
+	// go-redis logs dial failures itself; they also come back as errors and
+	// end up in a room's status, so its log is debug detail.
+	redis.SetLogger(redisLog{ctrl.Log.WithName("redis")})
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
