@@ -68,9 +68,12 @@ func New(opts Options) *API {
 	}
 	a.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   1024,
-		WriteBufferSize:  4096,
-		// Write buffers return to the pool between writes: idle sockets hold none.
+		// Held for a socket's whole life, so small: client frames are small,
+		// and a larger one is read straight into the message buffer.
+		ReadBufferSize: 512,
+		// Lent from the pool for one frame and returned: idle sockets hold
+		// none. Large enough that a coalesced frame is mostly one write.
+		WriteBufferSize: 16 << 10,
 		WriteBufferPool: &writeBufferPool,
 		// Origin is checked before the upgrade, in handleWS, with a clear 403.
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -482,7 +485,9 @@ func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	user, id := sess.Username, sess.ID
 	token, _ := credentials(r)
-	a.opts.Chat.Serve(a.opts.Context, ws, chat.Peer{
+	// The socket runs on the chat service's goroutine; returning here lets
+	// net/http free this request's buffers and stack.
+	a.opts.Chat.Start(a.opts.Context, ws, chat.Peer{
 		User: user, Session: id,
 		Check: func(ctx context.Context) error {
 			_, err := a.opts.Auth.Authenticate(ctx, token)

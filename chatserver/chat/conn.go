@@ -66,10 +66,21 @@ type conn struct {
 	ws      *websocket.Conn
 	user    string
 	session string
-	dms     map[string]struct{} // guarded by s.mu
+	check   func(ctx context.Context) error // re-validates the session; nil = never
+	dms     map[string]struct{}             // guarded by s.mu
 
-	mu        sync.Mutex
-	queue     [][]byte
+	// Used only by the Service's keepalive goroutine (set before the conn
+	// is registered): when this socket is next pinged and its session checked.
+	nextPing, nextCheck time.Time
+
+	mu    sync.Mutex
+	queue [][]byte
+	spare [][]byte // the writer's last, emptied queue, reused by the next batch
+	// writing says a writer goroutine runs. It is started on demand and exits
+	// when the queue is empty, so an idle socket holds no writer goroutine
+	// and no write buffer (gorilla lends those from a pool per frame).
+	writing   bool
+	pingDue   bool
 	closing   bool
 	closeCode int
 	closeText string
@@ -78,27 +89,39 @@ type conn struct {
 	holding   bool                   // until the client's first frame: live messages wait in held
 	held      []heldBatch
 	typingAt  map[string]time.Time // per channel: last typing event sent
-	wake      chan struct{}
-	closedC   chan struct{} // closed when closing starts
-	done      chan struct{} // closed when the socket is fully closed
-	readDone  chan struct{} // closed when the reader has stopped
+	closedC   chan struct{}        // closed when closing starts
+	done      chan struct{}        // closed when the socket is fully closed
+	readDone  chan struct{}        // closed when the reader has stopped
+	wdone     chan struct{}        // closed by the writer that closed the socket
 	limiter   *rate.Limiter
 	readLimit int64
+}
+
+// Start serves ws on a goroutine of its own and returns at once. The HTTP
+// handler that upgraded ws should return: net/http then frees the
+// connection's 4 KB read buffer and the handler's deep stack, which an idle
+// socket would otherwise keep for its whole life. The Service owns the
+// goroutine: it ends when the socket closes (Drain closes every socket).
+func (s *Service) Start(ctx context.Context, ws *websocket.Conn, p Peer) {
+	go s.Serve(ctx, ws, p)
 }
 
 // Serve runs one WebSocket connection until it closes. ws must be freshly
 // upgraded; Serve owns it from here and closes it.
 func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
+	now := time.Now()
 	c := &conn{
-		s: s, ws: ws, user: p.User, session: p.Session,
+		s: s, ws: ws, user: p.User, session: p.Session, check: p.Check,
+		nextPing:  now.Add(pingPeriod),
+		nextCheck: now.Add(s.opts.SessionCheck),
 		dms:       map[string]struct{}{},
 		last:      map[string]protocol.ID{},
 		resuming:  map[string][]outMsg{},
 		typingAt:  map[string]time.Time{},
-		wake:      make(chan struct{}, 1),
 		closedC:   make(chan struct{}),
 		done:      make(chan struct{}),
 		readDone:  make(chan struct{}),
+		wdone:     make(chan struct{}),
 		limiter:   rate.NewLimiter(rate.Limit(s.opts.MessagesPerSecond), s.opts.MessageBurst),
 		readLimit: ReadLimit(s.opts.MaxMessageBytes),
 		holding:   true,
@@ -134,10 +157,9 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 		return
 	}
 
-	var wg sync.WaitGroup
 	defer func() {
 		c.close(websocket.CloseNormalClosure, "")
-		wg.Wait()
+		<-c.wdone
 		if s.unregister(c) {
 			s.userLeft(c.user)
 		}
@@ -156,14 +178,11 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 	} else {
 		c.mu.Lock()
 		c.queue = append([][]byte{hello}, c.queue...)
-		c.signal()
+		c.kickLocked()
 		c.mu.Unlock()
 		s.m.ObjectsOut.WithLabelValues(protocol.TypeHello).Inc()
 	}
 
-	wg.Add(2)
-	go func() { defer wg.Done(); c.writeLoop() }()
-	go func() { defer wg.Done(); c.sessionLoop(ctx, p.Check) }()
 	c.readLoop(ctx)
 	close(c.readDone)
 }
@@ -203,11 +222,14 @@ func (c *conn) abort(code int, text string) {
 	_ = c.ws.Close()
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// kickLocked starts the writer unless one runs or the socket is finished.
+// Caller holds c.mu.
+func (c *conn) kickLocked() {
+	if c.writing {
+		return
 	}
+	c.writing = true
+	go c.writeLoop()
 }
 
 // enqueue queues one server object for the socket. A socket whose queue is
@@ -215,53 +237,74 @@ func (c *conn) signal() {
 // memory or block fan-out to everyone else.
 func (c *conn) enqueue(typ string, obj []byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.enqueueLocked(typ, obj)
+	ok := c.enqueueLocked(obj)
+	c.mu.Unlock()
+	if ok {
+		c.s.objectsOut(typ).Inc()
+	}
 }
 
-func (c *conn) enqueueLocked(typ string, obj []byte) {
+// enqueueLocked reports whether obj was queued; the caller counts it (in
+// bulk, on the fan-out path). Caller holds c.mu.
+func (c *conn) enqueueLocked(obj []byte) bool {
 	if c.closing {
-		return
+		return false
 	}
 	if len(c.queue) >= c.s.opts.SendQueueMax {
 		c.s.m.SlowConsumers.Inc()
 		c.queue = nil
 		c.closeLocked(protocol.ClosePolicy, "slow consumer")
-		return
+		return false
 	}
 	c.queue = append(c.queue, obj)
-	c.s.m.ObjectsOut.WithLabelValues(typ).Inc()
-	c.signal()
+	c.kickLocked()
+	return true
+}
+
+// requestPing asks the writer to send a ping (the keepalive loop calls it).
+func (c *conn) requestPing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.pingDue = true
+	c.kickLocked()
 }
 
 // deliver queues committed messages of one channel, in id order, skipping
 // any at or below what this socket already got (resume and live overlap).
-func (c *conn) deliver(channel string, msgs []outMsg) {
+// It returns how many it queued now (the caller counts them in bulk).
+func (c *conn) deliver(channel string, msgs []outMsg) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holding {
 		c.held = append(c.held, heldBatch{channel, msgs})
-		return
+		return 0
 	}
 	if held, ok := c.resuming[channel]; ok {
 		c.resuming[channel] = append(held, msgs...)
-		return
+		return 0
 	}
-	c.deliverLocked(channel, msgs)
+	return c.deliverLocked(channel, msgs)
 }
 
-func (c *conn) deliverLocked(channel string, msgs []outMsg) {
+func (c *conn) deliverLocked(channel string, msgs []outMsg) int {
 	last, seen := c.last[channel]
+	queued := 0
 	for _, om := range msgs {
 		if seen && om.id.Compare(last) <= 0 {
 			continue
 		}
 		last, seen = om.id, true
-		c.enqueueLocked(protocol.TypeMessage, om.frame)
+		if c.enqueueLocked(om.frame) {
+			queued++
+		}
 	}
 	if seen {
 		c.last[channel] = last
 	}
+	return queued
 }
 
 // release ends the hold on live messages: they go out now, minus whatever
@@ -273,14 +316,16 @@ func (c *conn) release() {
 		return
 	}
 	c.holding = false
+	queued := 0
 	for _, h := range c.held {
 		if buf, ok := c.resuming[h.channel]; ok {
 			c.resuming[h.channel] = append(buf, h.msgs...)
 		} else {
-			c.deliverLocked(h.channel, h.msgs)
+			queued += c.deliverLocked(h.channel, h.msgs)
 		}
 	}
 	c.held = nil
+	c.s.objMessage.Add(float64(queued))
 }
 
 // close asks the writer to flush what is queued, then close with code.
@@ -296,31 +341,58 @@ func (c *conn) closeLocked(code int, text string) {
 	}
 	c.closing, c.closeCode, c.closeText = true, code, text
 	close(c.closedC)
-	c.signal()
+	c.kickLocked()
 }
 
+// Bounds on the queue memory a socket keeps between batches.
+const (
+	maxSpareQueue = 64 // a larger emptied queue is left to the GC
+	maxIdleQueue  = 8  // an idle socket keeps at most this much queue capacity
+)
+
+// writeLoop is the socket's writer, started on demand by kickLocked. It
+// writes whatever is queued, coalesced, until the queue is empty, then exits;
+// the writer that sees the socket closing sends the close frame and closes it.
 func (c *conn) writeLoop() {
-	ping := time.NewTicker(pingPeriod)
-	defer ping.Stop()
-	// Closing the socket here also unblocks the reader.
-	defer c.ws.Close()
+	frames := 0
+	defer func() { c.s.m.FramesOut.Add(float64(frames)) }()
 	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.close(websocket.CloseGoingAway, "")
-				return
-			}
-			continue
-		}
 		c.mu.Lock()
 		q := c.queue
-		c.queue = nil
+		c.queue, c.spare = c.spare, nil
+		ping := c.pingDue
+		c.pingDue = false
 		closing, code, text := c.closing, c.closeCode, c.closeText
+		if len(q) == 0 && !ping && !closing {
+			c.writing = false
+			if cap(q) <= maxIdleQueue {
+				c.queue = q
+			}
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
-		if err := c.write(q); err != nil {
+
+		var err error
+		if ping {
+			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+		}
+		if err == nil {
+			var n int
+			n, err = c.write(q)
+			frames += n
+		}
+		clear(q)
+		if cap(q) <= maxSpareQueue {
+			c.mu.Lock()
+			if c.spare == nil {
+				c.spare = q[:0]
+			}
+			c.mu.Unlock()
+		}
+		if err != nil {
 			c.close(websocket.CloseGoingAway, "")
+			c.finish()
 			return
 		}
 		if closing {
@@ -331,80 +403,82 @@ func (c *conn) writeLoop() {
 			// The closing handshake: give the client a moment to answer (the
 			// reader then stops) before dropping TCP, so the close frame is
 			// not lost to a reset.
+			t := time.NewTimer(time.Second)
 			select {
 			case <-c.readDone:
-			case <-time.After(time.Second):
+			case <-t.C:
 			}
+			t.Stop()
+			c.finish()
 			return
 		}
 	}
+}
+
+// finish closes the socket (which also unblocks the reader). Only the last
+// writer calls it: once closing, no other writer starts.
+func (c *conn) finish() {
+	_ = c.ws.Close()
+	close(c.wdone)
 }
 
 // write sends queued objects, coalescing them into as few frames as the
 // frame size cap allows, separated by newlines. Per-frame cost dominates
-// fan-out, so this is what makes broadcast cheap.
-func (c *conn) write(q [][]byte) error {
+// fan-out, so this is what makes broadcast cheap. It returns the frames sent.
+func (c *conn) write(q [][]byte) (frames int, err error) {
 	for len(q) > 0 {
 		if err := c.ws.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
-			return err
+			return frames, err
 		}
 		w, err := c.ws.NextWriter(websocket.TextMessage)
 		if err != nil {
-			return err
+			return frames, err
 		}
 		n := 0
-		for i, obj := range q {
+		i := 0
+		for ; i < len(q); i++ {
+			obj := q[i]
 			if i > 0 && n+len(obj)+1 > maxFrameBytes {
 				break
 			}
 			if i > 0 {
-				if _, err := w.Write([]byte{'\n'}); err != nil {
-					return err
+				if _, err := w.Write(newline); err != nil {
+					return frames, err
 				}
 			}
 			if _, err := w.Write(obj); err != nil {
-				return err
+				return frames, err
 			}
 			n += len(obj) + 1
-			q[i] = nil
 		}
 		if err := w.Close(); err != nil {
-			return err
+			return frames, err
 		}
-		c.s.m.FramesOut.Inc()
-		for len(q) > 0 && q[0] == nil {
-			q = q[1:]
-		}
+		frames++
+		q = q[i:]
 	}
-	return nil
+	return frames, nil
 }
 
-// sessionLoop re-validates the session periodically, so an expired session
-// (or a revocation whose event was lost) still ends the socket.
-func (c *conn) sessionLoop(ctx context.Context, check func(context.Context) error) {
-	if check == nil {
+var newline = []byte{'\n'}
+
+// checkSession re-validates the session (the keepalive loop calls it), so an
+// expired session (or a revocation whose event was lost) still ends the socket.
+func (c *conn) checkSession(ctx context.Context) {
+	select {
+	case <-c.closedC:
+		return
+	default:
+	}
+	cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+	err := c.check(cctx)
+	cancel()
+	if errors.Is(err, ErrSessionGone) {
+		c.close(protocol.CloseUnauthorized, "session expired")
 		return
 	}
-	t := time.NewTicker(c.s.opts.SessionCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.closedC:
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
-		err := check(cctx)
-		cancel()
-		if errors.Is(err, ErrSessionGone) {
-			c.close(protocol.CloseUnauthorized, "session expired")
-			return
-		}
-		if err != nil {
-			c.s.backendError("session_check", err)
-		}
+	if err != nil {
+		c.s.backendError("session_check", err)
 	}
 }
 
@@ -556,8 +630,9 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		c.mu.Lock()
 		held := c.resuming[channel]
 		delete(c.resuming, channel)
-		c.deliverLocked(channel, held)
+		queued := c.deliverLocked(channel, held)
 		c.mu.Unlock()
+		s.objMessage.Add(float64(queued))
 		if err != nil {
 			s.backendError("resume", err)
 			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
@@ -594,8 +669,9 @@ func (c *conn) replay(ctx context.Context, channel, since string) error {
 			out[i] = outMsg{id: id, m: m, frame: protocol.EncodeMessage(nil, m)}
 		}
 		c.mu.Lock()
-		c.deliverLocked(channel, out)
+		queued := c.deliverLocked(channel, out)
 		c.mu.Unlock()
+		c.s.objMessage.Add(float64(queued))
 		total += len(msgs)
 		after = msgs[len(msgs)-1].ID
 		if len(msgs) < maxResumeBatch {

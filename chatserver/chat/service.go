@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
@@ -64,6 +66,10 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 	public map[string]bool
+	// Counters resolved once: WithLabelValues hashes its labels on every
+	// call, too slow for once per object per socket.
+	objMessage prometheus.Counter
+	objByType  map[string]prometheus.Counter
 
 	mu      sync.RWMutex
 	conns   map[*conn]struct{}
@@ -99,7 +105,21 @@ func New(b Backend, opts Options) *Service {
 	for _, c := range opts.Channels {
 		s.public[c] = true
 	}
+	s.objByType = map[string]prometheus.Counter{}
+	for _, t := range []string{protocol.TypeHello, protocol.TypeAck, protocol.TypeMessage, protocol.TypePresence,
+		protocol.TypeTyping, protocol.TypeRead, protocol.TypeNotification, protocol.TypeError, protocol.TypeReconnect} {
+		s.objByType[t] = s.m.ObjectsOut.WithLabelValues(t)
+	}
+	s.objMessage = s.objByType[protocol.TypeMessage]
 	return s
+}
+
+// objectsOut is the counter of queued objects of type typ.
+func (s *Service) objectsOut(typ string) prometheus.Counter {
+	if c, ok := s.objByType[typ]; ok {
+		return c
+	}
+	return s.m.ObjectsOut.WithLabelValues(typ)
 }
 
 // Run follows the public channels, delivers what the backend feeds, and keeps
@@ -116,36 +136,93 @@ func (s *Service) Run(ctx context.Context) error {
 		s.b.Follow(ch, last)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.presenceLoop(ctx)
-	}()
+	wg.Go(func() { s.presenceLoop(ctx) })
+	wg.Go(func() { s.keepaliveLoop(ctx) })
 	err := s.b.Run(ctx, handler{s})
 	wg.Wait()
 	return err
 }
 
+// presenceLoop refreshes this server's presence marks every third of the TTL
+// and sweeps expired ones (other servers' that crashed) every sweepEvery, so
+// a crashed server's users go offline within TTL plus one sweep.
 func (s *Service) presenceLoop(ctx context.Context) {
-	t := time.NewTicker(s.opts.PresenceTTL / 3)
-	defer t.Stop()
+	heartbeat := time.NewTicker(s.opts.PresenceTTL / 3)
+	defer heartbeat.Stop()
+	sweep := time.NewTicker(max(time.Second, min(2*time.Second, s.opts.PresenceTTL/10)))
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-heartbeat.C:
+			if err := s.b.Heartbeat(ctx, s.opts.Pod, s.localUsers(), s.opts.PresenceTTL); err != nil {
+				s.backendError("presence_heartbeat", err)
+			}
+		case <-sweep.C:
+			offline, err := s.b.Sweep(ctx)
+			if err != nil {
+				s.backendError("presence_sweep", err)
+				continue
+			}
+			for _, u := range offline {
+				s.publish(ctx, Event{Kind: EventPresence, User: u, Status: "offline"})
+			}
 		}
-		if err := s.b.Heartbeat(ctx, s.opts.Pod, s.localUsers(), s.opts.PresenceTTL); err != nil {
-			s.backendError("presence_heartbeat", err)
+	}
+}
+
+// maxSessionChecks bounds the session checks the keepalive loop runs at once.
+const maxSessionChecks = 16
+
+// keepaliveLoop pings every socket every pingPeriod and re-validates its
+// session every SessionCheck: one goroutine and one timer for the whole
+// server instead of a ticker (and a goroutine) per socket. Each socket's
+// times count from its connect, so the work is spread as connects were.
+func (s *Service) keepaliveLoop(ctx context.Context) {
+	tick := min(time.Second, s.opts.SessionCheck/4)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	sem := make(chan struct{}, maxSessionChecks)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var pings, checks []*conn
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case now = <-t.C:
 		}
-		offline, err := s.b.Sweep(ctx)
-		if err != nil {
-			s.backendError("presence_sweep", err)
-			continue
+		pings, checks = pings[:0], checks[:0]
+		s.mu.RLock()
+		for c := range s.conns {
+			if !now.Before(c.nextPing) {
+				c.nextPing = now.Add(pingPeriod)
+				pings = append(pings, c)
+			}
+			if c.check != nil && !now.Before(c.nextCheck) {
+				checks = append(checks, c)
+			}
 		}
-		for _, u := range offline {
-			s.publish(ctx, Event{Kind: EventPresence, User: u, Status: "offline"})
+		s.mu.RUnlock()
+		for _, c := range pings {
+			c.requestPing()
 		}
+		for _, c := range checks {
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue // every slot is busy (storage is slow): this one waits a tick
+			}
+			c.nextCheck = now.Add(s.opts.SessionCheck)
+			wg.Go(func() {
+				defer func() { <-sem }()
+				c.checkSession(ctx)
+			})
+		}
+		clear(pings)
+		clear(checks)
 	}
 }
 
@@ -353,15 +430,15 @@ func (s *Service) deliver(channel string, msgs []protocol.Message) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	targets := s.members[channel]
 	if s.public[channel] {
-		for c := range s.conns {
-			c.deliver(channel, out)
-		}
-	} else {
-		for c := range s.members[channel] {
-			c.deliver(channel, out)
-		}
+		targets = s.conns
 	}
+	queued := 0
+	for c := range targets {
+		queued += c.deliver(channel, out)
+	}
+	s.objMessage.Add(float64(queued))
 	s.notify(channel, out)
 }
 
