@@ -93,22 +93,38 @@ type conn struct {
 	done      chan struct{}        // closed when the socket is fully closed
 	readDone  chan struct{}        // closed when the reader has stopped
 	wdone     chan struct{}        // closed by the writer that closed the socket
+	releaseT  *time.Timer          // ends the resume window
 	limiter   *rate.Limiter
 	readLimit int64
 }
 
-// Start serves ws on a goroutine of its own and returns at once. The HTTP
+// Start serves ws on goroutines of the Service and returns at once. The HTTP
 // handler that upgraded ws should return: net/http then frees the
 // connection's 4 KB read buffer and the handler's deep stack, which an idle
 // socket would otherwise keep for its whole life. The Service owns the
-// goroutine: it ends when the socket closes (Drain closes every socket).
+// goroutines: they end when the socket closes (Drain closes every socket).
 func (s *Service) Start(ctx context.Context, ws *websocket.Conn, p Peer) {
-	go s.Serve(ctx, ws, p)
+	go func() {
+		if c := s.open(ctx, ws, p); c != nil {
+			// The socket's long, mostly idle life gets a fresh goroutine:
+			// the storage calls of its setup grew this one's stack, and a
+			// parked goroutine keeps its stack.
+			go c.run(ctx)
+		}
+	}()
 }
 
 // Serve runs one WebSocket connection until it closes. ws must be freshly
 // upgraded; Serve owns it from here and closes it.
 func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
+	if c := s.open(ctx, ws, p); c != nil {
+		c.run(ctx)
+	}
+}
+
+// open registers a new socket and queues its hello. It returns nil when the
+// socket was refused (and closed).
+func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 	now := time.Now()
 	c := &conn{
 		s: s, ws: ws, user: p.User, session: p.Session, check: p.Check,
@@ -126,44 +142,36 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 		readLimit: ReadLimit(s.opts.MaxMessageBytes),
 		holding:   true,
 	}
-	defer close(c.done)
-	release := time.AfterFunc(resumeWindow, c.release)
-	defer release.Stop()
+	c.releaseT = time.AfterFunc(resumeWindow, c.release)
+	refuse := func(code int, text string) *conn {
+		c.releaseT.Stop()
+		c.abort(code, text)
+		close(c.done)
+		return nil
+	}
 
 	// DM channels are followed from their last id, read before registering so
 	// that nothing committed in between is missed (the feed replays after it).
 	dms, err := s.b.DMs(ctx, c.user, maxDMs)
 	if err != nil {
 		s.backendError("dms", err)
-		c.abort(websocket.CloseTryAgainLater, "storage unavailable")
-		return
+		return refuse(websocket.CloseTryAgainLater, "storage unavailable")
 	}
 	lastIDs := make(map[string]string, len(dms))
 	for _, ch := range dms {
 		if lastIDs[ch], err = s.b.LastID(ctx, ch); err != nil {
 			s.backendError("last_id", err)
-			c.abort(websocket.CloseTryAgainLater, "storage unavailable")
-			return
+			return refuse(websocket.CloseTryAgainLater, "storage unavailable")
 		}
 	}
 	first, err := s.register(c, lastIDs)
 	switch {
 	case errors.Is(err, errDraining):
-		c.abort(protocol.CloseServiceResart, "server restarting")
-		return
+		return refuse(protocol.CloseServiceResart, "server restarting")
 	case err != nil:
 		s.m.Errors.WithLabelValues("too_many_connections").Inc()
-		c.abort(protocol.ClosePolicy, "too many connections")
-		return
+		return refuse(protocol.ClosePolicy, "too many connections")
 	}
-
-	defer func() {
-		c.close(websocket.CloseNormalClosure, "")
-		<-c.wdone
-		if s.unregister(c) {
-			s.userLeft(c.user)
-		}
-	}()
 
 	if first {
 		if err := s.b.Join(ctx, s.opts.Pod, c.user, s.opts.PresenceTTL); err != nil {
@@ -180,9 +188,22 @@ func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
 		c.queue = append([][]byte{hello}, c.queue...)
 		c.kickLocked()
 		c.mu.Unlock()
-		s.m.ObjectsOut.WithLabelValues(protocol.TypeHello).Inc()
+		s.objectsOut(protocol.TypeHello).Inc()
 	}
+	return c
+}
 
+// run reads the socket until it closes, then unregisters it.
+func (c *conn) run(ctx context.Context) {
+	defer close(c.done)
+	defer c.releaseT.Stop()
+	defer func() {
+		c.close(websocket.CloseNormalClosure, "")
+		<-c.wdone
+		if c.s.unregister(c) {
+			c.s.userLeft(c.user)
+		}
+	}()
 	c.readLoop(ctx)
 	close(c.readDone)
 }
@@ -502,34 +523,52 @@ func (c *conn) readLoop(ctx context.Context) {
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		if typ != websocket.TextMessage {
-			c.s.m.FramesIn.WithLabelValues("invalid").Inc()
-			c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, Message: "only text frames are accepted"})
-			continue
-		}
-		f, perr := protocol.Decode(data, c.s.opts.MaxMessageBytes)
-		if perr != nil {
-			label := f.Type
-			if !knownType(label) {
-				label = "invalid"
-			}
-			c.s.m.FramesIn.WithLabelValues(label).Inc()
-			c.sendError(perr)
-			continue
-		}
-		c.s.m.FramesIn.WithLabelValues(f.Type).Inc()
-		switch f.Type {
-		case protocol.TypeSend:
-			c.handleSend(ctx, f)
-		case protocol.TypeResume:
-			c.handleResume(ctx, f)
-		case protocol.TypeTyping:
-			c.handleTyping(ctx, f)
-		case protocol.TypeRead:
-			c.handleRead(ctx, f)
-		}
-		c.release()
+		// Handling a frame (JSON decoding, storage calls) needs a deep stack.
+		// Done on a short-lived goroutine, it leaves this one's stack small
+		// for the long waits between frames: a parked goroutine keeps its
+		// stack, and there is one per socket. Frames are still handled one at
+		// a time, in order.
+		onFreshStack(func() { c.handleFrame(ctx, typ, data) })
 	}
+}
+
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+func (c *conn) handleFrame(ctx context.Context, typ int, data []byte) {
+	if typ != websocket.TextMessage {
+		c.s.m.FramesIn.WithLabelValues("invalid").Inc()
+		c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, Message: "only text frames are accepted"})
+		return
+	}
+	f, perr := protocol.Decode(data, c.s.opts.MaxMessageBytes)
+	if perr != nil {
+		label := f.Type
+		if !knownType(label) {
+			label = "invalid"
+		}
+		c.s.m.FramesIn.WithLabelValues(label).Inc()
+		c.sendError(perr)
+		return
+	}
+	c.s.m.FramesIn.WithLabelValues(f.Type).Inc()
+	switch f.Type {
+	case protocol.TypeSend:
+		c.handleSend(ctx, f)
+	case protocol.TypeResume:
+		c.handleResume(ctx, f)
+	case protocol.TypeTyping:
+		c.handleTyping(ctx, f)
+	case protocol.TypeRead:
+		c.handleRead(ctx, f)
+	}
+	c.release()
 }
 
 func knownType(t string) bool {

@@ -43,7 +43,7 @@ type config struct {
 	FloodCost      int
 	FloodConc      int
 	ServerArgs     []string
-	ServerGOGC     string
+	ServerEnv      []string
 	WorkDir        string
 	Timeout        time.Duration
 	JSONOut        string
@@ -102,6 +102,7 @@ type resultConfig struct {
 	StepDuration string     `json:"stepDuration"`
 	Repeat       int        `json:"repeat"`
 	ServerArgs   []string   `json:"serverArgs"`
+	ServerEnv    []string   `json:"serverEnv"`
 }
 
 type idleResult struct {
@@ -196,7 +197,7 @@ func runCoordinator(ctx context.Context, cfg config, log *slog.Logger) (*results
 	res := &results{Machine: machine()}
 	res.Config = resultConfig{
 		Target: cfg.Target, Backend: cfg.Backend, Servers: cfg.Servers, Conns: cfg.Conns, Users: cfg.Users,
-		Workers: cfg.Workers, Steps: cfg.Steps, StepDuration: cfg.StepDuration.String(), Repeat: cfg.Repeat, ServerArgs: cfg.ServerArgs,
+		Workers: cfg.Workers, Steps: cfg.Steps, StepDuration: cfg.StepDuration.String(), Repeat: cfg.Repeat, ServerArgs: cfg.ServerArgs, ServerEnv: cfg.ServerEnv,
 	}
 	for _, w := range c.workers {
 		res.Idle.Connected += w.ready.Connected
@@ -331,9 +332,7 @@ func (c *coordinator) startServers(ctx context.Context) error {
 			cmd = exec.Command(cfg.ChatServer, args...)
 		}
 		cmd.Env = cleanEnv()
-		if cfg.ServerGOGC != "" {
-			cmd.Env = append(cmd.Env, "GOGC="+cfg.ServerGOGC)
-		}
+		cmd.Env = append(cmd.Env, cfg.ServerEnv...)
 		p, err := startProc(name, cmd, filepath.Join(cfg.WorkDir, name+".log"))
 		if err != nil {
 			return err

@@ -61,7 +61,7 @@ func main() {
 func runMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var cfg config
-	var steps, serverArgs string
+	var steps, serverArgs, serverEnv string
 	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers) or baseline (gorilla's chat example shape, one process)")
 	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
@@ -82,7 +82,7 @@ func runMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.FloodCost, "flood-bcrypt-cost", 12, "bcrypt cost of the login-flood account")
 	fs.IntVar(&cfg.FloodConc, "flood-concurrency", 64, "logins in flight at most during a flood")
 	fs.StringVar(&serverArgs, "server-args", "", "extra chatserver flags, space-separated")
-	fs.StringVar(&cfg.ServerGOGC, "server-gogc", "", "GOGC for the servers (default: unset)")
+	fs.StringVar(&serverEnv, "server-env", "", "extra environment for the servers, space-separated KEY=VALUE (e.g. GOGC=50)")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for server and Redis logs (default: a new temp dir)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 5*time.Minute, "how long workers may take to open their sockets")
@@ -96,6 +96,7 @@ func runMain(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.ServerArgs = strings.Fields(serverArgs)
+	cfg.ServerEnv = strings.Fields(serverEnv)
 	if cfg.Users <= 0 {
 		cfg.Users = cfg.Conns
 	}

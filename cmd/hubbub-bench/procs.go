@@ -70,15 +70,6 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // cleanEnv is the environment without HUBBUB_ variables, so a developer's
 // shell settings do not change what a benchmark server runs with.
 func cleanEnv() []string {
