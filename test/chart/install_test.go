@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -165,6 +166,20 @@ func startAPIServer(t *testing.T) *envtest.Environment {
 			t.Errorf("stopping envtest: %v", err)
 		}
 	})
+	// Helm checks the chart's kubeVersion against the server's version; a
+	// kube-apiserver built without version ldflags reports v0.0.0.
+	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := dc.ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(v.GitVersion, "v0.0.0") {
+		t.Fatalf("envtest's kube-apiserver reports version %q, which Helm refuses for the chart's kubeVersion: "+
+			"hack/envtest/build.sh must stamp it (-ldflags -X k8s.io/component-base/version.gitVersion=v1.x.y ...)", v.GitVersion)
+	}
 	return env
 }
 
