@@ -137,6 +137,9 @@ while [[ ! -e $WORK/midway ]]; do
 done
 if [[ -e $WORK/midway ]]; then
   kubectl -n "$NS" delete pod "${pods[0]}" --wait=false
+  # Its forward is now useless; end it so the loop forwards to the Service
+  # (kubectl port-forward does not always exit when its pod goes away).
+  pkill -P "${forwarders[0]}" || true
 fi
 wait "$chat" || die "the chat e2e test failed"
 
