@@ -154,8 +154,9 @@ owned() {
   kubectl -n "$NS" get "$kinds" -o go-template="$template" 2>>"$WORK/owned.log" || true
   kubectl -n "$NS" get pods -l "$selector" -o name
 }
-owned | sed 's/^/  /'
-owned | grep -q '^Deployment/' || die "found no Deployment owned by ChatRoom $ROOM"
+before=$(owned)
+printf '%s\n' "$before" | sed 's/^/  /'
+grep -q '^Deployment/' <<<"$before" || die "found no Deployment owned by ChatRoom $ROOM"
 kubectl -n "$NS" delete chatroom "$ROOM" --wait=true --timeout=2m
 # Garbage collection is asynchronous: poll for up to two minutes.
 for _ in $(seq 120); do [[ -z $(owned) ]] && break; sleep 1; done
