@@ -89,8 +89,12 @@ verify: generate manifests ## fail when generated files are stale
 		git status --porcelain -- api config/crd config/rbac charts/hubbub/crds; exit 1; fi
 
 .PHONY: run-operator
-run-operator: ## run the operator against the current kubeconfig
-	$(GO) run ./cmd/operator $(ARGS)
+run-operator: ## run the operator against the current kubeconfig (CRD: kubectl apply -k config/crd)
+	$(GO) run ./cmd/operator --leader-elect=false --chat-image=$(IMG) $(ARGS)
+
+.PHONY: bench-operator
+bench-operator: envtest ## 1,000 ChatRooms converging on the envtest API server (time, operator memory)
+	$(GO) test -run '^$$' -bench BenchmarkConverge1000 -benchtime 1x -timeout 30m ./test/operatorbench
 
 ##@ Shipping (section owned by the Helm/image work)
 

@@ -31,9 +31,18 @@ import (
 // field the API does not know fails the test.
 func loadSample(t *testing.T, name string) []client.Object {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "config", "samples", name))
+	objs, err := decodeFile(filepath.Join("..", "config", "samples", name))
 	if err != nil {
 		t.Fatal(err)
+	}
+	return objs
+}
+
+// decodeFile decodes every object of a YAML file, strictly.
+func decodeFile(path string) ([]client.Object, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	scheme := testScheme()
 	dec := jsonserializer.NewSerializerWithOptions(jsonserializer.DefaultMetaFactory, scheme, scheme, jsonserializer.SerializerOptions{Yaml: true, Strict: true})
@@ -42,21 +51,20 @@ func loadSample(t *testing.T, name string) []client.Object {
 	for {
 		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return objs, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if len(bytes.TrimSpace(doc)) == 0 {
 			continue
 		}
 		obj, _, err := dec.Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		objs = append(objs, obj.(client.Object))
 	}
-	return objs
 }
 
 // roomOf returns the ChatRoom among objs.

@@ -1,8 +1,6 @@
 package controllers
 
 import (
-	"maps"
-
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
 )
 
@@ -52,14 +50,4 @@ func objectLabels(room *chatv1alpha1.ChatRoom, component string) map[string]stri
 	l := selectorLabels(room, component)
 	l[LabelManagedBy] = ManagedBy
 	return l
-}
-
-// merged returns a copy of a with b's entries added.
-func merged(a, b map[string]string) map[string]string {
-	out := maps.Clone(a)
-	if out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, b)
-	return out
 }

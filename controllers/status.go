@@ -130,7 +130,7 @@ func redisReadyCondition(in statusInputs) metav1.Condition {
 		c.Reason, c.Message = chatv1alpha1.ReasonSecretNotFound, strings.Join(in.secretProblems, "; ")
 	case presenceFailed:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisUnreachable, p.err.Error()
-	default:
+	case presenceNotRead:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisStarting, "Redis not checked yet"
 	}
 	return c

@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -148,7 +149,13 @@ func startCluster() (_ *testCluster, err error) {
 	if tc.c, err = client.New(tc.cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
 	}
-	tc.mgr, err = ctrl.NewManager(tc.cfg, ctrl.Options{
+	// The operator runs with exactly the permissions of the generated
+	// ClusterRole, so every test also proves the RBAC markers suffice.
+	opCfg, err := tc.operatorConfig()
+	if err != nil {
+		return nil, err
+	}
+	tc.mgr, err = ctrl.NewManager(opCfg, ctrl.Options{
 		Scheme:  scheme,
 		Cache:   CacheOptions(nil),
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -176,6 +183,36 @@ func startCluster() (_ *testCluster, err error) {
 	tc.done = make(chan error, 1)
 	go func() { tc.done <- tc.mgr.Start(ctx) }()
 	return tc, nil
+}
+
+// operatorUser is the identity the tests' operator runs as.
+const operatorUser = "system:serviceaccount:hubbub-system:hubbub-operator"
+
+// operatorConfig installs config/rbac/role.yaml bound to operatorUser and
+// returns a client config impersonating that user.
+func (tc *testCluster) operatorConfig() (*rest.Config, error) {
+	ctx := context.Background()
+	objs, err := decodeFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role, ok := objs[0].(*rbacv1.ClusterRole)
+	if !ok || len(objs) != 1 {
+		return nil, fmt.Errorf("role.yaml: want one ClusterRole, got %T", objs[0])
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-envtest"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: operatorUser}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := tc.c.Create(ctx, o); err != nil {
+			return nil, fmt.Errorf("install operator RBAC: %w", err)
+		}
+	}
+	cfg := rest.CopyConfig(tc.cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+	return cfg, nil
 }
 
 func (tc *testCluster) stop() error {
