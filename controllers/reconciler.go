@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	autoscalingv2ac "k8s.io/client-go/applyconfigurations/autoscaling/v2"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -125,7 +126,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			return ctrl.Result{}, err
 		}
 	}
-	return ctrl.Result{RequeueAfter: r.Options.PresenceInterval}, nil
+	// Jitter spreads the refreshes of rooms created together (say, by one
+	// `kubectl apply`) instead of reconciling them all in the same second.
+	return ctrl.Result{RequeueAfter: wait.Jitter(r.Options.PresenceInterval, 0.1)}, nil
 }
 
 // observeSecrets checks that the Secrets the spec names exist, and notes

@@ -280,11 +280,16 @@ func (tc *testCluster) checkSettled(ctx context.Context, t *testing.T, room *cha
 		return nil
 	})
 	for range 2 {
-		if _, err := r.Reconcile(ctx, req); err != nil {
+		res, err := r.Reconcile(ctx, req)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if w := counter.take(); len(w) > 0 {
 			t.Fatalf("a reconcile of a settled room wrote %v", w)
+		}
+		// Back for the presence refresh, after the interval plus at most 10% jitter.
+		if i := r.Options.PresenceInterval; res.RequeueAfter < i || res.RequeueAfter > i+i/10 {
+			t.Errorf("requeue after %s, want %s plus up to 10%%", res.RequeueAfter, i)
 		}
 	}
 }

@@ -62,9 +62,10 @@ func BenchmarkConverge1000(b *testing.B) {
 		b.ReportMetric(float64(r.convergeWrites), "writes-converge")
 		b.ReportMetric(float64(r.steadyWrites), "writes-steady")
 		b.ReportMetric(float64(r.steadyReconciles), "reconciles-steady")
-		b.Logf("%d rooms converged in %s (%.0f rooms/s); operator peak RSS %.0f MiB; %d API writes while converging, %d writes in %s of steady state with %d reconciles",
+		b.ReportMetric(r.steadyCPU, "cores-steady")
+		b.Logf("%d rooms converged in %s (%.1f rooms/s); operator peak RSS %.0f MiB; %d API writes while converging; settled for %s: %d writes, %d reconciles, %.2f cores",
 			rooms, r.converge.Round(time.Millisecond), float64(rooms)/r.converge.Seconds(), float64(r.peakRSS)/(1<<20),
-			r.convergeWrites, r.steadyWrites, steady, r.steadyReconciles)
+			r.convergeWrites, steady, r.steadyWrites, r.steadyReconciles, r.steadyCPU)
 	}
 }
 
@@ -74,6 +75,7 @@ type result struct {
 	convergeWrites   int
 	steadyWrites     int
 	steadyReconciles int
+	steadyCPU        float64 // cores used by the operator while settled
 }
 
 func runConverge(b *testing.B, rooms, workers int, steady time.Duration) result {
@@ -240,8 +242,16 @@ func runConverge(b *testing.B, rooms, workers int, steady time.Duration) result 
 
 	// Settled: every room is reconciled again (the presence refresh every
 	// 30s), and none of that should write.
+	cpuBefore, err := cpuTime(op.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
 	time.Sleep(steady) // a measurement window, not synchronisation
 	afterSteady, err := scrape(metrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpuAfter, err := cpuTime(op.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -256,7 +266,29 @@ func runConverge(b *testing.B, rooms, workers int, steady time.Duration) result 
 		convergeWrites:   afterConverge.writes - before.writes,
 		steadyWrites:     afterSteady.writes - afterConverge.writes,
 		steadyReconciles: afterSteady.reconciles - afterConverge.reconciles,
+		steadyCPU:        float64(cpuAfter-cpuBefore) / float64(steady),
 	}
+}
+
+// cpuTime is the user plus system CPU time the process has used.
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line, in clock ticks (USER_HZ, 100 on Linux).
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * (time.Second / 100), nil
 }
 
 // counts are totals read from the operator's metrics endpoint.
