@@ -70,6 +70,10 @@ type Service struct {
 	// call, too slow for once per object per socket.
 	objMessage prometheus.Counter
 	objByType  map[string]prometheus.Counter
+	// writers hands sockets with something to write to idle writer
+	// goroutines (unbuffered: a send succeeds only when one is waiting).
+	writers chan *conn
+	pace    pacer
 
 	mu      sync.RWMutex
 	conns   map[*conn]struct{}
@@ -101,7 +105,9 @@ func New(b Backend, opts Options) *Service {
 		conns:   map[*conn]struct{}{},
 		byUser:  map[string]map[*conn]struct{}{},
 		members: map[string]map[*conn]struct{}{},
+		writers: make(chan *conn),
 	}
+	s.pace.epoch = time.Now()
 	for _, c := range opts.Channels {
 		s.public[c] = true
 	}
@@ -138,6 +144,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.presenceLoop(ctx) })
 	wg.Go(func() { s.keepaliveLoop(ctx) })
+	wg.Go(func() { s.paceLoop(ctx) })
 	err := s.b.Run(ctx, handler{s})
 	wg.Wait()
 	return err
@@ -439,6 +446,7 @@ func (s *Service) deliver(channel string, msgs []protocol.Message) {
 		queued += c.deliver(channel, out)
 	}
 	s.objMessage.Add(float64(queued))
+	s.pace.queued.Add(int64(queued))
 	s.notify(channel, out)
 }
 

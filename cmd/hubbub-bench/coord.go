@@ -139,6 +139,10 @@ type stepResult struct {
 	CPUPerMsgUs     float64 `json:"serverCpuPerDeliveredUs"`
 	RedisCPUs       float64 `json:"redisCpuSeconds"`
 	WorkerCPUs      float64 `json:"workerCpuSeconds"`
+	// OtherCPUs is the CPU everything else on the machine used meanwhile
+	// (the machine is shared: a busy neighbour shows here).
+	OtherCPUs       float64 `json:"otherCpuSeconds"`
+	Seconds         float64 `json:"seconds"` // the step's wall time, drain included
 	ObjectsPerFrame float64 `json:"objectsPerFrame"`
 	Logins          uint64  `json:"logins"`
 	LoginErrors     uint64  `json:"loginErrors"`
@@ -243,7 +247,8 @@ func runCoordinator(ctx context.Context, cfg config, log *slog.Logger) (*results
 			res.Steps = append(res.Steps, r)
 			log.Info("step", "run", run, "rate", spec.Rate, "flood", spec.Flood, "delivered", fmt.Sprintf("%d/%d", r.Delivered, r.Expected),
 				"perSec", int(r.DeliveredPerSec), "p50ms", r.P50ms, "p99ms", r.P99ms, "maxMs", r.MaxMs, "cpuUs", fmt.Sprintf("%.2f", r.CPUPerMsgUs),
-				"objPerFrame", fmt.Sprintf("%.1f", r.ObjectsPerFrame), "dropped", r.Dropped, "sendErrors", r.SendErrors)
+				"objPerFrame", fmt.Sprintf("%.1f", r.ObjectsPerFrame), "dropped", r.Dropped, "sendErrors", r.SendErrors,
+				"serverCPU", fmt.Sprintf("%.1f", r.ServerCPUs), "loadCPU", fmt.Sprintf("%.1f", r.WorkerCPUs), "otherCPU", fmt.Sprintf("%.1f", r.OtherCPUs), "seconds", fmt.Sprintf("%.1f", r.Seconds))
 			step++
 		}
 	}
@@ -647,6 +652,7 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec stepSpec) (ste
 	r.Conns = pre.open
 	before := c.sampleServers(ctx)
 	s0, r0, w0 := c.cpu()
+	m0 := machineCPU()
 	start := time.Now()
 
 	var fl floodResult
@@ -696,6 +702,8 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec stepSpec) (ste
 		}
 	}
 	s1, r1, w1 := c.cpu()
+	m1 := machineCPU()
+	r.Seconds = time.Since(start).Seconds()
 	after := c.sampleServers(ctx)
 
 	acked := r.Sent
@@ -717,6 +725,7 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec stepSpec) (ste
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	r.P50ms, r.P90ms, r.P99ms, r.MaxMs = ms(t.hist.quantile(.5)), ms(t.hist.quantile(.9)), ms(t.hist.quantile(.99)), ms(t.hist.max())
 	r.ServerCPUs, r.RedisCPUs, r.WorkerCPUs = (s1 - s0).Seconds(), (r1 - r0).Seconds(), (w1 - w0).Seconds()
+	r.OtherCPUs = max(0, (m1-m0).Seconds()-r.ServerCPUs-r.RedisCPUs-r.WorkerCPUs)
 	if r.Delivered > 0 {
 		r.CPUPerMsgUs = r.ServerCPUs / float64(r.Delivered) * 1e6
 	}

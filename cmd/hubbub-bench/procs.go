@@ -225,3 +225,26 @@ func scrape(ctx context.Context, url string, names ...string) (map[string]float6
 	}
 	return out, sc.Err()
 }
+
+// machineCPU is the CPU time all processes on the machine have used (busy
+// time from /proc/stat), to tell how much of a step's CPU went to others.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTicks
+}

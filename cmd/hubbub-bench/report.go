@@ -54,6 +54,8 @@ func medians(steps []stepResult) []stepResult {
 			CPUPerMsgUs:     med(func(s stepResult) float64 { return s.CPUPerMsgUs }),
 			RedisCPUs:       med(func(s stepResult) float64 { return s.RedisCPUs }),
 			WorkerCPUs:      med(func(s stepResult) float64 { return s.WorkerCPUs }),
+			OtherCPUs:       med(func(s stepResult) float64 { return s.OtherCPUs }),
+			Seconds:         med(func(s stepResult) float64 { return s.Seconds }),
 			ObjectsPerFrame: med(func(s stepResult) float64 { return s.ObjectsPerFrame }),
 			Logins:          u(func(s stepResult) uint64 { return s.Logins }),
 			LoginErrors:     u(func(s stepResult) uint64 { return s.LoginErrors }),
@@ -76,11 +78,11 @@ func writeMarkdown(w io.Writer, r *results) {
 	fmt.Fprintf(w, "| %d | %d | %.1f | %.1f KB | %.1f KB | %.1f KB | %.2f | %.0f MiB |\n\n",
 		i.Connected, i.Failed, i.ConnectSeconds, i.RSSPerConn/1024, i.HeapPerConn/1024, i.StackPerConn/1024, i.GoroutinesPerCon, i.ServerRSSMiB)
 	fmt.Fprintf(w, "Medians of %d runs per step:\n\n", c.Repeat)
-	fmt.Fprintf(w, "| sent/s | logins/s | delivered/expected | delivered msgs/s | p50 ms | p90 ms | p99 ms | max ms | send errors | dropped | server CPU µs/msg | objects/frame | Redis CPU s | load CPU s | login p99 ms |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| sent/s | logins/s | delivered/expected | delivered msgs/s | p50 ms | p90 ms | p99 ms | max ms | send errors | dropped | server CPU µs/msg | objects/frame | server CPU s | Redis CPU s | load CPU s | others' CPU s | step s | login p99 ms |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Medians {
-		fmt.Fprintf(w, "| %g | %g | %d/%d (%.3f%%) | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.1f | %.2f | %.2f | %.0f |\n",
+		fmt.Fprintf(w, "| %g | %g | %d/%d (%.3f%%) | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f | %.0f |\n",
 			s.Rate, s.Flood, s.Delivered, s.Expected, 100*s.DeliveredRatio, s.DeliveredPerSec, s.P50ms, s.P90ms, s.P99ms, s.MaxMs,
-			s.SendErrors, s.Dropped, s.CPUPerMsgUs, s.ObjectsPerFrame, s.RedisCPUs, s.WorkerCPUs, s.LoginP99ms)
+			s.SendErrors, s.Dropped, s.CPUPerMsgUs, s.ObjectsPerFrame, s.ServerCPUs, s.RedisCPUs, s.WorkerCPUs, s.OtherCPUs, s.Seconds, s.LoginP99ms)
 	}
 }
