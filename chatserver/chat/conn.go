@@ -262,7 +262,8 @@ const writerIdle = 2 * time.Second
 // startWriter hands c to an idle writer goroutine, or starts one. Writer
 // goroutines are reused because a new goroutine's stack is smaller than a
 // write needs: growing (copying) it for every frame cost a tenth of fan-out's
-// CPU. Idle ones exit after writerIdle, so an idle server holds none.
+// CPU. Idle ones exit after writerIdle, so an idle server holds none, and
+// at once when Run has returned.
 func (s *Service) startWriter(c *conn) {
 	select {
 	case s.writers <- c:
@@ -280,6 +281,8 @@ func (s *Service) writer(c *conn) {
 		select {
 		case c = <-s.writers:
 		case <-idle.C:
+			return
+		case <-s.stopped:
 			return
 		}
 	}

@@ -73,6 +73,8 @@ type Service struct {
 	// writers hands sockets with something to write to idle writer
 	// goroutines (unbuffered: a send succeeds only when one is waiting).
 	writers chan *conn
+	stopped chan struct{} // closed when Run returns: idle writers exit
+	stopOne sync.Once
 	pace    pacer
 
 	mu      sync.RWMutex
@@ -106,6 +108,7 @@ func New(b Backend, opts Options) *Service {
 		byUser:  map[string]map[*conn]struct{}{},
 		members: map[string]map[*conn]struct{}{},
 		writers: make(chan *conn),
+		stopped: make(chan struct{}),
 	}
 	s.pace.epoch = time.Now()
 	for _, c := range opts.Channels {
@@ -147,6 +150,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.paceLoop(ctx) })
 	err := s.b.Run(ctx, handler{s})
 	wg.Wait()
+	s.stopOne.Do(func() { close(s.stopped) })
 	return err
 }
 
