@@ -80,6 +80,17 @@ func TestRedisPresenceCountsDistinctUnexpiredUsers(t *testing.T) {
 	if got, err := (RedisPresence{}).OnlineUsers(ctx, conn, "nobody/here"); err != nil || got != 0 {
 		t.Errorf("empty room: %d, %v", got, err)
 	}
+	// Each call's connection is closed: only this test's client remains.
+	eventually(t, 5*time.Second, func() error {
+		list, err := rdb.ClientList(ctx).Result()
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(strings.TrimSpace(list), "\n") + 1; n != 1 {
+			return fmt.Errorf("%d clients connected, want only the test's:\n%s", n, list)
+		}
+		return nil
+	})
 }
 
 func TestRedisPresenceErrors(t *testing.T) {

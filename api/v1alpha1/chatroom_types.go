@@ -388,5 +388,6 @@ type ChatRoom struct {
 type ChatRoomList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []ChatRoom `json:"items"`
+	// items are the ChatRooms.
+	Items []ChatRoom `json:"items"`
 }
