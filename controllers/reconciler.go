@@ -264,8 +264,43 @@ func (r *Reconciler) reconcileDeployment(ctx context.Context, s *scope) error {
 	if err != nil {
 		return err
 	}
+	if s.room.Spec.Autoscaling != nil {
+		if err := r.handOverReplicas(ctx, s); err != nil {
+			return err
+		}
+	}
 	s.deployment, err = applyOwned(ctx, r, s, newDeployment, appsv1ac.ExtractDeployment, desired)
 	return err
+}
+
+// replicasHandoverManager co-owns the Deployment's replica count while the
+// operator hands it to a HorizontalPodAutoscaler.
+const replicasHandoverManager = FieldManager + "-replicas-handover"
+
+// handOverReplicas keeps the replica count when autoscaling is turned on.
+// An apply that stops setting a field its manager alone owns removes the
+// field, which would drop the Deployment to the default of one pod until the
+// autoscaler acts. So, while the operator still owns the count, a second
+// manager first claims the same value; the autoscaler's scale updates take
+// it over from there. (The Kubernetes server-side apply documentation
+// describes this handover.)
+func (r *Reconciler) handOverReplicas(ctx context.Context, s *scope) error {
+	live := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.room.Namespace, Name: s.room.ChatName()}, live); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	ours, err := appsv1ac.ExtractDeployment(live, FieldManager)
+	if err != nil {
+		return fmt.Errorf("read managed fields of Deployment %s: %w", live.Name, err)
+	}
+	if ours.Spec == nil || ours.Spec.Replicas == nil || live.Spec.Replicas == nil {
+		return nil
+	}
+	claim := appsv1ac.Deployment(live.Name, live.Namespace).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(*live.Spec.Replicas))
+	if err := r.Client.Apply(ctx, claim, client.FieldOwner(replicasHandoverManager)); err != nil {
+		return fmt.Errorf("hand Deployment %s replicas to the autoscaler: %w", live.Name, err)
+	}
+	return nil
 }
 
 func (r *Reconciler) reconcileService(ctx context.Context, s *scope) error {

@@ -395,6 +395,28 @@ func TestDriftIsRepaired(t *testing.T) {
 		}
 		return firstErr(eq("label", cm.Labels[LabelManagedBy], ManagedBy), eq("room", cm.Data["HUBBUB_ROOM"], ns+"/lobby"))
 	})
+
+	// A deleted Redis password Secret comes back with a new password, and
+	// both Redis and the chat pods roll to pick it up.
+	secret, set := &corev1.Secret{}, &appsv1.StatefulSet{}
+	eventually(t, waitFor, func() error { return tc.get(ns, "lobby-redis", set) })
+	if err := firstErr(tc.get(ns, "lobby-redis", secret), tc.get(ns, "lobby", d)); err != nil {
+		t.Fatal(err)
+	}
+	oldPassword, oldRedisHash, oldChatHash := string(secret.Data["password"]), set.Spec.Template.Annotations[RedisPasswordHashAnnotation], d.Spec.Template.Annotations[ConfigHashAnnotation]
+	if err := tc.c.Delete(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		if err := firstErr(tc.get(ns, "lobby-redis", secret), tc.get(ns, "lobby-redis", set), tc.get(ns, "lobby", d)); err != nil {
+			return err
+		}
+		return firstErr(
+			eq("new password", string(secret.Data["password"]) != oldPassword && len(secret.Data["password"]) == 64, true),
+			eq("redis rolled", set.Spec.Template.Annotations[RedisPasswordHashAnnotation] != oldRedisHash, true),
+			eq("chat rolled", d.Spec.Template.Annotations[ConfigHashAnnotation] != oldChatHash, true),
+		)
+	})
 }
 
 // TestScaleSubresource scales a room the way `kubectl scale` does.
@@ -568,6 +590,15 @@ func TestOptionalObjectsFollowTheSpec(t *testing.T) {
 	})
 	eventually(t, waitFor, exists(&networkingv1.Ingress{}, "lobby", true))
 	eventually(t, waitFor, exists(&autoscalingv2.HorizontalPodAutoscaler{}, "lobby", true))
+	// Handing the replica count to the autoscaler must not drop it to the
+	// API default of 1 meanwhile.
+	d := &appsv1.Deployment{}
+	if err := tc.get(ns, "lobby", d); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(d.Spec.Replicas, 0); got != 2 {
+		t.Errorf("replicas %d after enabling autoscaling, want the 2 running before", got)
+	}
 	// minReplicas 1: a disruption budget would block node drains.
 	eventually(t, waitFor, exists(&policyv1.PodDisruptionBudget{}, "lobby", false))
 	eventually(t, waitFor, func() error { return eq("url", tc.room(t, ns, "lobby").Status.URL, "http://lobby.example.com/") })
@@ -583,7 +614,6 @@ func TestOptionalObjectsFollowTheSpec(t *testing.T) {
 		eventually(t, waitFor, exists(o, "lobby-redis", false))
 	}
 	eventually(t, waitFor, func() error {
-		d := &appsv1.Deployment{}
 		if err := tc.get(ns, "lobby", d); err != nil {
 			return err
 		}
