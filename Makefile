@@ -77,16 +77,16 @@ generate: $(CONTROLLER_GEN) ## deepcopy code from the API types
 	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## CRD and RBAC from markers; CRD copied into the chart
+manifests: $(CONTROLLER_GEN) ## CRD and RBAC from markers; both copied into the chart
 	$(CONTROLLER_GEN) crd rbac:roleName=hubbub-operator paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d charts/hubbub/crds ]; then cp config/crd/bases/*.yaml charts/hubbub/crds/; fi
+	@$(MAKE) --no-print-directory chart-sync >/dev/null
 
 .PHONY: verify
 verify: generate manifests ## fail when generated files are stale
-	@if [ -n "$$(git status --porcelain -- api config/crd config/rbac charts/hubbub/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config/crd config/rbac charts/hubbub/crds charts/hubbub/files)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config/crd config/rbac charts/hubbub/crds; exit 1; fi
+		git status --porcelain -- api config/crd config/rbac charts/hubbub/crds charts/hubbub/files; exit 1; fi
 
 .PHONY: run-operator
 run-operator: ## run the operator against the current kubeconfig (CRD: kubectl apply -k config/crd)
