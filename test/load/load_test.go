@@ -1,0 +1,130 @@
+// Package load runs the load tool (cmd/hubbub-bench) small, to prove that it
+// works end to end and reports sane numbers. Real benchmark runs are manual:
+// see docs/benchmarks.md.
+package load
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// The fields of hubbub-bench's JSON results that these tests read.
+type results struct {
+	Idle struct {
+		Connected  int     `json:"connected"`
+		Failed     int     `json:"failed"`
+		RSSPerConn float64 `json:"rssPerConnBytes"`
+	} `json:"idle"`
+	Steps []struct {
+		Rate        float64 `json:"rate"`
+		Conns       int     `json:"conns"`
+		Sent        uint64  `json:"sent"`
+		SendErrors  uint64  `json:"sendErrors"`
+		Expected    uint64  `json:"expected"`
+		Delivered   uint64  `json:"delivered"`
+		Duplicates  uint64  `json:"duplicates"`
+		Dropped     uint64  `json:"dropped"`
+		P50ms       float64 `json:"p50ms"`
+		P99ms       float64 `json:"p99ms"`
+		ServerCPUs  float64 `json:"serverCpuSeconds"`
+		CPUPerMsgUs float64 `json:"serverCpuPerDeliveredUs"`
+	} `json:"steps"`
+}
+
+// build compiles the chat server and the load tool once per test binary.
+func build(t *testing.T) (bench, chatserver string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "github.com/hubbub-chat/hubbub/cmd/chatserver", "github.com/hubbub-chat/hubbub/cmd/hubbub-bench")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "hubbub-bench"), filepath.Join(dir, "chatserver")
+}
+
+func run(t *testing.T, bench string, args ...string) results {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "results.json")
+	args = append([]string{"run", "--json", out, "--workdir", t.TempDir(), "--timeout", "60s"}, args...)
+	cmd := exec.Command(bench, args...)
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hubbub-bench %v: %v\n%s", args, err, b)
+	} else {
+		t.Logf("hubbub-bench %v (%s):\n%s", args, time.Since(start).Round(time.Millisecond), b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func check(t *testing.T, r results, conns int, rate float64, seconds float64) {
+	t.Helper()
+	if r.Idle.Connected != conns || r.Idle.Failed != 0 {
+		t.Errorf("connected %d, failed %d; want %d, 0", r.Idle.Connected, r.Idle.Failed, conns)
+	}
+	if r.Idle.RSSPerConn <= 0 || r.Idle.RSSPerConn > 1<<20 {
+		t.Errorf("RSS per connection %.0f bytes: not a plausible figure", r.Idle.RSSPerConn)
+	}
+	if len(r.Steps) != 1 {
+		t.Fatalf("%d steps reported, want 1", len(r.Steps))
+	}
+	s := r.Steps[0]
+	if want := uint64(rate*seconds + 0.5); s.Sent != want {
+		t.Errorf("sent %d, want %d", s.Sent, want)
+	}
+	if s.Conns != conns || s.Expected != s.Sent*uint64(conns) {
+		t.Errorf("expected %d deliveries to %d sockets after %d sends: want sends × sockets", s.Expected, s.Conns, s.Sent)
+	}
+	if s.Delivered != s.Expected || s.Duplicates != 0 || s.Dropped != 0 || s.SendErrors != 0 {
+		t.Errorf("delivered %d/%d, %d duplicates, %d dropped sockets, %d send errors", s.Delivered, s.Expected, s.Duplicates, s.Dropped, s.SendErrors)
+	}
+	if s.P50ms <= 0 || s.P99ms < s.P50ms || s.P99ms > 10000 {
+		t.Errorf("latency p50 %.2f ms, p99 %.2f ms: not plausible", s.P50ms, s.P99ms)
+	}
+	if s.ServerCPUs <= 0 || s.CPUPerMsgUs <= 0 {
+		t.Errorf("server CPU %.2f s, %.2f µs per message: not measured", s.ServerCPUs, s.CPUPerMsgUs)
+	}
+}
+
+// 200 sockets over two chat servers sharing a real Redis, two load worker
+// processes: every message reaches every socket, and the figures are sane.
+func TestSmokeTwoServersRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and starts servers")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: run `make deps`")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bench, chatserver := build(t)
+	r := run(t, bench, "--chatserver", chatserver, "--servers", "2", "--workers", "2", "--conns", "200", "--users", "50",
+		"--steps", "20", "--step-duration", "2s", "--repeat", "1", "--settle", "500ms")
+	check(t, r, 200, 20, 2)
+}
+
+// The baseline (gorilla's chat example shape) under the same tool.
+func TestSmokeBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and starts servers")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bench, _ := build(t)
+	r := run(t, bench, "--target", "baseline", "--conns", "100", "--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
+	check(t, r, 100, 20, 1)
+}
