@@ -279,6 +279,7 @@ func startRedis(password string) (*redisServer, error) {
 		args = append(args, "--requirepass", password)
 	}
 	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.SysProcAttr = childProcAttr()
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
