@@ -2,17 +2,13 @@ package controllers
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
 	"github.com/hubbub-chat/hubbub/chatserver/keys"
 )
 
@@ -66,7 +62,7 @@ func (p RedisPresence) OnlineUsers(ctx context.Context, conn RedisConn, room str
 		now = p.Now
 	}
 
-	opts, err := redisOptions(conn.URL)
+	opts, err := redisbackend.ParseURL(conn.URL)
 	if err != nil {
 		return 0, err
 	}
@@ -113,70 +109,4 @@ func cmpOr[T int | time.Duration](v, def T) T {
 		return v
 	}
 	return def
-}
-
-// redisOptions parses the chat server's --redis-url forms:
-//
-//	redis://[[user]:password@]host:port[/db]     rediss:// for TLS
-//	redis-sentinel://[:password@]host:port[,host:port]/[db]?master=NAME[&tls=true]
-//	redis-cluster://[:password@]host:port[,host:port][?tls=true]
-func redisOptions(raw string) (*redis.UniversalOptions, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("redis URL: %w", err)
-	}
-	switch u.Scheme {
-	case "redis", "rediss":
-		o, err := redis.ParseURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("redis URL: %w", err)
-		}
-		return &redis.UniversalOptions{
-			Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
-		}, nil
-	case "redis-sentinel", "redis-cluster":
-		defPort := "6379"
-		if u.Scheme == "redis-sentinel" {
-			defPort = "26379"
-		}
-		o := &redis.UniversalOptions{}
-		for _, h := range strings.Split(u.Host, ",") {
-			if h = strings.TrimSpace(h); h == "" {
-				continue
-			}
-			if _, _, err := net.SplitHostPort(h); err != nil {
-				h = net.JoinHostPort(h, defPort)
-			}
-			o.Addrs = append(o.Addrs, h)
-		}
-		if len(o.Addrs) == 0 {
-			return nil, errors.New("redis URL: no hosts")
-		}
-		if u.User != nil {
-			o.Username = u.User.Username()
-			o.Password, _ = u.User.Password()
-		}
-		q := u.Query()
-		if on, _ := strconv.ParseBool(q.Get("tls")); on {
-			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		if u.Scheme == "redis-sentinel" {
-			if o.MasterName = q.Get("master"); o.MasterName == "" {
-				return nil, errors.New("redis URL: redis-sentinel:// needs ?master=NAME")
-			}
-			o.SentinelPassword = o.Password
-			if q.Has("sentinel_password") {
-				o.SentinelPassword = q.Get("sentinel_password")
-			}
-			if db := strings.Trim(u.Path, "/"); db != "" {
-				if o.DB, err = strconv.Atoi(db); err != nil {
-					return nil, fmt.Errorf("redis URL: database %q is not a number", db)
-				}
-			}
-		} else {
-			o.IsClusterMode = true
-		}
-		return o, nil
-	}
-	return nil, fmt.Errorf("redis URL: scheme %q is not one of redis, rediss, redis-sentinel, redis-cluster", u.Scheme)
 }

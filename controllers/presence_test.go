@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hubbub-chat/hubbub/chatserver/keys"
@@ -119,50 +118,5 @@ func TestRedisPresenceErrors(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("%s: took %s, bounded by a 2s timeout", tt.name, d)
 		}
-	}
-}
-
-func TestRedisOptions(t *testing.T) {
-	tests := []struct {
-		url  string
-		want redis.UniversalOptions
-		err  string
-	}{
-		{url: "redis://r:6379", want: redis.UniversalOptions{Addrs: []string{"r:6379"}}},
-		{url: "redis://:pw@r:6379/3", want: redis.UniversalOptions{Addrs: []string{"r:6379"}, Password: "pw", DB: 3}},
-		{url: "redis-cluster://a:7000,b:7001", want: redis.UniversalOptions{Addrs: []string{"a:7000", "b:7001"}, IsClusterMode: true}},
-		{url: "redis-sentinel://s1,s2:26380/1?master=main", want: redis.UniversalOptions{Addrs: []string{"s1:26379", "s2:26380"}, MasterName: "main", DB: 1}},
-		{url: "redis-sentinel://:pw@s1?master=m&sentinel_password=sp", want: redis.UniversalOptions{Addrs: []string{"s1:26379"}, MasterName: "m", Password: "pw", SentinelPassword: "sp"}},
-		{url: "redis-sentinel://s1", err: "master"},
-		{url: "redis-cluster://", err: "no hosts"},
-		{url: "memcached://m", err: "scheme"},
-	}
-	for _, tt := range tests {
-		got, err := redisOptions(tt.url)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%s: %v, want error with %q", tt.url, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tt.url, err)
-			continue
-		}
-		if diff := cmp.Diff(tt.want, *got, cmp.FilterPath(func(p cmp.Path) bool {
-			switch p.Last().String() {
-			case ".Addrs", ".Password", ".SentinelPassword", ".DB", ".MasterName", ".IsClusterMode":
-				return false
-			}
-			return true
-		}, cmp.Ignore())); diff != "" {
-			t.Errorf("%s: %s", tt.url, diff)
-		}
-	}
-	if o, _ := redisOptions("rediss://r:6380"); o.TLSConfig == nil {
-		t.Error("rediss:// without TLS")
-	}
-	if o, _ := redisOptions("redis-cluster://a:1?tls=true"); o.TLSConfig == nil {
-		t.Error("tls=true without TLS")
 	}
 }
