@@ -350,20 +350,25 @@ func clientStep(line []byte) (int, bool) {
 	return n, true
 }
 
-// send paces this worker's share of a step's messages on its sender socket:
-// message i goes out at start + i/rate, so a late tick catches up instead of
-// lowering the rate.
+// send paces this worker's share of a step's messages on its sender socket.
+// The step's messages are numbered over all workers (cmd.Rate is this
+// worker's share, so the step's rate is cmd.Rate × workers); message j goes
+// out at start + j/rate from worker j mod workers. So a slow step (one
+// broadcast a second) is spread over the second, not sent by every worker
+// at once, and a late tick catches up instead of lowering the rate.
 func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 	if w.sender == nil || cmd.Rate <= 0 {
 		return 0, 0
 	}
-	total := int(cmd.Rate*cmd.Duration.Seconds() + 0.5)
+	workers := max(1, w.job.Workers)
+	rate := cmd.Rate * float64(workers)
+	total := int(rate*cmd.Duration.Seconds() + 0.5)
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	buf := make([]byte, 0, 256)
-	for i := 0; i < total; i++ {
-		at := start.Add(time.Duration(float64(i) / cmd.Rate * float64(time.Second)))
+	for j := w.job.Worker; j < total; j += workers {
+		at := start.Add(time.Duration(float64(j) / rate * float64(time.Second)))
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
 			select {
