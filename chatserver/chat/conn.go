@@ -88,6 +88,7 @@ type conn struct {
 	closeText string
 	last      map[string]protocol.ID // per channel: newest id queued
 	resuming  map[string][]outMsg    // per channel: live messages held back while a resume replays
+	greeted   bool // hello is queued; until then the writer is not started
 	holding   bool                   // until the client's first frame: live messages wait in held
 	held      []heldBatch
 	typingAt  map[string]time.Time // per channel: last typing event sent
@@ -184,10 +185,14 @@ func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 	hello, err := s.hello(ctx, c.user)
 	if err != nil {
 		s.backendError("hello", err)
+		c.mu.Lock()
+		c.greeted = true // no hello coming: let the close frame out
+		c.mu.Unlock()
 		c.close(websocket.CloseTryAgainLater, "storage unavailable")
 	} else {
 		c.mu.Lock()
 		c.queue = append([][]byte{hello}, c.queue...)
+		c.greeted = true
 		c.kickLocked()
 		c.mu.Unlock()
 		s.objectsOut(protocol.TypeHello).Inc()
@@ -248,7 +253,9 @@ func (c *conn) abort(code int, text string) {
 // kickLocked starts the writer unless one runs or the socket is finished.
 // Caller holds c.mu.
 func (c *conn) kickLocked() {
-	if c.writing || c.holdLocked() {
+	// Nothing may go out before hello: events queued while it is being
+	// computed wait for it.
+	if c.writing || !c.greeted || c.holdLocked() {
 		return
 	}
 	c.writing = true

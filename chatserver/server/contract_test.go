@@ -46,6 +46,7 @@ var contractTests = []struct {
 	{"Drain", testDrain},
 	{"Health", testHealth},
 	{"ConnectionChurn", testConnectionChurn},
+	{"HelloFirst", testHelloFirst},
 }
 
 func TestContract(t *testing.T) {
@@ -614,5 +615,39 @@ func testConnectionChurn(t *testing.T) {
 			t.Fatalf("%d connections still registered", ts.Server.ConnectionCount())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// hello is always a socket's first object, even while other sockets'
+// presence events are being fanned out to it as it opens.
+func testHelloFirst(t *testing.T) {
+	cfg := testConfig()
+	ts := startServer(t, cfg, server.Options{})
+	var toks []string
+	for i := 0; i < 12; i++ {
+		toks = append(toks, login(t, ts, fmt.Sprintf("user%d", i)))
+	}
+	firsts := make(chan string, len(toks))
+	for _, tok := range toks {
+		go func() {
+			c, _, err := dialRaw(ts, tok, ts.URL)
+			if err != nil {
+				firsts <- "dial: " + err.Error()
+				return
+			}
+			defer c.Close()
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				firsts <- "read: " + err.Error()
+				return
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			firsts <- first
+		}()
+	}
+	for range toks {
+		if f := <-firsts; !strings.HasPrefix(f, `{"type":"hello"`) {
+			t.Errorf("first object %.80s, want hello", f)
+		}
 	}
 }
