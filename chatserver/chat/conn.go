@@ -88,7 +88,7 @@ type conn struct {
 	closeText string
 	last      map[string]protocol.ID // per channel: newest id queued
 	resuming  map[string][]outMsg    // per channel: live messages held back while a resume replays
-	greeted   bool // hello is queued; until then the writer is not started
+	greeted   bool                   // hello is queued; until then the writer is not started
 	holding   bool                   // until the client's first frame: live messages wait in held
 	held      []heldBatch
 	typingAt  map[string]time.Time // per channel: last typing event sent

@@ -61,7 +61,8 @@ type Config struct {
 	AllowedOrigins []string
 	// BcryptCost is the bcrypt work factor for new password hashes.
 	BcryptCost int
-	// BcryptConcurrency bounds simultaneous bcrypt computations.
+	// BcryptConcurrency bounds simultaneous bcrypt computations; 0 means half
+	// the CPUs (at least one), so a login flood leaves CPU for delivery.
 	BcryptConcurrency int
 	// LoginAttemptsPerMinute bounds failed logins per username and per client IP.
 	LoginAttemptsPerMinute int
@@ -90,7 +91,6 @@ func Default() Config {
 		MessageBurst:           10,
 		MaxConnectionsPerUser:  10,
 		BcryptCost:             12,
-		BcryptConcurrency:      4,
 		LoginAttemptsPerMinute: 10,
 		PresenceTTL:            25 * time.Second,
 		ShutdownGrace:          25 * time.Second,
@@ -135,7 +135,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
-	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations")
+	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations (0 = half the CPUs, at least 1)")
 	fs.IntVar(&c.LoginAttemptsPerMinute, "login-attempts-per-minute", c.LoginAttemptsPerMinute, "failed logins allowed per username and per client IP each minute")
 	fs.BoolVar(&c.TrustProxyHeaders, "trust-proxy-headers", c.TrustProxyHeaders, "trust X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "how long presence outlives a crashed server (heartbeats every third of it)")
@@ -256,8 +256,8 @@ func (c Config) Validate() error {
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		bad("bcrypt-cost", "must be 4..31, got %d", c.BcryptCost)
 	}
-	if c.BcryptConcurrency < 1 {
-		bad("bcrypt-concurrency", "must be at least 1, got %d", c.BcryptConcurrency)
+	if c.BcryptConcurrency < 0 {
+		bad("bcrypt-concurrency", "must not be negative, got %d", c.BcryptConcurrency)
 	}
 	if c.LoginAttemptsPerMinute < 1 {
 		bad("login-attempts-per-minute", "must be at least 1, got %d", c.LoginAttemptsPerMinute)

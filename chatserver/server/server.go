@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	registerBackendMetrics(s.metrics, s.backend)
 	var err error
 	s.auth, err = auth.New(s.backend, auth.Options{
-		BcryptCost: cfg.BcryptCost, BcryptConcurrency: cfg.BcryptConcurrency, SessionTTL: cfg.SessionTTL,
+		BcryptCost: cfg.BcryptCost, BcryptConcurrency: bcryptSlots(cfg.BcryptConcurrency), SessionTTL: cfg.SessionTTL,
 		RegistrationOpen: cfg.Registration == config.RegistrationOpen,
 		MaxFailures:      cfg.LoginAttemptsPerMinute, ThrottleWindow: time.Minute,
 	})
@@ -265,3 +266,12 @@ func backendName(cfg config.Config) string {
 
 // ConnectionCount is the number of open WebSockets.
 func (s *Server) ConnectionCount() int { return s.chat.ConnectionCount() }
+
+// bcryptSlots resolves --bcrypt-concurrency: 0 means half the CPUs this
+// process may use, at least one.
+func bcryptSlots(n int) int {
+	if n > 0 {
+		return n
+	}
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
