@@ -33,6 +33,10 @@ func BenchmarkFanout(b *testing.B) {
 				}
 				conns[i] = c
 				defer c.Close()
+				// As real clients do: the first frame ends the resume window.
+				if err := c.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			marker := []byte(`"type":"message"`)
 			want := b.N
