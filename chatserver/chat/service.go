@@ -155,7 +155,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // presenceLoop refreshes this server's presence marks every third of the TTL
-// and sweeps expired ones (other servers' that crashed) every sweepEvery, so
+// and sweeps expired ones (other servers' that crashed) every 1-2 s, so
 // a crashed server's users go offline within TTL plus one sweep.
 func (s *Service) presenceLoop(ctx context.Context) {
 	heartbeat := time.NewTicker(s.opts.PresenceTTL / 3)
