@@ -171,6 +171,9 @@ func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 	switch {
 	case errors.Is(err, errDraining):
 		return refuse(protocol.CloseServiceResart, "server restarting")
+	case errors.Is(err, errServerFull):
+		s.m.Errors.WithLabelValues("server_full").Inc()
+		return refuse(websocket.CloseTryAgainLater, "server full")
 	case err != nil:
 		s.m.Errors.WithLabelValues("too_many_connections").Inc()
 		return refuse(protocol.ClosePolicy, "too many connections")

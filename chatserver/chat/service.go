@@ -34,6 +34,8 @@ type Options struct {
 	MessagesPerSecond float64
 	MessageBurst      int
 	MaxConnsPerUser   int
+	// MaxConns bounds all sockets on this server (0: unbounded).
+	MaxConns int
 	// PresenceTTL is how long a server's presence marks live without a
 	// heartbeat; heartbeats run every third of it. A crashed server's users go
 	// offline within about PresenceTTL plus one sweep.
@@ -562,6 +564,9 @@ func (s *Service) register(c *conn, lastIDs map[string]string) (first bool, err 
 	if s.closing {
 		return false, errDraining
 	}
+	if s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns {
+		return false, errServerFull
+	}
 	if len(s.byUser[c.user]) >= s.opts.MaxConnsPerUser {
 		return false, errTooManyConns
 	}
@@ -610,4 +615,5 @@ func (s *Service) unregister(c *conn) (last bool) {
 var (
 	errDraining     = errors.New("server is draining")
 	errTooManyConns = errors.New("too many connections for this user")
+	errServerFull   = errors.New("server has no room for more connections")
 )

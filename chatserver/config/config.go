@@ -56,6 +56,9 @@ type Config struct {
 	MessageBurst      int
 	// MaxConnectionsPerUser bounds one person's concurrent sockets on one server.
 	MaxConnectionsPerUser int
+	// MaxConnections bounds all sockets on one server; past it new sockets are
+	// told to try again later (another server may have room).
+	MaxConnections int
 	// AllowedOrigins are origins besides the server's own that may open a WebSocket
 	// or make cookie-authenticated changes.
 	AllowedOrigins []string
@@ -90,6 +93,7 @@ func Default() Config {
 		MessagesPerSecond:      5,
 		MessageBurst:           10,
 		MaxConnectionsPerUser:  10,
+		MaxConnections:         50000,
 		BcryptCost:             12,
 		LoginAttemptsPerMinute: 10,
 		PresenceTTL:            25 * time.Second,
@@ -133,6 +137,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.Float64Var(&c.MessagesPerSecond, "messages-per-second", c.MessagesPerSecond, "sustained sends per connection")
 	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "burst of sends per connection")
 	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent WebSockets on one server (past it: close 1013, try again later)")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
 	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations (0 = half the CPUs, at least 1)")
@@ -245,6 +250,9 @@ func (c Config) Validate() error {
 	if c.MessageBurst < 1 {
 		bad("message-burst", "must be at least 1, got %d", c.MessageBurst)
 	}
+	if c.MaxConnections < 1 {
+		bad("max-connections", "must be at least 1, got %d", c.MaxConnections)
+	}
 	if c.MaxConnectionsPerUser < 1 {
 		bad("max-connections-per-user", "must be at least 1, got %d", c.MaxConnectionsPerUser)
 	}
@@ -297,6 +305,7 @@ func (c Config) Args() []string {
 	add("messages-per-second", strconv.FormatFloat(c.MessagesPerSecond, 'g', -1, 64), strconv.FormatFloat(d.MessagesPerSecond, 'g', -1, 64))
 	add("message-burst", strconv.Itoa(c.MessageBurst), strconv.Itoa(d.MessageBurst))
 	add("max-connections-per-user", strconv.Itoa(c.MaxConnectionsPerUser), strconv.Itoa(d.MaxConnectionsPerUser))
+	add("max-connections", strconv.Itoa(c.MaxConnections), strconv.Itoa(d.MaxConnections))
 	add("allowed-origins", strings.Join(c.AllowedOrigins, ","), "")
 	add("bcrypt-cost", strconv.Itoa(c.BcryptCost), strconv.Itoa(d.BcryptCost))
 	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))

@@ -47,6 +47,7 @@ var contractTests = []struct {
 	{"Health", testHealth},
 	{"ConnectionChurn", testConnectionChurn},
 	{"HelloFirst", testHelloFirst},
+	{"ServerFull", testServerFull},
 }
 
 func TestContract(t *testing.T) {
@@ -536,6 +537,18 @@ func testConnectionLimit(t *testing.T) {
 	}
 	if got := dial(t, ts, tok).closeCode(); got != 1008 {
 		t.Fatalf("third socket closed with %d, want 1008", got)
+	}
+}
+
+func testServerFull(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnections = 2
+	ts := startServer(t, cfg, server.Options{})
+	for _, u := range []string{"alice", "bob"} {
+		dial(t, ts, login(t, ts, u)).expect("hello", typeIs("hello"))
+	}
+	if got := dial(t, ts, login(t, ts, "carol")).closeCode(); got != 1013 {
+		t.Fatalf("socket over the server's limit closed with %d, want 1013", got)
 	}
 }
 

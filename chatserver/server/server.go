@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.chat = chat.New(s.backend, chat.Options{
 		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
-		MaxConnsPerUser: cfg.MaxConnectionsPerUser, PresenceTTL: cfg.PresenceTTL,
+		MaxConnsPerUser: cfg.MaxConnectionsPerUser, MaxConns: cfg.MaxConnections, PresenceTTL: cfg.PresenceTTL,
 		Logger: log, Metrics: s.metrics,
 	})
 	return s, nil
