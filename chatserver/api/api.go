@@ -146,7 +146,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", maxBodyBytes))
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+shorten(err.Error()))
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+protocol.Truncate(err.Error(), 120))
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -154,13 +154,6 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
-}
-
-func shorten(s string) string {
-	if len(s) > 120 {
-		return s[:120] + "…"
-	}
-	return s
 }
 
 // --- origins, client IPs, auth ---

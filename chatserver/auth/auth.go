@@ -211,7 +211,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Session, string,
 	now := s.opts.Now()
 	sess := Session{
 		ID: SessionID(tokenHash), TokenHash: tokenHash, Username: name,
-		CreatedAt: now, LastSeenAt: now, UserAgent: truncate(req.UserAgent, 200), IP: req.IP,
+		CreatedAt: now, LastSeenAt: now, UserAgent: protocol.Truncate(req.UserAgent, 200), IP: req.IP,
 	}
 	if err := s.store.CreateSession(ctx, sess, s.opts.SessionTTL); err != nil {
 		return Session{}, "", fmt.Errorf("storing session: %w", err)
@@ -271,11 +271,4 @@ func newToken() (token, hash string, err error) {
 	}
 	token = base64.RawURLEncoding.EncodeToString(b[:])
 	return token, HashToken(token), nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
@@ -170,7 +169,7 @@ func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 	first, err := s.register(c, lastIDs)
 	switch {
 	case errors.Is(err, errDraining):
-		return refuse(protocol.CloseServiceResart, "server restarting")
+		return refuse(protocol.CloseServiceRestart, "server restarting")
 	case errors.Is(err, errServerFull):
 		s.m.Errors.WithLabelValues("server_full").Inc()
 		return refuse(websocket.CloseTryAgainLater, "server full")
@@ -659,7 +658,7 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 	if f.To != "" {
 		to := strings.ToLower(f.To)
 		if !protocol.ValidUsername(to) || to == c.user {
-			c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("cannot message %q", truncate(f.To, 40)), ClientID: f.ClientID})
+			c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("cannot message %q", protocol.Truncate(f.To, 40)), ClientID: f.ClientID})
 			return
 		}
 		exists, err := s.b.UserExists(ctx, to)
@@ -803,14 +802,4 @@ func (c *conn) handleRead(ctx context.Context, f protocol.ClientFrame) {
 		return
 	}
 	c.s.publish(ctx, Event{Kind: EventRead, User: c.user, Channel: f.Channel, ID: f.ID})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

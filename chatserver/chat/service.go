@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -373,7 +374,7 @@ func (s *Service) Drain(ctx context.Context, spread time.Duration) {
 		case <-t.C:
 		}
 		c.enqueue(protocol.TypeReconnect, reconnect)
-		c.close(protocol.CloseServiceResart, "server restarting")
+		c.close(protocol.CloseServiceRestart, "server restarting")
 		t.Reset(step)
 	}
 	for _, c := range all {
@@ -404,7 +405,7 @@ func mentions(text string) []string {
 			j++
 		}
 		name := strings.ToLower(strings.TrimRight(text[i+1:j], "."))
-		if protocol.ValidUsername(name) && !contains(out, name) {
+		if protocol.ValidUsername(name) && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 		i = j - 1
@@ -414,15 +415,6 @@ func mentions(text string) []string {
 
 func isNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // handler adapts Service to the Feed's Handler without exporting its methods.
@@ -523,7 +515,7 @@ func (s *Service) handleEvent(e Event) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		for c := range s.byUser[e.User] {
-			if len(e.Sessions) == 0 || contains(e.Sessions, c.session) {
+			if len(e.Sessions) == 0 || slices.Contains(e.Sessions, c.session) {
 				c.close(protocol.CloseUnauthorized, "session revoked")
 			}
 		}

@@ -44,10 +44,10 @@ const (
 
 // WebSocket close codes.
 const (
-	ClosePolicy        = 1008 // bad origin, too many connections, slow consumer
-	CloseTooLarge      = 1009 // a frame over the read limit
-	CloseServiceResart = 1012 // the server is draining: reconnect and resume
-	CloseUnauthorized  = 4401 // session expired or revoked
+	ClosePolicy         = 1008 // bad origin, too many connections, slow consumer
+	CloseTooLarge       = 1009 // a frame over the read limit
+	CloseServiceRestart = 1012 // the server is draining: reconnect and resume
+	CloseUnauthorized   = 4401 // session expired or revoked
 )
 
 // MaxClientIDLen bounds a clientId (a UUID is 36 bytes).
@@ -144,17 +144,19 @@ func Decode(data []byte, maxText int) (ClientFrame, *Error) {
 	case "":
 		return f, errorf(CodeBadRequest, f.ClientID, "frame has no type")
 	default:
-		return f, errorf(CodeBadRequest, f.ClientID, "unknown frame type %q", truncate(f.Type, 32))
+		return f, errorf(CodeBadRequest, f.ClientID, "unknown frame type %q", Truncate(f.Type, 32))
 	}
 	return f, nil
 }
 
 func jsonProblem(err error) string {
 	// encoding/json errors can quote the offending input; keep them short.
-	return truncate(err.Error(), 120)
+	return Truncate(err.Error(), 120)
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to at most n bytes (on a rune boundary), marking a cut
+// with an ellipsis: for echoing client input in error messages.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -229,12 +231,12 @@ type ID struct{ Ms, Seq uint64 }
 func ParseID(s string) (ID, error) {
 	ms, seq, ok := strings.Cut(s, "-")
 	if !ok {
-		return ID{}, fmt.Errorf("%q is not a message id", truncate(s, 40))
+		return ID{}, fmt.Errorf("%q is not a message id", Truncate(s, 40))
 	}
 	a, err1 := strconv.ParseUint(ms, 10, 64)
 	b, err2 := strconv.ParseUint(seq, 10, 64)
 	if err1 != nil || err2 != nil {
-		return ID{}, fmt.Errorf("%q is not a message id", truncate(s, 40))
+		return ID{}, fmt.Errorf("%q is not a message id", Truncate(s, 40))
 	}
 	return ID{a, b}, nil
 }

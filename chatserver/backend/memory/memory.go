@@ -12,6 +12,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/chatserver/auth"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
+	"github.com/hubbub-chat/hubbub/chatserver/keys"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
@@ -337,13 +338,11 @@ func (b *Backend) Publish(_ context.Context, e chat.Event) error {
 
 // --- Presence ---
 
-func member(pod, user string) string { return pod + "/" + user }
-
 // Join implements chat.Presence.
 func (b *Backend) Join(_ context.Context, pod, user string, ttl time.Duration) error {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
-	b.st.presence[member(pod, user)] = b.st.now().Add(ttl)
+	b.st.presence[keys.PresenceMember(pod, user)] = b.st.now().Add(ttl)
 	return nil
 }
 
@@ -353,7 +352,7 @@ func (b *Backend) Heartbeat(_ context.Context, pod string, users []string, ttl t
 	defer b.st.mu.Unlock()
 	exp := b.st.now().Add(ttl)
 	for _, u := range users {
-		b.st.presence[member(pod, u)] = exp
+		b.st.presence[keys.PresenceMember(pod, u)] = exp
 	}
 	return nil
 }
@@ -362,14 +361,14 @@ func (b *Backend) Heartbeat(_ context.Context, pod string, users []string, ttl t
 func (b *Backend) Leave(_ context.Context, pod, user string) (bool, error) {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
-	delete(b.st.presence, member(pod, user))
+	delete(b.st.presence, keys.PresenceMember(pod, user))
 	if b.st.onlineLocked(user) {
 		return false, nil
 	}
 	// Offline now, and reported so by this call: drop the user's expired
 	// marks too, or a later Sweep would report them offline a second time.
 	for m := range b.st.presence {
-		if userOf(m) == user {
+		if keys.PresenceUser(m) == user {
 			delete(b.st.presence, m)
 		}
 	}
@@ -379,20 +378,11 @@ func (b *Backend) Leave(_ context.Context, pod, user string) (bool, error) {
 func (st *store) onlineLocked(user string) bool {
 	now := st.now()
 	for m, exp := range st.presence {
-		if userOf(m) == user && now.Before(exp) {
+		if keys.PresenceUser(m) == user && now.Before(exp) {
 			return true
 		}
 	}
 	return false
-}
-
-func userOf(m string) string {
-	for i := len(m) - 1; i >= 0; i-- {
-		if m[i] == '/' {
-			return m[i+1:]
-		}
-	}
-	return m
 }
 
 // Online implements chat.Presence.
@@ -403,7 +393,7 @@ func (b *Backend) Online(_ context.Context, limit int) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	for m, exp := range b.st.presence {
-		u := userOf(m)
+		u := keys.PresenceUser(m)
 		if now.Before(exp) && !seen[u] {
 			seen[u] = true
 			out = append(out, u)
@@ -425,7 +415,7 @@ func (b *Backend) Sweep(context.Context) ([]string, error) {
 	for m, exp := range b.st.presence {
 		if !now.Before(exp) {
 			delete(b.st.presence, m)
-			candidates[userOf(m)] = true
+			candidates[keys.PresenceUser(m)] = true
 		}
 	}
 	var out []string
