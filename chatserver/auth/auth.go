@@ -29,7 +29,6 @@ var (
 	ErrPasswordTooShort   = errors.New("password must be at least 8 bytes")
 	ErrPasswordTooLong    = errors.New("password must be at most 72 bytes (bcrypt's limit); it is never truncated")
 	ErrSessionNotFound    = errors.New("no such session")
-	errThrottled          = errors.New("throttled")
 )
 
 // ThrottledError says how long to wait before trying to log in again.
@@ -38,8 +37,6 @@ type ThrottledError struct{ RetryAfter time.Duration }
 func (e *ThrottledError) Error() string {
 	return fmt.Sprintf("too many failed logins, try again in %s", e.RetryAfter.Round(time.Second))
 }
-
-func (e *ThrottledError) Unwrap() error { return errThrottled }
 
 // Options configure a Service.
 type Options struct {

@@ -184,7 +184,7 @@ func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 		}
 		s.publish(ctx, Event{Kind: EventPresence, User: c.user, Status: "online"})
 	}
-	hello, err := s.hello(ctx, c.user)
+	hello, err := s.hello(ctx, c.user, dms, lastIDs)
 	if err != nil {
 		s.backendError("hello", err)
 		c.mu.Lock()
@@ -231,8 +231,8 @@ func (s *Service) userLeft(user string) {
 	}
 }
 
-func (s *Service) hello(ctx context.Context, user string) ([]byte, error) {
-	chans, err := s.Channels(ctx, user)
+func (s *Service) hello(ctx context.Context, user string, dms []string, lastIDs map[string]string) ([]byte, error) {
+	chans, err := s.channelInfos(ctx, user, dms, lastIDs)
 	if err != nil {
 		return nil, err
 	}

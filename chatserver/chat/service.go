@@ -300,6 +300,13 @@ func (s *Service) Channels(ctx context.Context, user string) ([]protocol.Channel
 	if err != nil {
 		return nil, fmt.Errorf("listing DMs: %w", err)
 	}
+	return s.channelInfos(ctx, user, dms, nil)
+}
+
+// channelInfos describes the public channels and the given DMs. lastIDs
+// holds last ids already read (a new socket reads its DMs' to follow them),
+// so they are not read again.
+func (s *Service) channelInfos(ctx context.Context, user string, dms []string, lastIDs map[string]string) ([]protocol.ChannelInfo, error) {
 	reads, err := s.b.ReadMarkers(ctx, user)
 	if err != nil {
 		return nil, fmt.Errorf("reading read markers: %w", err)
@@ -307,9 +314,11 @@ func (s *Service) Channels(ctx context.Context, user string) ([]protocol.Channel
 	names := append(append([]string(nil), s.opts.Channels...), dms...)
 	out := make([]protocol.ChannelInfo, 0, len(names))
 	for _, name := range names {
-		last, err := s.b.LastID(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("reading last id of %s: %w", name, err)
+		last, known := lastIDs[name]
+		if !known {
+			if last, err = s.b.LastID(ctx, name); err != nil {
+				return nil, fmt.Errorf("reading last id of %s: %w", name, err)
+			}
 		}
 		info := protocol.ChannelInfo{Name: name, LastID: last}
 		if last != "" && protocol.CompareIDs(last, reads[name]) > 0 {
