@@ -78,6 +78,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// DebugAddr, when set, serves Go's pprof profiles on a second listener.
+	// Off by default: profiles reveal internals, so it belongs on localhost or
+	// behind kubectl port-forward, never on the chat port.
+	DebugAddr string
 }
 
 // Default returns the configuration used when nothing is set.
@@ -146,6 +150,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "how long presence outlives a crashed server (heartbeats every third of it)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long to wait for clients on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "listen address for /debug/pprof/ profiles (empty = off; e.g. 127.0.0.1:6060)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatserver [flags]\n\nEvery flag can also be set by its environment variable, e.g. --redis-url by %s.\n\nFlags:\n", EnvName("redis-url"))
 		fs.VisitAll(func(f *flag.Flag) {
@@ -314,6 +319,7 @@ func (c Config) Args() []string {
 	add("presence-ttl", c.PresenceTTL.String(), d.PresenceTTL.String())
 	add("shutdown-grace", c.ShutdownGrace.String(), d.ShutdownGrace.String())
 	add("log-level", c.LogLevel, d.LogLevel)
+	add("debug-addr", c.DebugAddr, d.DebugAddr)
 	sort.Strings(args)
 	return args
 }

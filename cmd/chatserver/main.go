@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
@@ -50,8 +53,40 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("--addr: %w", err)
 	}
+	if cfg.DebugAddr != "" {
+		if err := serveDebug(ctx, log, cfg.DebugAddr); err != nil {
+			return err
+		}
+	}
 	if cfg.RedisURL == "" {
 		log.Info("memory backend: everything is lost when this process stops; set --redis-url to share state between servers")
 	}
 	return srv.Serve(ctx, ln)
+}
+
+// serveDebug serves Go's pprof handlers on their own listener, so profiles
+// are never reachable through the chat port (or the Service in front of it).
+func serveDebug(ctx context.Context, log *slog.Logger, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close() // the process is stopping; nothing to drain
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("debug listener", "err", err)
+		}
+	}()
+	log.Info("pprof profiles", "addr", ln.Addr().String())
+	return nil
 }
