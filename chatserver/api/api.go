@@ -25,6 +25,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+	"github.com/hubbub-chat/hubbub/chatserver/wsconn"
 )
 
 // CookieName is the session cookie.
@@ -68,9 +69,8 @@ func New(opts Options) *API {
 	}
 	a.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		// Held for a socket's whole life, so small: client frames are small,
-		// and a larger one is read straight into the message buffer.
-		ReadBufferSize: 512,
+		// 0: wsconn.Upgrade gives each socket its own small read buffer.
+		ReadBufferSize: 0,
 		// Lent from the pool for one frame and returned: idle sockets hold
 		// none. Large enough that a coalesced frame is mostly one write.
 		WriteBufferSize: 16 << 10,
@@ -472,7 +472,7 @@ func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Over the per-user connection limit the upgrade still happens: the
 	// client then sees the documented close code 1008, not a bare HTTP error.
-	ws, err := a.upgrader.Upgrade(w, r, nil)
+	ws, err := wsconn.Upgrade(&a.upgrader, w, r, nil)
 	if err != nil {
 		return // the upgrader has written the HTTP error
 	}

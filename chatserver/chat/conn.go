@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+	"github.com/hubbub-chat/hubbub/chatserver/wsconn"
 )
 
 // Connection timing, as in gorilla's chat example: the read deadline is
@@ -62,7 +62,7 @@ const resumeWindow = 2 * time.Second
 
 type conn struct {
 	s       *Service
-	ws      *websocket.Conn
+	ws      *wsconn.Conn
 	user    string
 	session string
 	check   func(ctx context.Context) error // re-validates the session; nil = never
@@ -91,13 +91,15 @@ type conn struct {
 	holding   bool                   // until the client's first frame: live messages wait in held
 	held      []heldBatch
 	typingAt  map[string]time.Time // per channel: last typing event sent
-	closedC   chan struct{}        // closed when closing starts
-	done      chan struct{}        // closed when the socket is fully closed
-	readDone  chan struct{}        // closed when the reader has stopped
-	wdone     chan struct{}        // closed by the writer that closed the socket
-	releaseT  *time.Timer          // ends the resume window
-	limiter   *rate.Limiter
-	readLimit int64
+	done      signal               // the socket is fully closed
+	readDone  signal               // the reader has stopped
+	wdone     signal               // the writer that closed the socket is done
+	releaseT  *time.Timer          // ends the resume window; nil once ended
+
+	// The send rate limit, a token bucket: used only by the reading goroutine.
+	sendTokens float64
+	sendAt     int64 // pacer clock at the last refill
+	readLimit  int64
 }
 
 // Start serves ws on goroutines of the Service and returns at once. The HTTP
@@ -105,7 +107,7 @@ type conn struct {
 // connection's 4 KB read buffer and the handler's deep stack, which an idle
 // socket would otherwise keep for its whole life. The Service owns the
 // goroutines: they end when the socket closes (Drain closes every socket).
-func (s *Service) Start(ctx context.Context, ws *websocket.Conn, p Peer) {
+func (s *Service) Start(ctx context.Context, ws *wsconn.Conn, p Peer) {
 	go func() {
 		if c := s.open(ctx, ws, p); c != nil {
 			// The socket's long, mostly idle life gets a fresh goroutine:
@@ -116,39 +118,26 @@ func (s *Service) Start(ctx context.Context, ws *websocket.Conn, p Peer) {
 	}()
 }
 
-// Serve runs one WebSocket connection until it closes. ws must be freshly
-// upgraded; Serve owns it from here and closes it.
-func (s *Service) Serve(ctx context.Context, ws *websocket.Conn, p Peer) {
-	if c := s.open(ctx, ws, p); c != nil {
-		c.run(ctx)
-	}
-}
-
 // open registers a new socket and queues its hello. It returns nil when the
 // socket was refused (and closed).
-func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
+func (s *Service) open(ctx context.Context, ws *wsconn.Conn, p Peer) *conn {
 	now := time.Now()
 	c := &conn{
 		s: s, ws: ws, user: p.User, session: p.Session, check: p.Check,
-		nextPing:  now.Add(pingPeriod),
-		nextCheck: now.Add(s.opts.SessionCheck),
-		dms:       map[string]struct{}{},
-		last:      map[string]protocol.ID{},
-		resuming:  map[string][]outMsg{},
-		typingAt:  map[string]time.Time{},
-		closedC:   make(chan struct{}),
-		done:      make(chan struct{}),
-		readDone:  make(chan struct{}),
-		wdone:     make(chan struct{}),
-		limiter:   rate.NewLimiter(rate.Limit(s.opts.MessagesPerSecond), s.opts.MessageBurst),
-		readLimit: ReadLimit(s.opts.MaxMessageBytes),
-		holding:   true,
+		nextPing:   now.Add(pingPeriod),
+		nextCheck:  now.Add(s.opts.SessionCheck),
+		readLimit:  ReadLimit(s.opts.MaxMessageBytes),
+		holding:    true,
+		sendTokens: float64(s.opts.MessageBurst),
+		sendAt:     s.pace.now(),
 	}
+	c.mu.Lock()
 	c.releaseT = time.AfterFunc(resumeWindow, c.release)
+	c.mu.Unlock()
 	refuse := func(code int, text string) *conn {
-		c.releaseT.Stop()
+		c.stopReleaseTimer()
 		c.abort(code, text)
-		close(c.done)
+		c.fire(&c.done)
 		return nil
 	}
 
@@ -204,17 +193,72 @@ func (s *Service) open(ctx context.Context, ws *websocket.Conn, p Peer) *conn {
 
 // run reads the socket until it closes, then unregisters it.
 func (c *conn) run(ctx context.Context) {
-	defer close(c.done)
-	defer c.releaseT.Stop()
+	defer c.fire(&c.done)
+	defer c.stopReleaseTimer()
 	defer func() {
 		c.close(websocket.CloseNormalClosure, "")
-		<-c.wdone
+		<-c.wait(&c.wdone)
 		if c.s.unregister(c) {
 			c.s.userLeft(c.user)
 		}
 	}()
 	c.readLoop(ctx)
-	close(c.readDone)
+	c.fire(&c.readDone)
+}
+
+// signal is a one-shot event whose channel is made only when someone waits
+// before it fires. Most sockets live and die with nobody waiting, and an
+// idle socket should not hold channels it will never need. Guarded by the
+// conn's mu.
+type signal struct {
+	fired bool
+	ch    chan struct{}
+}
+
+var firedC = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func (c *conn) fire(e *signal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.fired {
+		return
+	}
+	e.fired = true
+	if e.ch != nil {
+		close(e.ch)
+	}
+}
+
+// wait returns a channel that is closed when e has fired.
+func (c *conn) wait(e *signal) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.fired {
+		return firedC
+	}
+	if e.ch == nil {
+		e.ch = make(chan struct{})
+	}
+	return e.ch
+}
+
+func (c *conn) stopReleaseTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopReleaseTimerLocked()
+}
+
+// stopReleaseTimerLocked drops the resume-window timer, so a socket holds
+// it only for its first moments. Caller holds c.mu.
+func (c *conn) stopReleaseTimerLocked() {
+	if c.releaseT != nil {
+		c.releaseT.Stop()
+		c.releaseT = nil
+	}
 }
 
 // userLeft runs after a user's last local socket closed.
@@ -367,6 +411,9 @@ func (c *conn) deliverLocked(channel string, msgs []outMsg) int {
 		}
 	}
 	if seen {
+		if c.last == nil {
+			c.last = map[string]protocol.ID{}
+		}
 		c.last[channel] = last
 	}
 	return queued
@@ -381,6 +428,7 @@ func (c *conn) release() {
 		return
 	}
 	c.holding = false
+	c.stopReleaseTimerLocked()
 	queued := 0
 	for _, h := range c.held {
 		if buf, ok := c.resuming[h.channel]; ok {
@@ -405,7 +453,6 @@ func (c *conn) closeLocked(code int, text string) {
 		return
 	}
 	c.closing, c.closeCode, c.closeText = true, code, text
-	close(c.closedC)
 	c.kickLocked()
 }
 
@@ -477,7 +524,7 @@ func (c *conn) writeLoop() {
 			// not lost to a reset.
 			t := time.NewTimer(time.Second)
 			select {
-			case <-c.readDone:
+			case <-c.wait(&c.readDone):
 			case <-t.C:
 			}
 			t.Stop()
@@ -491,7 +538,7 @@ func (c *conn) writeLoop() {
 // writer calls it: once closing, no other writer starts.
 func (c *conn) finish() {
 	_ = c.ws.Close()
-	close(c.wdone)
+	c.fire(&c.wdone)
 }
 
 // write sends queued objects, coalescing them into as few frames as the
@@ -537,10 +584,11 @@ var newline = []byte{'\n'}
 // checkSession re-validates the session (the keepalive loop calls it), so an
 // expired session (or a revocation whose event was lost) still ends the socket.
 func (c *conn) checkSession(ctx context.Context) {
-	select {
-	case <-c.closedC:
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
 		return
-	default:
 	}
 	cctx, cancel := context.WithTimeout(ctx, storageTimeout)
 	err := c.check(cctx)
@@ -554,32 +602,26 @@ func (c *conn) checkSession(ctx context.Context) {
 	}
 }
 
+// readLoop reads client frames until the socket fails or closes. This
+// goroutine lives as long as the socket and mostly waits, and a parked
+// goroutine keeps its stack: so it only waits (WaitReadable parks right
+// here, on a minimal stack), and each burst of input is read and handled on
+// a short-lived goroutine, whose deep stack (frame parsing, JSON decoding,
+// storage calls) is gone again when it ends. Frames are still handled one at
+// a time, in order.
 func (c *conn) readLoop(ctx context.Context) {
 	c.ws.SetReadLimit(c.readLimit)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.s.m.FramesIn.WithLabelValues("too_large").Inc()
-				c.s.m.Errors.WithLabelValues(protocol.CodeTooLarge).Inc()
-				c.close(protocol.CloseTooLarge, "frame too large")
-				// Swallow the rest of the oversize frame (bounded) so closing
-				// TCP with it unread does not reset away our close frame.
-				nc := c.ws.NetConn()
-				_ = nc.SetReadDeadline(time.Now().Add(time.Second))
-				_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
-			}
+		if err := c.ws.WaitReadable(); err != nil {
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		// Handling a frame (JSON decoding, storage calls) needs a deep stack.
-		// Done on a short-lived goroutine, it leaves this one's stack small
-		// for the long waits between frames: a parked goroutine keeps its
-		// stack, and there is one per socket. Frames are still handled one at
-		// a time, in order.
-		onFreshStack(func() { c.handleFrame(ctx, typ, data) })
+		more := true
+		onFreshStack(func() { more = c.readInput(ctx) })
+		if !more {
+			return
+		}
 	}
 }
 
@@ -590,6 +632,40 @@ func onFreshStack(f func()) {
 		f()
 	}()
 	<-done
+}
+
+// readInput handles what has arrived: ping and pong frames, then at most
+// one message. It reports whether the socket is still readable.
+func (c *conn) readInput(ctx context.Context) bool {
+	for {
+		handled, err := c.ws.HandleControl()
+		if err != nil {
+			return false
+		}
+		if !handled {
+			break
+		}
+		if c.ws.Buffered() == 0 {
+			return true // back to waiting: ReadMessage would wait in here
+		}
+	}
+	typ, data, err := c.ws.ReadMessage()
+	if err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			c.s.m.FramesIn.WithLabelValues("too_large").Inc()
+			c.s.m.Errors.WithLabelValues(protocol.CodeTooLarge).Inc()
+			c.close(protocol.CloseTooLarge, "frame too large")
+			// Swallow the rest of the oversize frame (bounded) so closing
+			// TCP with it unread does not reset away our close frame.
+			nc := c.ws.NetConn()
+			_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+			_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
+		}
+		return false
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.handleFrame(ctx, typ, data)
+	return true
 }
 
 func (c *conn) handleFrame(ctx context.Context, typ int, data []byte) {
@@ -646,8 +722,22 @@ func unavailable(clientID string) *protocol.Error {
 	return &protocol.Error{Code: protocol.CodeUnavailable, Message: "message not stored: storage unavailable, retry", ClientID: clientID}
 }
 
+// allowSend spends a token of the socket's send rate limit: MessageBurst
+// sends at once, refilled at MessagesPerSecond.
+func (c *conn) allowSend() bool {
+	now := c.s.pace.now()
+	burst := float64(c.s.opts.MessageBurst)
+	c.sendTokens = min(burst, c.sendTokens+float64(now-c.sendAt)/float64(time.Second)*c.s.opts.MessagesPerSecond)
+	c.sendAt = now
+	if c.sendTokens < 1 {
+		return false
+	}
+	c.sendTokens--
+	return true
+}
+
 func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
-	if !c.limiter.Allow() {
+	if !c.allowSend() {
 		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast, slow down", ClientID: f.ClientID})
 		return
 	}
@@ -714,6 +804,9 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 			s.mu.Unlock()
 		}
 		c.mu.Lock()
+		if c.resuming == nil {
+			c.resuming = map[string][]outMsg{}
+		}
 		c.resuming[channel] = c.resuming[channel][:0]
 		c.mu.Unlock()
 		err := c.replay(ctx, channel, since)
@@ -738,6 +831,9 @@ func (c *conn) replay(ctx context.Context, channel, since string) error {
 		// The client has everything up to since: do not send it again.
 		id, _ := protocol.ParseID(since)
 		if cur, ok := c.last[channel]; !ok || id.Compare(cur) > 0 {
+			if c.last == nil {
+				c.last = map[string]protocol.ID{}
+			}
 			c.last[channel] = id
 		}
 	}
@@ -783,6 +879,9 @@ func (c *conn) handleTyping(ctx context.Context, f protocol.ClientFrame) {
 	if now.Sub(c.typingAt[f.Channel]) < typingInterval {
 		c.mu.Unlock()
 		return
+	}
+	if c.typingAt == nil {
+		c.typingAt = map[string]time.Time{}
 	}
 	c.typingAt[f.Channel] = now
 	c.mu.Unlock()

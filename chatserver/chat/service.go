@@ -388,7 +388,7 @@ func (s *Service) Drain(ctx context.Context, spread time.Duration) {
 	}
 	for _, c := range all {
 		select {
-		case <-c.done:
+		case <-c.wait(&c.done):
 		case <-ctx.Done():
 			return
 		}
@@ -554,6 +554,9 @@ func (s *Service) joinLocked(c *conn, ch, after string) {
 		s.b.Follow(ch, after)
 	}
 	set[c] = struct{}{}
+	if c.dms == nil {
+		c.dms = map[string]struct{}{}
+	}
 	c.dms[ch] = struct{}{}
 }
 

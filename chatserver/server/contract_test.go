@@ -504,6 +504,28 @@ func testBadInput(t *testing.T) {
 			c.sendAndAck("general", "", "still here", fmt.Sprint("ok-", i))
 		})
 	}
+	t.Run("ping and pong frames between messages", func(t *testing.T) {
+		// The server handles control frames itself, outside gorilla's
+		// ReadMessage (chatserver/wsconn): a ping is answered with its
+		// payload, a pong is accepted, and messages around them still flow.
+		ctl := func(typ int, payload string) {
+			if err := c.ws.WriteControl(typ, []byte(payload), time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctl(websocket.PingMessage, "are you there")
+		if got := <-c.pongs; got != "are you there" {
+			t.Fatalf("pong %q, want the ping's payload", got)
+		}
+		ctl(websocket.PongMessage, "unasked")
+		c.sendAndAck("general", "", "after a pong", "ctl-1")
+		ctl(websocket.PingMessage, "")
+		ctl(websocket.PongMessage, "x")
+		c.sendAndAck("general", "", "after both", "ctl-2")
+		if got := <-c.pongs; got != "" {
+			t.Fatalf("pong %q, want an empty one", got)
+		}
+	})
 	t.Run("frame over the read limit closes with 1009", func(t *testing.T) {
 		// The server may stop reading mid-frame, so the write itself may fail.
 		_ = c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","channel":"general","clientId":"a","text":"`+strings.Repeat("y", 100000)+`"}`))

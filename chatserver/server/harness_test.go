@@ -159,6 +159,8 @@ type client struct {
 	// closeErr is set when the read loop ends.
 	closed   chan struct{}
 	closeErr error
+	// pongs receives the payload of every pong the server sends.
+	pongs chan string
 }
 
 func dial(t *testing.T, ts *testServer, token string) *client {
@@ -171,7 +173,14 @@ func dial(t *testing.T, ts *testServer, token string) *client {
 		}
 		t.Fatalf("dial: %v (HTTP %d)", err, status)
 	}
-	cl := &client{t: t, ws: c, objs: make(chan map[string]any, 10000), closed: make(chan struct{})}
+	cl := &client{t: t, ws: c, objs: make(chan map[string]any, 10000), closed: make(chan struct{}), pongs: make(chan string, 16)}
+	c.SetPongHandler(func(s string) error {
+		select {
+		case cl.pongs <- s:
+		default:
+		}
+		return nil
+	})
 	go cl.readLoop()
 	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
 	// Like every real client: say what we have (nothing) at once, so the

@@ -1,0 +1,269 @@
+package wsconn
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// pair upgrades one real loopback connection and returns both ends.
+func pair(t testing.TB) (*Conn, *websocket.Conn) {
+	t.Helper()
+	up := &websocket.Upgrader{}
+	got := make(chan *Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Upgrade(up, w, r, nil)
+		if err != nil {
+			t.Errorf("upgrade: %v", err)
+			close(got)
+			return
+		}
+		got <- c
+	}))
+	t.Cleanup(srv.Close)
+	cli, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-got
+	if c == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = c.Close() })
+	return c, cli
+}
+
+func TestConnHasSmallReadBufferAndFileDescriptor(t *testing.T) {
+	c, _ := pair(t)
+	if c.br.Size() != ReadBufferSize {
+		t.Errorf("read buffer = %d bytes, want %d", c.br.Size(), ReadBufferSize)
+	}
+	if c.rc == nil {
+		t.Error("a TCP connection should have a raw conn to wait on")
+	}
+}
+
+func TestControlFramesAreHandledWithoutWaitingForData(t *testing.T) {
+	tests := []struct {
+		name    string
+		typ     int // PingMessage or PongMessage
+		payload string
+	}{
+		{"pong", websocket.PongMessage, "still here"},
+		{"empty pong", websocket.PongMessage, ""},
+		{"ping", websocket.PingMessage, "p1"},
+		{"ping, largest payload", websocket.PingMessage, strings.Repeat("x", 125)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, cli := pair(t)
+			pinged, ponged := make(chan string, 1), make(chan string, 1)
+			ping := c.PingHandler()
+			c.SetPingHandler(func(s string) error { pinged <- s; return ping(s) })
+			c.SetPongHandler(func(s string) error { ponged <- s; return nil })
+			answered := make(chan string, 1)
+			cli.SetPongHandler(func(s string) error { answered <- s; return nil })
+			go func() { _, _, _ = cli.ReadMessage() }() // runs the client's pong handler
+
+			if err := cli.WriteControl(tt.typ, []byte(tt.payload), time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.WaitReadable(); err != nil {
+				t.Fatal(err)
+			}
+			handled, err := c.HandleControl()
+			if err != nil || !handled {
+				t.Fatalf("HandleControl = %v, %v; want true, nil", handled, err)
+			}
+			if tt.typ == websocket.PongMessage {
+				if got := <-ponged; got != tt.payload {
+					t.Errorf("pong handler got %q, want %q", got, tt.payload)
+				}
+			} else {
+				if got := <-pinged; got != tt.payload {
+					t.Errorf("ping handler got %q, want %q", got, tt.payload)
+				}
+				if got := <-answered; got != tt.payload {
+					t.Errorf("client got pong %q, want %q", got, tt.payload)
+				}
+			}
+			if c.Buffered() != 0 {
+				t.Errorf("%d bytes left buffered after the control frame", c.Buffered())
+			}
+
+			// A data frame after it is untouched and reaches ReadMessage.
+			if err := cli.WriteMessage(websocket.TextMessage, []byte(`{"type":"send"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.WaitReadable(); err != nil {
+				t.Fatal(err)
+			}
+			if handled, err := c.HandleControl(); handled || err != nil {
+				t.Fatalf("HandleControl on a data frame = %v, %v; want false, nil", handled, err)
+			}
+			typ, data, err := c.ReadMessage()
+			if err != nil || typ != websocket.TextMessage || string(data) != `{"type":"send"}` {
+				t.Fatalf("ReadMessage = %d %q %v", typ, data, err)
+			}
+		})
+	}
+}
+
+func TestPipelinedFramesAreReadInOrder(t *testing.T) {
+	c, cli := pair(t)
+	var pongs []string
+	c.SetPongHandler(func(s string) error { pongs = append(pongs, s); return nil })
+	// Several frames written back to back usually arrive in one read, so
+	// later ones wait in the buffer, where WaitReadable must see them.
+	for i, f := range []struct {
+		typ  int
+		data string
+	}{{websocket.PongMessage, "a"}, {websocket.TextMessage, "one"}, {websocket.PongMessage, "b"}, {websocket.PongMessage, "c"}, {websocket.TextMessage, "two"}} {
+		var err error
+		if f.typ == websocket.TextMessage {
+			err = cli.WriteMessage(f.typ, []byte(f.data))
+		} else {
+			err = cli.WriteControl(f.typ, []byte(f.data), time.Now().Add(time.Second))
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	var texts []string
+	for len(texts) < 2 {
+		if err := c.WaitReadable(); err != nil {
+			t.Fatal(err)
+		}
+		handled, err := c.HandleControl()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if handled {
+			continue
+		}
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(data))
+	}
+	if got := strings.Join(texts, ","); got != "one,two" {
+		t.Errorf("texts = %s", got)
+	}
+	if got := strings.Join(pongs, ","); got != "a,b,c" {
+		t.Errorf("pongs = %s", got)
+	}
+}
+
+func TestWaitReadableEndsAtTheReadDeadline(t *testing.T) {
+	c, _ := pair(t)
+	if err := c.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable = %v, want the deadline error", err)
+	}
+}
+
+func TestWaitReadableReturnsWhenThePeerGoes(t *testing.T) {
+	c, cli := pair(t)
+	_ = cli.NetConn().Close()
+	if err := c.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable = %v; want nil, leaving the error to ReadMessage", err)
+	}
+	if _, _, err := c.ReadMessage(); err == nil {
+		t.Fatal("ReadMessage after the peer left: no error")
+	}
+}
+
+func TestWaitReadableEndsWhenClosed(t *testing.T) {
+	c, _ := pair(t)
+	done := make(chan error, 1)
+	go func() { done <- c.WaitReadable() }()
+	_ = c.Close()
+	if err := <-done; err == nil {
+		t.Fatal("WaitReadable on a closed connection returned nil")
+	}
+}
+
+func TestMalformedControlFramesAreLeftToGorilla(t *testing.T) {
+	c, cli := pair(t)
+	// A ping with RSV1 set, unmasked: not ours to judge.
+	if _, err := cli.NetConn().Write([]byte{0xc9, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReadable(); err != nil {
+		t.Fatal(err)
+	}
+	if handled, err := c.HandleControl(); handled || err != nil {
+		t.Fatalf("HandleControl = %v, %v; want false, nil", handled, err)
+	}
+	if _, _, err := c.ReadMessage(); err == nil {
+		t.Fatal("gorilla accepted a malformed frame")
+	}
+}
+
+func TestControlFrame(t *testing.T) {
+	tests := []struct {
+		name     string
+		head     []byte
+		op, size int
+		ok       bool
+	}{
+		{"masked ping", []byte{0x89, 0x80 | 5}, websocket.PingMessage, 11, true},
+		{"masked pong, empty", []byte{0x8a, 0x80}, websocket.PongMessage, 6, true},
+		{"largest pong", []byte{0x8a, 0x80 | 125}, websocket.PongMessage, 131, true},
+		{"unmasked ping", []byte{0x89, 5}, 0, 0, false},
+		{"extended length", []byte{0x89, 0x80 | 126}, 0, 0, false},
+		{"not final", []byte{0x09, 0x80}, 0, 0, false},
+		{"rsv bit", []byte{0x99, 0x80}, 0, 0, false},
+		{"close", []byte{0x88, 0x80}, 0, 0, false},
+		{"text", []byte{0x81, 0x85}, 0, 0, false},
+		{"short", []byte{0x89}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op, size, ok := controlFrame(tt.head)
+			if op != tt.op || size != tt.size || ok != tt.ok {
+				t.Errorf("controlFrame(% x) = %d, %d, %v; want %d, %d, %v", tt.head, op, size, ok, tt.op, tt.size, tt.ok)
+			}
+		})
+	}
+}
+
+// FuzzControlFrame checks the frame parser against untrusted bytes: it
+// never accepts what does not fit a client control frame, and unmasking
+// what it accepts round-trips.
+func FuzzControlFrame(f *testing.F) {
+	f.Add([]byte{0x89, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2})
+	f.Add([]byte{0x8a, 0x80, 0, 0, 0, 0})
+	f.Add([]byte{0x81, 0xfe, 0, 200})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		op, size, ok := controlFrame(b)
+		if !ok {
+			return
+		}
+		if op != websocket.PingMessage && op != websocket.PongMessage {
+			t.Fatalf("accepted opcode %d", op)
+		}
+		if size < 6 || size > 131 {
+			t.Fatalf("size %d out of range", size)
+		}
+		if len(b) < size {
+			return // HandleControl would wait for the rest
+		}
+		var dst [maxControlPayload]byte
+		n := unmask(dst[:], b[:size])
+		for i := range n {
+			if dst[i]^b[2+i%4] != b[6+i] {
+				t.Fatalf("byte %d not unmasked", i)
+			}
+		}
+	})
+}
