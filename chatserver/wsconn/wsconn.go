@@ -11,28 +11,40 @@
 // (so it can tell whether input is already buffered) and consumes ping and
 // pong frames itself (ReadMessage would handle a pong and then wait inside
 // for the next data frame, on the deep stack this is about avoiding).
+//
+// The read buffer itself is lent from a pool only while input is being read:
+// an idle connection holds none.
 package wsconn
 
 import (
 	"bufio"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 
 	"github.com/gorilla/websocket"
 )
 
-// ReadBufferSize is the size of each connection's read buffer. gorilla
-// reuses a hijacked reader only when it is larger than 256 bytes, and it
-// must hold a whole control frame (at most 131 bytes from a client). Client
-// frames are small; larger ones are read straight into the message.
-const ReadBufferSize = 512
+// ReadBufferSize is the size of the read buffers lent to connections.
+// gorilla reuses a hijacked reader only when it is larger than 256 bytes,
+// and it must hold a whole control frame (at most 131 bytes from a client).
+// Buffers are pooled, so a few KB cost nothing per idle connection and
+// save system calls on larger frames.
+const ReadBufferSize = 4096
+
+// readers holds the read buffers not lent to a connection.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ReadBufferSize) }}
 
 // Conn is an upgraded WebSocket connection.
 type Conn struct {
 	*websocket.Conn
-	br *bufio.Reader   // gorilla's read buffer, shared with it
-	rc syscall.RawConn // nil when the connection has no file descriptor
+	// br is gorilla's reader (it keeps this pointer). While input is read it
+	// is a copy of lent, sharing lent's buffer; while waiting it is empty.
+	br   *bufio.Reader
+	lent *bufio.Reader // from readers; nil while nothing is lent
+	nc   net.Conn
+	rc   syscall.RawConn // nil when the connection has no file descriptor
 }
 
 // Upgrade upgrades the request like u.Upgrade, giving the connection a
@@ -42,10 +54,14 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 	hw := &hijacker{ResponseWriter: w}
 	ws, err := u.Upgrade(hw, r, h)
 	if err != nil {
+		if hw.c != nil && hw.c.lent != nil {
+			readers.Put(hw.c.lent)
+		}
 		return nil, err
 	}
-	c := &Conn{Conn: ws, br: hw.br}
-	if sc, ok := ws.NetConn().(syscall.Conn); ok {
+	c := hw.c
+	c.Conn = ws
+	if sc, ok := c.nc.(syscall.Conn); ok && c.lent != nil {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 		}
@@ -53,11 +69,11 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 	return c, nil
 }
 
-// hijacker hands gorilla a small read buffer of its own in place of
-// net/http's 4 KB one.
+// hijacker hands gorilla a read buffer of this package's in place of
+// net/http's.
 type hijacker struct {
 	http.ResponseWriter
-	br *bufio.Reader
+	c *Conn
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -67,12 +83,14 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	if brw.Reader.Buffered() > 0 {
 		// The client sent frames before the handshake response (it must
-		// not): keep the buffer that holds them.
-		h.br = brw.Reader
+		// not): keep the buffer that holds them, for good (rc stays nil,
+		// so nothing is lent or given back).
+		h.c = &Conn{br: brw.Reader, nc: nc}
 		return nc, brw, nil
 	}
-	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
-	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
+	h.c = &Conn{br: new(bufio.Reader), nc: nc}
+	h.c.lend()
+	return nc, bufio.NewReadWriter(h.c.br, brw.Writer), nil
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
@@ -90,7 +108,26 @@ func (c *Conn) WaitReadable() error {
 	if c.rc == nil || c.br.Buffered() > 0 {
 		return nil
 	}
-	return c.rc.Read(readable)
+	c.giveBack()
+	err := c.rc.Read(readable)
+	c.lend() // even after an error: gorilla must never see an empty reader
+	return err
+}
+
+// lend gives br a pooled buffer to read nc through.
+func (c *Conn) lend() {
+	r := readers.Get().(*bufio.Reader)
+	r.Reset(c.nc)
+	*c.br = *r
+	c.lent = r
+}
+
+// giveBack returns the lent buffer, which holds nothing unread.
+func (c *Conn) giveBack() {
+	*c.br = bufio.Reader{}
+	c.lent.Reset(nil)
+	readers.Put(c.lent)
+	c.lent = nil
 }
 
 // HandleControl reads a ping or pong frame at the head of the input, if one

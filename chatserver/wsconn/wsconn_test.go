@@ -2,6 +2,9 @@ package wsconn
 
 import (
 	"errors"
+	"fmt"
+	"math/rand"
+	"slices"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,13 +42,127 @@ func pair(t testing.TB) (*Conn, *websocket.Conn) {
 	return c, cli
 }
 
-func TestConnHasSmallReadBufferAndFileDescriptor(t *testing.T) {
+func TestConnReadsThroughALentBuffer(t *testing.T) {
 	c, _ := pair(t)
-	if c.br.Size() != ReadBufferSize {
-		t.Errorf("read buffer = %d bytes, want %d", c.br.Size(), ReadBufferSize)
+	if c.lent == nil || c.br.Size() != ReadBufferSize {
+		t.Errorf("after the upgrade: lent %v, read buffer %d bytes; want a lent %d-byte buffer", c.lent != nil, c.br.Size(), ReadBufferSize)
 	}
 	if c.rc == nil {
 		t.Error("a TCP connection should have a raw conn to wait on")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	if err := c.WaitReadable(); err == nil {
+		t.Fatal("WaitReadable past the deadline returned nil")
+	}
+	if c.lent == nil || c.br.Size() != ReadBufferSize {
+		t.Error("after a failed wait the reader has no buffer: a later read would panic")
+	}
+}
+
+// frame builds one masked client frame.
+func frame(op int, payload []byte, key [4]byte) []byte {
+	b := []byte{0x80 | byte(op)}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	b = append(b, key[:]...)
+	for i, p := range payload {
+		b = append(b, p^key[i%4])
+	}
+	return b
+}
+
+// TestRandomFramesInRandomPieces sends a random mix of pings, pongs and
+// text messages of all sizes, cut into random TCP writes, and reads them
+// the way the chat server does. Whatever is buffered, split or lent, every
+// message arrives whole and in order and every control frame is handled.
+func TestRandomFramesInRandomPieces(t *testing.T) {
+	for seed := int64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			c, cli := pair(t)
+			var pongs, pings []string
+			c.SetPongHandler(func(s string) error { pongs = append(pongs, s); return nil })
+			c.SetPingHandler(func(s string) error { pings = append(pings, s); return nil })
+			c.SetReadLimit(1 << 20)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a lost frame fails, not hangs
+
+			var stream []byte
+			var wantTexts, wantPongs, wantPings []string
+			for i := range 200 {
+				var key [4]byte
+				rng.Read(key[:])
+				switch rng.Intn(4) {
+				case 0:
+					p := fmt.Sprint("pong ", i)
+					wantPongs = append(wantPongs, p)
+					stream = append(stream, frame(websocket.PongMessage, []byte(p), key)...)
+				case 1:
+					p := fmt.Sprint("ping ", i)
+					wantPings = append(wantPings, p)
+					stream = append(stream, frame(websocket.PingMessage, []byte(p), key)...)
+				default:
+					sizes := []int{1, 100, 200, 4000, 5000, 70000}
+					txt := strings.Repeat(string(rune('a'+i%26)), sizes[rng.Intn(len(sizes))])
+					txt = fmt.Sprint(i, ":", txt)
+					wantTexts = append(wantTexts, txt)
+					stream = append(stream, frame(websocket.TextMessage, []byte(txt), key)...)
+				}
+			}
+			go func() {
+				for rest := stream; len(rest) > 0; {
+					n := min(len(rest), 1+rng.Intn(3000))
+					if _, err := cli.NetConn().Write(rest[:n]); err != nil {
+						return
+					}
+					rest = rest[n:]
+				}
+			}()
+
+			var texts []string
+			for len(texts) < len(wantTexts) {
+				if err := c.WaitReadable(); err != nil {
+					t.Fatal(err)
+				}
+				for {
+					handled, err := c.HandleControl()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !handled || c.Buffered() == 0 {
+						break
+					}
+				}
+				if c.Buffered() == 0 {
+					continue // only control frames arrived: wait again
+				}
+				_, data, err := c.ReadMessage()
+				if err != nil {
+					t.Fatal(err)
+				}
+				texts = append(texts, string(data))
+			}
+			// Control frames after the last text may still be in flight.
+			for len(pongs) < len(wantPongs) || len(pings) < len(wantPings) {
+				if err := c.WaitReadable(); err != nil {
+					t.Fatal(err)
+				}
+				if handled, err := c.HandleControl(); err != nil || !handled {
+					t.Fatalf("HandleControl = %v, %v", handled, err)
+				}
+			}
+			if !slices.Equal(texts, wantTexts) {
+				t.Errorf("texts differ: got %d, want %d", len(texts), len(wantTexts))
+			}
+			if !slices.Equal(pongs, wantPongs) || !slices.Equal(pings, wantPings) {
+				t.Errorf("control frames differ: pongs %d/%d, pings %d/%d", len(pongs), len(wantPongs), len(pings), len(wantPings))
+			}
+		})
 	}
 }
 
