@@ -14,15 +14,25 @@ import (
 // arrives meanwhile is coalesced into it. Under light load there is no gap:
 // a message goes out as soon as it is fanned out.
 //
-// Load is the rate of message objects this server queues to sockets; pacing
-// starts above coalesceAbove per second and stops below coalesceBelow (the
-// gap between the two keeps it from flapping).
+// Load is the rate of message objects this server queues to sockets. Pacing
+// starts within an attack window of it rising above coalesceAbove per second
+// (a second of unpaced fan-out at that rate builds a backlog that takes
+// seconds to drain) and stops only after a release window below
+// coalesceBelow (the gap between the two keeps it from flapping).
+//
+// frameGap trades latency for CPU: a broadcast reaches a server's sockets
+// in a wave, and the wave's last socket waits for the whole wave, so the
+// gap must leave the CPU time to finish a wave before the next is due. 150 ms
+// is what two cores shared by two servers and their clients sustain at 10,000
+// sockets and 400,000 deliveries a second (docs/benchmarks.md); 100 ms
+// saturated them and doubled p99. People do not notice 150 ms in a chat.
 const (
 	pacerTick     = 10 * time.Millisecond
-	loadWindow    = time.Second
+	attackWindow  = 100 * time.Millisecond
+	releaseWindow = time.Second
 	coalesceAbove = 40000
 	coalesceBelow = 20000
-	frameGap      = 100 * time.Millisecond
+	frameGap      = 150 * time.Millisecond
 )
 
 type pacer struct {
@@ -32,6 +42,31 @@ type pacer struct {
 
 	mu      sync.Mutex
 	waiting []*conn // sockets whose next frame waits for its gap
+}
+
+// pacingSwitch decides from load samples whether pacing is on.
+type pacingSwitch struct {
+	on    bool
+	quiet time.Duration // how long the load has been under coalesceBelow
+}
+
+// update takes one sample: its window and the load in message objects per
+// second over it.
+func (w *pacingSwitch) update(window time.Duration, rate float64) bool {
+	switch {
+	case !w.on:
+		w.on = rate > coalesceAbove
+	case rate < coalesceBelow:
+		if w.quiet += window; w.quiet >= releaseWindow {
+			w.on = false
+		}
+	default:
+		w.quiet = 0
+	}
+	if !w.on {
+		w.quiet = 0
+	}
+	return w.on
 }
 
 // now is monotonic nanoseconds since the pacer's epoch.
@@ -61,6 +96,7 @@ func (s *Service) paceLoop(ctx context.Context) {
 	t := time.NewTicker(pacerTick)
 	defer t.Stop()
 	sampled := time.Now()
+	var sw pacingSwitch
 	var due []*conn
 	for {
 		select {
@@ -68,16 +104,16 @@ func (s *Service) paceLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if el := time.Since(sampled); el >= loadWindow {
+		if el := time.Since(sampled); el >= attackWindow {
 			rate := float64(p.queued.Swap(0)) / el.Seconds()
 			sampled = time.Now()
-			switch {
-			case rate > coalesceAbove && p.gap.Load() == 0:
-				p.gap.Store(int64(frameGap))
-				s.log.Debug("write pacing on", "objectsPerSecond", int(rate))
-			case rate < coalesceBelow && p.gap.Load() != 0:
-				p.gap.Store(0)
-				s.log.Debug("write pacing off", "objectsPerSecond", int(rate))
+			if on := sw.update(el, rate); on != (p.gap.Load() != 0) {
+				gap := time.Duration(0)
+				if on {
+					gap = frameGap
+				}
+				p.gap.Store(int64(gap))
+				s.log.Debug("write pacing", "on", on, "objectsPerSecond", int(rate))
 			}
 		}
 		p.mu.Lock()
