@@ -78,23 +78,25 @@ type conn struct {
 	// writing says a writer goroutine runs. It is started on demand and exits
 	// when the queue is empty, so an idle socket holds no writer goroutine
 	// and no write buffer (gorilla lends those from a pool per frame).
-	writing   bool
-	pingDue   bool
-	paced     bool  // on the pacer's waiting list
-	lastFrame int64 // pacer clock at the last frame written
-	closing   bool
-	closeCode int
-	closeText string
-	last      map[string]protocol.ID // per channel: newest id queued
-	resuming  map[string][]outMsg    // per channel: live messages held back while a resume replays
-	greeted   bool                   // hello is queued; until then the writer is not started
-	holding   bool                   // until the client's first frame: live messages wait in held
-	held      []heldBatch
-	typingAt  map[string]time.Time // per channel: last typing event sent
-	done      signal               // the socket is fully closed
-	readDone  signal               // the reader has stopped
-	wdone     signal               // the writer that closed the socket is done
-	releaseT  *time.Timer          // ends the resume window; nil once ended
+	writing    bool
+	pingDue    bool
+	pongDue    []byte // payload of the ping to answer; nil = none
+	paced      bool   // on the pacer's waiting list
+	lastFrame  int64  // pacer clock at the last frame written
+	closing    bool
+	peerClosed bool // the client began the closing handshake
+	closeCode  int
+	closeText  string
+	last       map[string]protocol.ID // per channel: newest id queued
+	resuming   map[string][]outMsg    // per channel: live messages held back while a resume replays
+	greeted    bool                   // hello is queued; until then the writer is not started
+	holding    bool                   // until the client's first frame: live messages wait in held
+	held       []heldBatch
+	typingAt   map[string]time.Time // per channel: last typing event sent
+	done       signal               // the socket is fully closed
+	readDone   signal               // the reader has stopped
+	wdone      signal               // the writer that closed the socket is done
+	releaseT   *time.Timer          // ends the resume window; nil once ended
 
 	// The send rate limit, a token bucket: used only by the reading goroutine.
 	sendTokens float64
@@ -363,6 +365,12 @@ func (c *conn) enqueueLocked(obj []byte) bool {
 		c.s.m.SlowConsumers.Inc()
 		c.queue = nil
 		c.closeLocked(protocol.ClosePolicy, "slow consumer")
+		if !c.ws.WriteBlockedSince().IsZero() {
+			// The writer is stuck on a client that does not read: it would
+			// take the close frame no sooner. Cut the connection now rather
+			// than after the write timeout.
+			_ = c.ws.Close()
+		}
 		return false
 	}
 	c.queue = append(c.queue, obj)
@@ -478,10 +486,10 @@ func (c *conn) writeLoop() {
 		}
 		q := c.queue
 		c.queue, c.spare = c.spare, nil
-		ping := c.pingDue
-		c.pingDue = false
+		ping, pong := c.pingDue, c.pongDue
+		c.pingDue, c.pongDue = false, nil
 		closing, code, text := c.closing, c.closeCode, c.closeText
-		if len(q) == 0 && !ping && !closing {
+		if len(q) == 0 && !ping && pong == nil && !closing {
 			c.writing = false
 			if cap(q) <= maxIdleQueue {
 				c.queue = q
@@ -492,8 +500,11 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		var err error
-		if ping {
-			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+		if pong != nil {
+			err = c.ws.WriteControlFrame(websocket.PongMessage, pong)
+		}
+		if ping && err == nil {
+			err = c.ws.WriteControlFrame(websocket.PingMessage, nil)
 		}
 		if err == nil {
 			var n int
@@ -515,10 +526,10 @@ func (c *conn) writeLoop() {
 			return
 		}
 		if closing {
-			if code != websocket.CloseNormalClosure {
+			if code != websocket.CloseNormalClosure && !c.peerClosed {
 				c.s.m.Errors.WithLabelValues(fmt.Sprintf("close_%d", code)).Inc()
 			}
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+			_ = c.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
 			// The closing handshake: give the client a moment to answer (the
 			// reader then stops) before dropping TCP, so the close frame is
 			// not lost to a reset.
@@ -546,31 +557,11 @@ func (c *conn) finish() {
 // fan-out, so this is what makes broadcast cheap. It returns the frames sent.
 func (c *conn) write(q [][]byte) (frames int, err error) {
 	for len(q) > 0 {
-		if err := c.ws.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
-			return frames, err
+		n, i := len(q[0]), 1
+		for ; i < len(q) && n+1+len(q[i]) <= maxFrameBytes; i++ {
+			n += 1 + len(q[i])
 		}
-		w, err := c.ws.NextWriter(websocket.TextMessage)
-		if err != nil {
-			return frames, err
-		}
-		n := 0
-		i := 0
-		for ; i < len(q); i++ {
-			obj := q[i]
-			if i > 0 && n+len(obj)+1 > maxFrameBytes {
-				break
-			}
-			if i > 0 {
-				if _, err := w.Write(newline); err != nil {
-					return frames, err
-				}
-			}
-			if _, err := w.Write(obj); err != nil {
-				return frames, err
-			}
-			n += len(obj) + 1
-		}
-		if err := w.Close(); err != nil {
+		if err := c.ws.WriteText(q[:i]); err != nil {
 			return frames, err
 		}
 		frames++
@@ -578,8 +569,6 @@ func (c *conn) write(q [][]byte) (frames int, err error) {
 	}
 	return frames, nil
 }
-
-var newline = []byte{'\n'}
 
 // checkSession re-validates the session (the keepalive loop calls it), so an
 // expired session (or a revocation whose event was lost) still ends the socket.
@@ -613,6 +602,25 @@ func (c *conn) readLoop(ctx context.Context) {
 	c.ws.SetReadLimit(c.readLimit)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	// Replies go through the writer: only it writes to the socket.
+	c.ws.SetPingHandler(func(data string) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.closing {
+			c.pongDue = []byte(data) // a pong answers the latest ping only
+			c.kickLocked()
+		}
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.closing {
+			c.peerClosed = true
+			c.closeLocked(code, "") // echo the client's code, as RFC 6455 asks
+		}
+		return nil
+	})
 	for {
 		if err := c.ws.WaitReadable(); err != nil {
 			return

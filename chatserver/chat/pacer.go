@@ -77,7 +77,7 @@ func (p *pacer) now() int64 { return int64(time.Since(p.epoch)) }
 func (c *conn) holdLocked() bool {
 	p := &c.s.pace
 	gap := p.gap.Load()
-	if gap == 0 || c.closing || c.pingDue || c.lastFrame == 0 || p.now()-c.lastFrame >= gap {
+	if gap == 0 || c.closing || c.pingDue || c.pongDue != nil || c.lastFrame == 0 || p.now()-c.lastFrame >= gap {
 		return false
 	}
 	if !c.paced {
@@ -122,7 +122,7 @@ func (s *Service) paceLoop(ctx context.Context) {
 		for _, c := range due {
 			c.mu.Lock()
 			c.paced = false
-			if len(c.queue) > 0 || c.closing || c.pingDue {
+			if len(c.queue) > 0 || c.closing || c.pingDue || c.pongDue != nil {
 				c.kickLocked() // waits again if its gap has not passed
 			}
 			c.mu.Unlock()

@@ -200,7 +200,7 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 	sem := make(chan struct{}, maxSessionChecks)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var pings, checks []*conn
+	var pings, checks, stuck []*conn
 	for {
 		var now time.Time
 		select {
@@ -208,9 +208,15 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 			return
 		case now = <-t.C:
 		}
-		pings, checks = pings[:0], checks[:0]
+		pings, checks, stuck = pings[:0], checks[:0], stuck[:0]
 		s.mu.RLock()
 		for c := range s.conns {
+			// Writes have no deadline (a timer per frame costs CPU on the
+			// hot path); a write stuck this long means a client that
+			// stopped reading, and closing the socket ends it.
+			if since := c.ws.WriteBlockedSince(); !since.IsZero() && now.Sub(since) > writeWait {
+				stuck = append(stuck, c)
+			}
 			if !now.Before(c.nextPing) {
 				c.nextPing = now.Add(pingPeriod)
 				pings = append(pings, c)
@@ -220,6 +226,10 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 			}
 		}
 		s.mu.RUnlock()
+		for _, c := range stuck {
+			s.m.Errors.WithLabelValues("write_timeout").Inc()
+			_ = c.ws.Close()
+		}
 		for _, c := range pings {
 			c.requestPing()
 		}
@@ -237,6 +247,7 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 		}
 		clear(pings)
 		clear(checks)
+		clear(stuck)
 	}
 }
 

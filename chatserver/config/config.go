@@ -59,6 +59,10 @@ type Config struct {
 	// MaxConnections bounds all sockets on one server; past it new sockets are
 	// told to try again later (another server may have room).
 	MaxConnections int
+	// SendQueueMax bounds the objects queued for one socket: a client that
+	// falls further behind is disconnected (1008) rather than allowed to hold
+	// memory.
+	SendQueueMax int
 	// AllowedOrigins are origins besides the server's own that may open a WebSocket
 	// or make cookie-authenticated changes.
 	AllowedOrigins []string
@@ -98,6 +102,7 @@ func Default() Config {
 		MessageBurst:           10,
 		MaxConnectionsPerUser:  10,
 		MaxConnections:         50000,
+		SendQueueMax:           4096,
 		BcryptCost:             12,
 		LoginAttemptsPerMinute: 10,
 		PresenceTTL:            25 * time.Second,
@@ -142,6 +147,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "burst of sends per connection")
 	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent WebSockets on one server (past it: close 1013, try again later)")
+	fs.IntVar(&c.SendQueueMax, "send-queue-max", c.SendQueueMax, "objects queued for one socket before it is closed as too slow (1008)")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
 	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations (0 = half the CPUs, at least 1)")
@@ -258,6 +264,9 @@ func (c Config) Validate() error {
 	if c.MaxConnections < 1 {
 		bad("max-connections", "must be at least 1, got %d", c.MaxConnections)
 	}
+	if c.SendQueueMax < 16 || c.SendQueueMax > 1<<20 {
+		bad("send-queue-max", "must be 16..1048576, got %d", c.SendQueueMax)
+	}
 	if c.MaxConnectionsPerUser < 1 {
 		bad("max-connections-per-user", "must be at least 1, got %d", c.MaxConnectionsPerUser)
 	}
@@ -311,6 +320,7 @@ func (c Config) Args() []string {
 	add("message-burst", strconv.Itoa(c.MessageBurst), strconv.Itoa(d.MessageBurst))
 	add("max-connections-per-user", strconv.Itoa(c.MaxConnectionsPerUser), strconv.Itoa(d.MaxConnectionsPerUser))
 	add("max-connections", strconv.Itoa(c.MaxConnections), strconv.Itoa(d.MaxConnections))
+	add("send-queue-max", strconv.Itoa(c.SendQueueMax), strconv.Itoa(d.SendQueueMax))
 	add("allowed-origins", strings.Join(c.AllowedOrigins, ","), "")
 	add("bcrypt-cost", strconv.Itoa(c.BcryptCost), strconv.Itoa(d.BcryptCost))
 	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))

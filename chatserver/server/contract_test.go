@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +50,7 @@ var contractTests = []struct {
 	{"ConnectionChurn", testConnectionChurn},
 	{"HelloFirst", testHelloFirst},
 	{"ServerFull", testServerFull},
+	{"SlowConsumer", testSlowConsumer},
 }
 
 func TestContract(t *testing.T) {
@@ -684,5 +687,72 @@ func testHelloFirst(t *testing.T) {
 		if f := <-firsts; !strings.HasPrefix(f, `{"type":"hello"`) {
 			t.Errorf("first object %.80s, want hello", f)
 		}
+	}
+}
+
+// testSlowConsumer: a client that stops reading is cut off once its send
+// queue overflows, and nobody else is held up meanwhile.
+func testSlowConsumer(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxMessageBytes = 60000
+	cfg.SendQueueMax = 32
+	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000
+	ts := startServer(t, cfg, server.Options{})
+
+	// The stalled client: one resume, then it never reads again.
+	h := http.Header{"Authorization": {"Bearer " + login(t, ts, "bob")}}
+	stalled, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if err := stalled.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+
+	alice := dial(t, ts, login(t, ts, "alice"))
+	alice.expect("hello", typeIs("hello"))
+	big := strings.Repeat("x", 50000)
+	const sends = 400 // 20 MB: more than loopback's socket buffers (≤ 10 MB) and the queue hold
+	ids := make([]string, sends)
+	for i := range sends {
+		ids[i] = alice.sendAndAck("general", "", big, fmt.Sprint("big-", i))
+	}
+
+	// Everything alice was sent reached her...
+	for _, id := range ids {
+		alice.expect("message "+id, typeIs("message", "id", id))
+	}
+	// ...while the stalled socket was cut: reading it now drains what the
+	// buffers held, then fails, well short of every message.
+	_ = stalled.SetReadDeadline(time.Now().Add(waitFor))
+	got := 0
+	for {
+		_, data, err := stalled.ReadMessage()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the stalled socket is still open after %d messages", got)
+			}
+			// The close frame says why (1008), unless the connection was
+			// cut because the writer was stuck on it (1006: no close frame).
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code != 1008 && ce.Code != 1006 {
+				t.Errorf("closed with %d, want 1008 or 1006", ce.Code)
+			}
+			break
+		}
+		got += strings.Count(string(data), `"type":"message"`)
+	}
+	if got >= sends {
+		t.Fatalf("the stalled socket got all %d messages", got)
+	}
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(raw), "hubbub_slow_consumers_total 1") {
+		t.Error("/metrics does not count the slow consumer")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,8 @@ type Conn struct {
 	lent *bufio.Reader // from readers; nil while nothing is lent
 	nc   net.Conn
 	rc   syscall.RawConn // nil when the connection has no file descriptor
+
+	writeSince atomic.Int64 // unix nanoseconds when the write in progress began; 0 = none
 }
 
 // Upgrade upgrades the request like u.Upgrade, giving the connection a

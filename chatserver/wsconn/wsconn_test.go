@@ -1,8 +1,10 @@
 package wsconn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -383,4 +385,129 @@ func FuzzControlFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAppendHeader(t *testing.T) {
+	tests := []struct {
+		op, n int
+		want  []byte
+	}{
+		{websocket.TextMessage, 0, []byte{0x81, 0}},
+		{websocket.TextMessage, 125, []byte{0x81, 125}},
+		{websocket.TextMessage, 126, []byte{0x81, 126, 0, 126}},
+		{websocket.TextMessage, 65535, []byte{0x81, 126, 0xff, 0xff}},
+		{websocket.TextMessage, 65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+		{websocket.PingMessage, 0, []byte{0x89, 0}},
+		{websocket.CloseMessage, 2, []byte{0x88, 2}},
+	}
+	for _, tt := range tests {
+		if got := appendHeader(nil, tt.op, tt.n); !bytes.Equal(got, tt.want) {
+			t.Errorf("appendHeader(%d, %d) = % x, want % x", tt.op, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestWrittenFramesReadByGorilla checks the frames this package writes
+// against gorilla's client, at every length encoding.
+func TestWrittenFramesReadByGorilla(t *testing.T) {
+	c, cli := pair(t)
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 300000} {
+		objs := [][]byte{bytes.Repeat([]byte("a"), n), []byte(`{"type":"x"}`)}
+		if err := c.WriteText(objs); err != nil {
+			t.Fatal(err)
+		}
+		typ, data, err := cli.ReadMessage()
+		if err != nil || typ != websocket.TextMessage || !bytes.Equal(data, bytes.Join(objs, []byte("\n"))) {
+			t.Fatalf("%d-byte object: got type %d, %d bytes, %v", n, typ, len(data), err)
+		}
+	}
+	pinged := make(chan string, 1)
+	cli.SetPingHandler(func(s string) error { pinged <- s; return nil })
+	if err := c.WriteControlFrame(websocket.PingMessage, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(4401, "session expired")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := cli.ReadMessage()
+	if got := <-pinged; got != "hi" {
+		t.Errorf("ping payload %q", got)
+	}
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4401 || ce.Text != "session expired" {
+		t.Errorf("close: %v", err)
+	}
+	if err := c.WriteControlFrame(websocket.PingMessage, make([]byte, 126)); !errors.Is(err, ErrControlTooLong) {
+		t.Errorf("126-byte ping: %v", err)
+	}
+}
+
+// TestBlockedWriteIsVisibleAndEndsOnClose: a client that stops reading
+// blocks the write; the sweeper sees since when, and closing ends it.
+func TestBlockedWriteIsVisibleAndEndsOnClose(t *testing.T) {
+	c, _ := pair(t) // the client never reads
+	if !c.WriteBlockedSince().IsZero() {
+		t.Fatal("blocked before writing")
+	}
+	done := make(chan error, 1)
+	go func() {
+		big := [][]byte{bytes.Repeat([]byte("x"), 1<<20)}
+		for {
+			if err := c.WriteText(big); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.WriteBlockedSince().IsZero() || time.Since(c.WriteBlockedSince()) < 50*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never blocked")
+		}
+		time.Sleep(5 * time.Millisecond) // polling: a blocked write sends no event
+	}
+	_ = c.Close()
+	if err := <-done; err == nil {
+		t.Fatal("write on a closed connection succeeded")
+	}
+	if !c.WriteBlockedSince().IsZero() {
+		t.Error("still blocked after the write ended")
+	}
+}
+
+// BenchmarkWriteFrame compares one 300-byte text frame written by WriteText
+// with the same frame through gorilla's writer (NextWriter, a deadline,
+// Close), on a real loopback socket whose reader discards.
+func BenchmarkWriteFrame(b *testing.B) {
+	obj := [][]byte{bytes.Repeat([]byte("m"), 300)}
+	for _, bb := range []struct {
+		name  string
+		write func(c *Conn) error
+	}{
+		{"wsconn", func(c *Conn) error { return c.WriteText(obj) }},
+		{"gorilla", func(c *Conn) error {
+			if err := c.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				return err
+			}
+			w, err := c.NextWriter(websocket.TextMessage)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(obj[0]); err != nil {
+				return err
+			}
+			return w.Close()
+		}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			c, cli := pair(b)
+			go func() { _, _ = io.Copy(io.Discard, cli.NetConn()) }()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bb.write(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
