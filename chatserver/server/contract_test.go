@@ -51,6 +51,7 @@ var contractTests = []struct {
 	{"HelloFirst", testHelloFirst},
 	{"ServerFull", testServerFull},
 	{"SlowConsumer", testSlowConsumer},
+	{"PresenceBatch", testPresenceBatch},
 }
 
 func TestContract(t *testing.T) {
@@ -754,5 +755,22 @@ func testSlowConsumer(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(raw), "hubbub_slow_consumers_total 1") {
 		t.Error("/metrics does not count the slow consumer")
+	}
+}
+
+// testPresenceBatch: many people coming online at once reach an observer
+// as one presence object each (batches are pre-joined objects, which the
+// client splits like any coalesced frame), none lost, none malformed.
+func testPresenceBatch(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	observer := dial(t, ts, login(t, ts, "observer"))
+	observer.expect("hello", typeIs("hello"))
+	const n = 40
+	for i := range n {
+		c := dial(t, ts, login(t, ts, fmt.Sprint("crowd", i)))
+		c.expect("hello", typeIs("hello"))
+	}
+	for i := range n {
+		observer.expect(fmt.Sprint("crowd", i, " online"), typeIs("presence", "user", fmt.Sprint("crowd", i), "status", "online"))
 	}
 }
