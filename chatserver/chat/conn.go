@@ -310,39 +310,6 @@ func (c *conn) kickLocked() {
 	c.s.startWriter(c)
 }
 
-// writerIdle is how long a writer goroutine waits for another socket to
-// write for before it exits.
-const writerIdle = 2 * time.Second
-
-// startWriter hands c to an idle writer goroutine, or starts one. Writer
-// goroutines are reused because a new goroutine's stack is smaller than a
-// write needs: growing (copying) it for every frame cost a tenth of fan-out's
-// CPU. Idle ones exit after writerIdle, so an idle server holds none, and
-// at once when Run has returned.
-func (s *Service) startWriter(c *conn) {
-	select {
-	case s.writers <- c:
-	default:
-		go s.writer(c)
-	}
-}
-
-func (s *Service) writer(c *conn) {
-	idle := time.NewTimer(writerIdle)
-	defer idle.Stop()
-	for {
-		c.writeLoop()
-		idle.Reset(writerIdle)
-		select {
-		case c = <-s.writers:
-		case <-idle.C:
-			return
-		case <-s.stopped:
-			return
-		}
-	}
-}
-
 // enqueue queues one server object for the socket. A socket whose queue is
 // full is too slow to keep up: it is closed rather than allowed to hold
 // memory or block fan-out to everyone else.

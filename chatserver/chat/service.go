@@ -74,9 +74,7 @@ type Service struct {
 	// call, too slow for once per object per socket.
 	objMessage prometheus.Counter
 	objByType  map[string]prometheus.Counter
-	// writers hands sockets with something to write to idle writer
-	// goroutines (unbuffered: a send succeeds only when one is waiting).
-	writers chan *conn
+	writers writerPool
 	stopped chan struct{} // closed when Run returns: idle writers exit
 	stopOne sync.Once
 	pace    pacer
@@ -115,10 +113,10 @@ func New(b Backend, opts Options) *Service {
 		conns:   map[*conn]struct{}{},
 		byUser:  map[string]map[*conn]struct{}{},
 		members: map[string]map[*conn]struct{}{},
-		writers: make(chan *conn),
 		stopped: make(chan struct{}),
 	}
 	s.pace.epoch = time.Now()
+	s.writers.init(maxWriters())
 	for _, c := range opts.Channels {
 		s.public[c] = true
 	}
