@@ -28,6 +28,7 @@ type worker struct {
 	steps    [maxSteps]stepCounters
 	seq      int64 // next send sequence number; only the sender goroutine uses it
 	sender   *wconn
+	pollers  *pollers
 }
 
 type stepCounters struct {
@@ -42,6 +43,13 @@ type wconn struct {
 	hello   chan struct{} // closed at the first hello (hubbub) or at once (baseline)
 	helloed bool
 	lastSeq []int64 // per sender worker: the highest sequence number seen
+
+	// Read through epoll (Linux): the socket, its poller, and the start of
+	// a frame still arriving.
+	fd      int
+	poller  *poller
+	pending []byte
+	gone    atomic.Bool
 }
 
 // runWorker is the "worker" subcommand: it reads its job and commands from
@@ -57,10 +65,14 @@ func runWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("decoding job: %w", err)
 	}
 	enc := json.NewEncoder(stdout)
+	if w.pollers, err = newPollers(); err != nil {
+		return err
+	}
 	conns, dialErrs := w.connectAll(ctx)
 	defer func() {
 		w.quitting.Store(true)
 		for _, c := range conns {
+			c.forget()
 			_ = c.ws.Close()
 		}
 	}()
@@ -126,7 +138,13 @@ func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
 	}
 	nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
 	d := &websocket.Dialer{
-		NetDialContext:   nd.DialContext,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &headConn{TCPConn: c.(*net.TCPConn)}, nil
+		},
 		HandshakeTimeout: 30 * time.Second,
 		ReadBufferSize:   4096,
 		WriteBufferSize:  1024,
@@ -207,7 +225,11 @@ func (w *worker) dial(ctx context.Context, d *websocket.Dialer, spec connSpec) (
 		close(c.hello)
 	}
 	w.open.Add(1)
-	go c.readLoop()
+	if err := w.startReading(c, ws.NetConn().(*headConn)); err != nil {
+		c.lost()
+		_ = ws.Close()
+		return nil, fmt.Errorf("reading: %w", err)
+	}
 	select {
 	case <-c.hello:
 		return c, nil
@@ -225,33 +247,18 @@ var (
 	markClient  = []byte(`"clientId":"k`)
 )
 
-func (c *wconn) readLoop() {
-	buf := make([]byte, 0, 4096)
-	for {
-		_, r, err := c.ws.NextReader()
-		if err != nil {
-			c.w.open.Add(-1)
-			if !c.w.quitting.Load() {
-				c.w.steps[c.w.step.Load()].dropped.Add(1)
-			}
-			if !c.helloed {
-				c.helloed = true
-				close(c.hello)
-			}
-			return
-		}
-		buf = buf[:0]
-		for {
-			if len(buf) == cap(buf) {
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+n]
-			if err != nil {
-				break
-			}
-		}
-		c.frame(buf, time.Now())
+// lost counts a socket that stopped being read (once).
+func (c *wconn) lost() {
+	if c.gone.Swap(true) {
+		return
+	}
+	c.w.open.Add(-1)
+	if !c.w.quitting.Load() {
+		c.w.steps[c.w.step.Load()].dropped.Add(1)
+	}
+	if !c.helloed {
+		c.helloed = true
+		close(c.hello)
 	}
 }
 

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The worker reads its sockets through epoll, not a goroutine each: on the
+// machine that also runs the servers, the load tool's own cost per frame
+// (a goroutine wake-up and a second read that finds the socket empty, both
+// Go's way of waiting) shows up as the servers' latency. Level-triggered,
+// one read per readiness: a short read leaves nothing behind, and anything
+// left is reported again. Writes (the sender's messages, pongs) still go
+// through gorilla.
+
+type poller struct {
+	epfd  int
+	mu    sync.Mutex
+	conns map[int32]*wconn
+}
+
+type pollers struct {
+	ps   []*poller
+	next atomic.Uint32
+}
+
+func newPollers() (*pollers, error) {
+	all := &pollers{}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return nil, fmt.Errorf("epoll_create1: %w", err)
+		}
+		p := &poller{epfd: fd, conns: map[int32]*wconn{}}
+		all.ps = append(all.ps, p)
+		go p.run()
+	}
+	return all, nil
+}
+
+// startReading reads c from now on; rest is what arrived with the
+// handshake response.
+func (w *worker) startReading(c *wconn, hc *headConn) error {
+	raw, err := hc.TCPConn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var fd int
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return err
+	}
+	c.fd = fd
+	tail, err := c.parseFrames(hc.rest(), time.Now())
+	if err != nil {
+		return err
+	}
+	c.pending = tail
+	p := w.pollers.ps[int(w.pollers.next.Add(1))%len(w.pollers.ps)]
+	c.poller = p
+	p.mu.Lock()
+	p.conns[int32(fd)] = c
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(fd))
+		p.mu.Unlock()
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+func (p *poller) run() {
+	events := make([]syscall.EpollEvent, 512)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			panic(fmt.Sprintf("epoll_wait: %v", err)) // the worker cannot go on blind
+		}
+		for _, ev := range events[:n] {
+			p.mu.Lock()
+			c := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if c != nil {
+				buf = p.read(c, buf)
+			}
+		}
+	}
+}
+
+// read does one read of c and handles the frames it completes.
+func (p *poller) read(c *wconn, buf []byte) []byte {
+	if need := 2 * (len(c.pending) + 64<<10); need > len(buf) {
+		buf = make([]byte, need)
+	}
+	k := copy(buf, c.pending)
+	n, err := syscall.Read(c.fd, buf[k:])
+	switch {
+	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
+		return buf
+	case err != nil || n == 0:
+		p.drop(c)
+		return buf
+	}
+	tail, err := c.parseFrames(buf[:k+n], time.Now())
+	if err != nil {
+		p.drop(c)
+		return buf
+	}
+	c.pending = append(c.pending[:0], tail...)
+	return buf
+}
+
+// drop forgets a socket that failed or was closed by the server.
+func (p *poller) drop(c *wconn) {
+	p.mu.Lock()
+	delete(p.conns, int32(c.fd))
+	p.mu.Unlock()
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	c.lost()
+	_ = c.ws.Close()
+}
+
+// forget stops watching c before the worker closes it on purpose.
+func (c *wconn) forget() {
+	if p := c.poller; p != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(c.fd))
+		p.mu.Unlock()
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import "net"
+
+// headConn hands the WebSocket handshake to gorilla but keeps the frames
+// after it: Read never returns a byte past the end of the HTTP response
+// head, so gorilla's buffered reader holds no frames, and whatever arrived
+// with the head is left in rest for the worker's own frame reader.
+type headConn struct {
+	*net.TCPConn
+	buf   [4096]byte
+	have  []byte // read from the socket, not yet returned
+	match int    // bytes of "\r\n\r\n" just seen
+	done  bool   // the head has been returned
+}
+
+var headEnd = []byte("\r\n\r\n")
+
+func (h *headConn) Read(p []byte) (int, error) {
+	if h.done {
+		if len(h.have) > 0 { // a reader other than the worker's: give it the rest
+			n := copy(p, h.have)
+			h.have = h.have[n:]
+			return n, nil
+		}
+		return h.TCPConn.Read(p)
+	}
+	if len(h.have) == 0 {
+		n, err := h.TCPConn.Read(h.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		h.have = h.buf[:n]
+	}
+	n := 0
+	for n < len(h.have) && n < len(p) && !h.done {
+		b := h.have[n]
+		switch {
+		case b == headEnd[h.match]:
+			h.match++
+		case b == '\r':
+			h.match = 1
+		default:
+			h.match = 0
+		}
+		h.done = h.match == len(headEnd)
+		n++
+	}
+	copy(p, h.have[:n])
+	h.have = h.have[n:]
+	return n, nil
+}
+
+// rest takes the bytes that arrived after the head.
+func (h *headConn) rest() []byte {
+	r := append([]byte(nil), h.have...)
+	h.have = nil
+	return r
+}
