@@ -74,10 +74,10 @@ type Service struct {
 	// call, too slow for once per object per socket.
 	objMessage prometheus.Counter
 	objByType  map[string]prometheus.Counter
-	writers writerPool
-	stopped chan struct{} // closed when Run returns: idle writers exit
-	stopOne sync.Once
-	pace    pacer
+	writers    writerPool
+	stopped    chan struct{} // closed when Run returns: idle writers exit
+	stopOne    sync.Once
+	pace       pacer
 
 	// Presence changes wait here for the next batch (user -> status).
 	presMu      sync.Mutex
