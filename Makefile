@@ -50,8 +50,9 @@ bench: ## in-process benchmarks (frame decoding, fan-out)
 	$(GO) test -run '^$$' -bench . -benchmem ./chatserver/...
 
 .PHONY: fuzz
-fuzz: ## fuzz the WebSocket frame decoder for FUZZTIME (default 30s)
+fuzz: ## fuzz the WebSocket frame decoders (client JSON frames, control frames) for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./chatserver/protocol
+	$(GO) test -run '^$$' -fuzz FuzzControlFrame -fuzztime $${FUZZTIME:-30s} ./chatserver/wsconn
 
 ##@ Dependencies
 

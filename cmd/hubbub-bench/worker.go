@@ -28,6 +28,7 @@ type worker struct {
 	steps    [maxSteps]stepCounters
 	seq      int64 // next send sequence number; only the sender goroutine uses it
 	sender   *wconn
+	conns    []*wconn // all connected, for a new sender when the server drops one
 	pollers  *pollers
 }
 
@@ -86,6 +87,7 @@ func runWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}
 	if len(conns) > 0 {
 		w.sender = conns[0]
+		w.conns = conns
 	}
 	for {
 		line, err := in.ReadBytes('\n')
@@ -364,6 +366,17 @@ func clientStep(line []byte) (int, bool) {
 // broadcast a second) is spread over the second, not sent by every worker
 // at once, and a late tick catches up instead of lowering the rate.
 func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
+	if w.sender != nil && w.sender.gone.Load() {
+		// The server dropped the sending socket (the baseline drops clients
+		// it cannot keep up with): send from another.
+		w.sender = nil
+		for _, c := range w.conns {
+			if !c.gone.Load() {
+				w.sender = c
+				break
+			}
+		}
+	}
 	if w.sender == nil || cmd.Rate <= 0 {
 		return 0, 0
 	}
