@@ -77,7 +77,7 @@ type conn struct {
 	spare [][]byte // the writer's last, emptied queue, reused by the next batch
 	// writing says a writer goroutine runs. It is started on demand and exits
 	// when the queue is empty, so an idle socket holds no writer goroutine
-	// and no write buffer (gorilla lends those from a pool per frame).
+	// and no write buffer (wsconn lends those from a pool per frame).
 	writing    bool
 	pingDue    bool
 	pongDue    []byte // payload of the ping to answer; nil = none
@@ -85,6 +85,7 @@ type conn struct {
 	lastFrame  int64  // pacer clock at the last frame written
 	closing    bool
 	peerClosed bool // the client began the closing handshake
+	closeSent  bool // a close frame went out already (gorilla sends one on a read-limit error)
 	closeCode  int
 	closeText  string
 	last       map[string]protocol.ID // per channel: newest id queued
@@ -455,7 +456,7 @@ func (c *conn) writeLoop() {
 		c.queue, c.spare = c.spare, nil
 		ping, pong := c.pingDue, c.pongDue
 		c.pingDue, c.pongDue = false, nil
-		closing, code, text := c.closing, c.closeCode, c.closeText
+		closing, code, text, closeSent := c.closing, c.closeCode, c.closeText, c.closeSent
 		if len(q) == 0 && !ping && pong == nil && !closing {
 			c.writing = false
 			if cap(q) <= maxIdleQueue {
@@ -496,7 +497,9 @@ func (c *conn) writeLoop() {
 			if code != websocket.CloseNormalClosure && !c.peerClosed {
 				c.s.m.Errors.WithLabelValues(fmt.Sprintf("close_%d", code)).Inc()
 			}
-			_ = c.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+			if !closeSent {
+				_ = c.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+			}
 			// The closing handshake: give the client a moment to answer (the
 			// reader then stops) before dropping TCP, so the close frame is
 			// not lost to a reset.
@@ -629,7 +632,10 @@ func (c *conn) readInput(ctx context.Context) bool {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			c.s.m.FramesIn.WithLabelValues("too_large").Inc()
 			c.s.m.Errors.WithLabelValues(protocol.CodeTooLarge).Inc()
-			c.close(protocol.CloseTooLarge, "frame too large")
+			c.mu.Lock()
+			c.closeLocked(protocol.CloseTooLarge, "frame too large")
+			c.closeSent = true // gorilla has written the 1009 close frame
+			c.mu.Unlock()
 			// Swallow the rest of the oversize frame (bounded) so closing
 			// TCP with it unread does not reset away our close frame.
 			nc := c.ws.NetConn()

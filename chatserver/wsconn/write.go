@@ -14,10 +14,12 @@ import (
 // deadline timer per frame. WriteText and WriteControlFrame build a server frame
 // (unmasked) in one pooled buffer and hand it to the socket in one write.
 //
-// They are not safe for concurrent use, and must not be mixed with
-// gorilla's own write methods while anything else writes: the caller has
-// one writer per connection. Set a ping and a close handler that hand their
-// replies to that writer (gorilla's defaults write from the reader).
+// The caller has one writer per connection. Each frame is one Write, and a
+// net.Conn holds its write lock for a whole Write, so frames never
+// interleave, not even with the close frame gorilla writes by itself (on a
+// read-limit or protocol error, from the reading goroutine). Set a ping and
+// a close handler that hand their replies to the writer, so that they go
+// out in order with it.
 //
 // There is no write deadline (setting one is a timer operation per frame):
 // WriteBlockedSince tells a sweeper how long a write has been stuck, and

@@ -511,3 +511,40 @@ func BenchmarkWriteFrame(b *testing.B) {
 		})
 	}
 }
+
+// TestGorillasOwnWritesNeverInterleave: gorilla writes a close frame by
+// itself (read limit, protocol errors) from the reading goroutine, while
+// the connection's writer may be mid-frame; no frame may split another,
+// even a frame larger than the socket buffer takes in one system call.
+func TestGorillasOwnWritesNeverInterleave(t *testing.T) {
+	c, cli := pair(t)
+	const n = 300
+	text := bytes.Repeat([]byte("t"), 100<<10) // several TCP writes' worth
+	go func() {
+		for range n {
+			if err := c.WriteText([][]byte{text}); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		for range n {
+			// gorilla's own write path, as its read-limit close uses
+			if err := c.Conn.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(5*time.Second)); err != nil {
+				return
+			}
+		}
+	}()
+	pings := 0
+	cli.SetPingHandler(func(string) error { pings++; return nil })
+	_ = cli.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for texts := 0; texts < n; texts++ {
+		_, data, err := cli.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d texts and %d pings: %v", texts, pings, err)
+		}
+		if !bytes.Equal(data, text) {
+			t.Fatalf("text %d corrupted (%d bytes)", texts, len(data))
+		}
+	}
+}
