@@ -66,8 +66,15 @@ func (w *writerPool) next() *conn {
 	if w.head < len(w.queue) {
 		c := w.queue[w.head]
 		w.queue[w.head] = nil
-		if w.head++; w.head == len(w.queue) {
+		switch w.head++; {
+		case w.head == len(w.queue):
 			w.queue, w.head = w.queue[:0], 0
+		case w.head >= 1024 && 2*w.head >= len(w.queue):
+			// Never empty under sustained load: move the rest to the front
+			// rather than let the slice grow without end.
+			n := copy(w.queue, w.queue[w.head:])
+			clear(w.queue[n:])
+			w.queue, w.head = w.queue[:n], 0
 		}
 		return c
 	}
