@@ -48,6 +48,9 @@ type Options struct {
 	// SendQueueMax bounds the objects queued for one socket; past it the
 	// client is too slow and is disconnected.
 	SendQueueMax int
+	// WriteTimeout is how long a write to a socket may block (the client
+	// stopped reading) before the socket is closed.
+	WriteTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *metrics.Metrics
 }
@@ -100,6 +103,9 @@ func New(b Backend, opts Options) *Service {
 	}
 	if opts.SendQueueMax <= 0 {
 		opts.SendQueueMax = 4096
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = writeWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -280,7 +286,7 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 			// Writes have no deadline (a timer per frame costs CPU on the
 			// hot path); a write stuck this long means a client that
 			// stopped reading, and closing the socket ends it.
-			if since := c.ws.WriteBlockedSince(); !since.IsZero() && now.Sub(since) > writeWait {
+			if since := c.ws.WriteBlockedSince(); !since.IsZero() && now.Sub(since) > s.opts.WriteTimeout {
 				stuck = append(stuck, c)
 			}
 			if !now.Before(c.nextPing) {

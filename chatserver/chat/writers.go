@@ -14,7 +14,7 @@ import (
 // cost a tenth of fan-out's CPU) and each with an idle timer. Sockets beyond
 // the writers wait in a FIFO queue. The bound is high enough that a few
 // clients whose writes block (they stopped reading; the keepalive loop cuts
-// those after writeWait) cannot stall everyone else's delivery.
+// those after WriteTimeout) cannot stall everyone else's delivery.
 //
 // Idle writers exit after writerIdle, so an idle server holds none, and at
 // once when Run has returned.

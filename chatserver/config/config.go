@@ -63,6 +63,9 @@ type Config struct {
 	// falls further behind is disconnected (1008) rather than allowed to hold
 	// memory.
 	SendQueueMax int
+	// WriteTimeout is how long a write to a client may block (it stopped
+	// reading) before the socket is closed.
+	WriteTimeout time.Duration
 	// AllowedOrigins are origins besides the server's own that may open a WebSocket
 	// or make cookie-authenticated changes.
 	AllowedOrigins []string
@@ -103,6 +106,7 @@ func Default() Config {
 		MaxConnectionsPerUser:  10,
 		MaxConnections:         50000,
 		SendQueueMax:           4096,
+		WriteTimeout:           10 * time.Second,
 		BcryptCost:             12,
 		LoginAttemptsPerMinute: 10,
 		PresenceTTL:            25 * time.Second,
@@ -148,6 +152,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent WebSockets on one server (past it: close 1013, try again later)")
 	fs.IntVar(&c.SendQueueMax, "send-queue-max", c.SendQueueMax, "objects queued for one socket before it is closed as too slow (1008)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long a write to a client that stopped reading may block before the socket is closed")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
 	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations (0 = half the CPUs, at least 1)")
@@ -267,6 +272,9 @@ func (c Config) Validate() error {
 	if c.SendQueueMax < 16 || c.SendQueueMax > 1<<20 {
 		bad("send-queue-max", "must be 16..1048576, got %d", c.SendQueueMax)
 	}
+	if c.WriteTimeout < time.Second || c.WriteTimeout > 5*time.Minute {
+		bad("write-timeout", "must be 1s..5m, got %s", c.WriteTimeout)
+	}
 	if c.MaxConnectionsPerUser < 1 {
 		bad("max-connections-per-user", "must be at least 1, got %d", c.MaxConnectionsPerUser)
 	}
@@ -321,6 +329,7 @@ func (c Config) Args() []string {
 	add("max-connections-per-user", strconv.Itoa(c.MaxConnectionsPerUser), strconv.Itoa(d.MaxConnectionsPerUser))
 	add("max-connections", strconv.Itoa(c.MaxConnections), strconv.Itoa(d.MaxConnections))
 	add("send-queue-max", strconv.Itoa(c.SendQueueMax), strconv.Itoa(d.SendQueueMax))
+	add("write-timeout", c.WriteTimeout.String(), d.WriteTimeout.String())
 	add("allowed-origins", strings.Join(c.AllowedOrigins, ","), "")
 	add("bcrypt-cost", strconv.Itoa(c.BcryptCost), strconv.Itoa(d.BcryptCost))
 	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))

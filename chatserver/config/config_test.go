@@ -72,7 +72,7 @@ func TestArgsRoundTrip(t *testing.T) {
 	c.MessagesPerSecond, c.MessageBurst, c.MaxConnectionsPerUser = 2.5, 4, 3
 	c.AllowedOrigins, c.BcryptCost, c.TrustProxyHeaders, c.ShutdownGrace = []string{"https://chat.example.com"}, 10, true, 40*time.Second
 	c.PresenceTTL = 12 * time.Second
-	c.MaxConnections, c.DebugAddr, c.SendQueueMax = 1234, "127.0.0.1:6060", 100
+	c.MaxConnections, c.DebugAddr, c.SendQueueMax, c.WriteTimeout = 1234, "127.0.0.1:6060", 100, 3*time.Second
 	got, err := Load(c.Args(), nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,7 @@ var contractTests = []struct {
 	{"ServerFull", testServerFull},
 	{"SlowConsumer", testSlowConsumer},
 	{"PresenceBatch", testPresenceBatch},
+	{"WriteTimeout", testWriteTimeout},
 }
 
 func TestContract(t *testing.T) {
@@ -611,16 +612,7 @@ func testHealth(t *testing.T) {
 	c.expect("hello", typeIs("hello"))
 	c.sendRaw(websocket.TextMessage, []byte("nonsense"))
 	c.expect("error", typeIs("error"))
-	resp, err := http.Get(ts.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := string(raw)
+	body := metrics(t, ts)
 	want := []string{`hubbub_connections 1`, `hubbub_frames_in_total{type="invalid"} 1`, `hubbub_errors_total{code="bad_request"} 1`, `hubbub_auth_total{outcome="login"} 1`, "hubbub_delivery_latency_seconds_bucket"}
 	if redisURL != "" {
 		want = append(want, "hubbub_redis_reconnects_total 0", "hubbub_redis_delivered_total")
@@ -747,13 +739,7 @@ func testSlowConsumer(t *testing.T) {
 	if got >= sends {
 		t.Fatalf("the stalled socket got all %d messages", got)
 	}
-	resp, err := http.Get(ts.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(raw), "hubbub_slow_consumers_total 1") {
+	if !strings.Contains(metrics(t, ts), "hubbub_slow_consumers_total 1") {
 		t.Error("/metrics does not count the slow consumer")
 	}
 }
@@ -773,4 +759,65 @@ func testPresenceBatch(t *testing.T) {
 	for i := range n {
 		observer.expect(fmt.Sprint("crowd", i, " online"), typeIs("presence", "user", fmt.Sprint("crowd", i), "status", "online"))
 	}
+}
+
+// testWriteTimeout: a client that stops reading in a quiet room (its queue
+// never overflows) is closed once a write to it has blocked for
+// --write-timeout.
+func testWriteTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxMessageBytes = 60000
+	cfg.WriteTimeout = time.Second
+	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000
+	ts := startServer(t, cfg, server.Options{})
+	h := http.Header{"Authorization": {"Bearer " + login(t, ts, "bob")}}
+	stalled, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if err := stalled.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := dial(t, ts, login(t, ts, "alice"))
+	alice.expect("hello", typeIs("hello"))
+	big := strings.Repeat("x", 50000)
+	const sends = 300 // 15 MB: more than loopback's socket buffers, far less than the queue
+	for i := range sends {
+		alice.sendAndAck("general", "", big, fmt.Sprint("w-", i))
+	}
+	// Nothing to await but the server's own count: poll it.
+	deadline := time.Now().Add(waitFor)
+	for !strings.Contains(metrics(t, ts), `hubbub_errors_total{code="write_timeout"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the blocked write was not timed out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = stalled.SetReadDeadline(time.Now().Add(waitFor))
+	for {
+		if _, _, err := stalled.ReadMessage(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the timed-out socket is still open")
+			}
+			break
+		}
+	}
+	if strings.Contains(metrics(t, ts), "hubbub_slow_consumers_total 1") {
+		t.Error("closed as a slow consumer, not by the write timeout")
+	}
+}
+
+func metrics(t *testing.T, ts *testServer) string {
+	t.Helper()
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }

@@ -95,8 +95,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, MaxConns: cfg.MaxConnections, PresenceTTL: cfg.PresenceTTL,
-		SendQueueMax: cfg.SendQueueMax,
-		Logger:       log, Metrics: s.metrics,
+		SendQueueMax: cfg.SendQueueMax, WriteTimeout: cfg.WriteTimeout,
+		Logger: log, Metrics: s.metrics,
 	})
 	return s, nil
 }
