@@ -18,6 +18,7 @@ package wsconn
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -54,11 +55,16 @@ type Conn struct {
 // read buffer this package can see. u.ReadBufferSize must be 0 (the size is
 // ReadBufferSize), so gorilla reads through that buffer.
 func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*Conn, error) {
+	if u.ReadBufferSize != 0 {
+		// gorilla would read through a buffer of its own, which
+		// WaitReadable cannot see: a frame could sit in it unread.
+		return nil, errReadBufferSize
+	}
 	hw := &hijacker{ResponseWriter: w}
 	ws, err := u.Upgrade(hw, r, h)
 	if err != nil {
 		if hw.c != nil && hw.c.lent != nil {
-			readers.Put(hw.c.lent)
+			hw.c.giveBack()
 		}
 		return nil, err
 	}
@@ -71,6 +77,8 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h ht
 	}
 	return c, nil
 }
+
+var errReadBufferSize = errors.New("wsconn: the Upgrader's ReadBufferSize must be 0")
 
 // hijacker hands gorilla a read buffer of this package's in place of
 // net/http's.

@@ -548,3 +548,11 @@ func TestGorillasOwnWritesNeverInterleave(t *testing.T) {
 		}
 	}
 }
+
+func TestUpgradeRefusesAReadBufferOfGorillas(t *testing.T) {
+	up := &websocket.Upgrader{ReadBufferSize: 1024}
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	if _, err := Upgrade(up, httptest.NewRecorder(), r, nil); !errors.Is(err, errReadBufferSize) {
+		t.Fatalf("Upgrade = %v, want errReadBufferSize", err)
+	}
+}
