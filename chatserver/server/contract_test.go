@@ -692,25 +692,12 @@ func testSlowConsumer(t *testing.T) {
 	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000
 	ts := startServer(t, cfg, server.Options{})
 
-	// The stalled client: one resume, then it never reads again.
-	h := http.Header{"Authorization": {"Bearer " + login(t, ts, "bob")}}
-	stalled, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
-	if err := stalled.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
-		t.Fatal(err)
-	}
+	stalled := stalledClient(t, ts, "bob")
 
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
-	big := strings.Repeat("x", 50000)
 	const sends = 400 // 20 MB: more than loopback's socket buffers (≤ 10 MB) and the queue hold
-	ids := make([]string, sends)
-	for i := range sends {
-		ids[i] = alice.sendAndAck("general", "", big, fmt.Sprint("big-", i))
-	}
+	ids := sendBig(alice, sends)
 
 	// Everything alice was sent reached her...
 	for _, id := range ids {
@@ -718,23 +705,12 @@ func testSlowConsumer(t *testing.T) {
 	}
 	// ...while the stalled socket was cut: reading it now drains what the
 	// buffers held, then fails, well short of every message.
-	_ = stalled.SetReadDeadline(time.Now().Add(waitFor))
-	got := 0
-	for {
-		_, data, err := stalled.ReadMessage()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatalf("the stalled socket is still open after %d messages", got)
-			}
-			// The close frame says why (1008), unless the connection was
-			// cut because the writer was stuck on it (1006: no close frame).
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) && ce.Code != 1008 && ce.Code != 1006 {
-				t.Errorf("closed with %d, want 1008 or 1006", ce.Code)
-			}
-			break
-		}
-		got += strings.Count(string(data), `"type":"message"`)
+	got, err := drainUntilClosed(t, stalled)
+	// The close frame says why (1008), unless the connection was cut
+	// because the writer was stuck on it (1006: no close frame).
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != 1008 && ce.Code != 1006 {
+		t.Errorf("closed with %d, want 1008 or 1006", ce.Code)
 	}
 	if got >= sends {
 		t.Fatalf("the stalled socket got all %d messages", got)
@@ -770,22 +746,10 @@ func testWriteTimeout(t *testing.T) {
 	cfg.WriteTimeout = time.Second
 	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000
 	ts := startServer(t, cfg, server.Options{})
-	h := http.Header{"Authorization": {"Bearer " + login(t, ts, "bob")}}
-	stalled, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
-	if err := stalled.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
-		t.Fatal(err)
-	}
+	stalled := stalledClient(t, ts, "bob")
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
-	big := strings.Repeat("x", 50000)
-	const sends = 300 // 15 MB: more than loopback's socket buffers, far less than the queue
-	for i := range sends {
-		alice.sendAndAck("general", "", big, fmt.Sprint("w-", i))
-	}
+	sendBig(alice, 300) // 15 MB: more than loopback's socket buffers, far less than the queue
 	// Nothing to await but the server's own count: poll it.
 	deadline := time.Now().Add(waitFor)
 	for !strings.Contains(metrics(t, ts), `hubbub_errors_total{code="write_timeout"} 1`) {
@@ -794,15 +758,7 @@ func testWriteTimeout(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = stalled.SetReadDeadline(time.Now().Add(waitFor))
-	for {
-		if _, _, err := stalled.ReadMessage(); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatal("the timed-out socket is still open")
-			}
-			break
-		}
-	}
+	drainUntilClosed(t, stalled)
 	if strings.Contains(metrics(t, ts), "hubbub_slow_consumers_total 1") {
 		t.Error("closed as a slow consumer, not by the write timeout")
 	}
@@ -820,4 +776,47 @@ func metrics(t *testing.T, ts *testServer) string {
 		t.Fatal(err)
 	}
 	return string(raw)
+}
+
+// stalledClient connects as user, sends its resume, and never reads again.
+func stalledClient(t *testing.T, ts *testServer, user string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := dialRaw(ts, login(t, ts, user), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	if err := ws.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// sendBig sends n 50 KB messages to #general and returns their ids.
+func sendBig(c *client, n int) []string {
+	c.t.Helper()
+	big := strings.Repeat("x", 50000)
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = c.sendAndAck("general", "", big, fmt.Sprint("big-", i))
+	}
+	return ids
+}
+
+// drainUntilClosed reads ws until the server has closed it, returning the
+// message objects read before and the error that ended it; it fails the
+// test if ws is still open after waitFor.
+func drainUntilClosed(t *testing.T, ws *websocket.Conn) (messages int, err error) {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(waitFor))
+	for {
+		_, data, err := ws.ReadMessage()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the socket is still open after %d messages", messages)
+		}
+		if err != nil {
+			return messages, err
+		}
+		messages += strings.Count(string(data), `"type":"message"`)
+	}
 }
