@@ -278,3 +278,12 @@ func (s *subResourceCounter) Apply(ctx context.Context, obj runtime.ApplyConfigu
 	s.c.note(s.sub+" apply", obj)
 	return s.SubResourceClient.Apply(ctx, obj, opts...)
 }
+
+// minimalRoom creates the minimal sample room in a new namespace.
+func (tc *testCluster) minimalRoom(t *testing.T) (ns string, room *chatv1alpha1.ChatRoom) {
+	t.Helper()
+	ns = tc.newNamespace(t)
+	room = roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
+	tc.createAll(t, ns, room)
+	return ns, room
+}

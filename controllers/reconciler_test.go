@@ -337,9 +337,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	t.Parallel()
 	tc := cluster(t)
 	ctx := context.Background()
-	ns := tc.newNamespace(t)
-	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
-	tc.createAll(t, ns, room)
+	ns, _ := tc.minimalRoom(t)
 
 	d := &appsv1.Deployment{}
 	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", d) })
@@ -424,9 +422,7 @@ func TestScaleSubresource(t *testing.T) {
 	t.Parallel()
 	tc := cluster(t)
 	ctx := context.Background()
-	ns := tc.newNamespace(t)
-	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
-	tc.createAll(t, ns, room)
+	ns, room := tc.minimalRoom(t)
 	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", &appsv1.Deployment{}) })
 
 	scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 4}}
@@ -524,9 +520,7 @@ func TestOnlineUsers(t *testing.T) {
 	t.Parallel()
 	tc := cluster(t)
 	ctx := context.Background()
-	ns := tc.newNamespace(t)
-	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
-	tc.createAll(t, ns, room)
+	ns, _ := tc.minimalRoom(t)
 	rdb := tc.redis.client()
 	defer rdb.Close()
 	key := keys.Presence(ns + "/lobby")
@@ -556,9 +550,7 @@ func TestOptionalObjectsFollowTheSpec(t *testing.T) {
 	t.Parallel()
 	tc := cluster(t)
 	ctx := context.Background()
-	ns := tc.newNamespace(t)
-	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
-	tc.createAll(t, ns, room)
+	ns, _ := tc.minimalRoom(t)
 	eventually(t, waitFor, func() error { return tc.get(ns, "lobby-redis", &appsv1.StatefulSet{}) })
 
 	update := func(change func(*chatv1alpha1.ChatRoom)) {
@@ -664,9 +656,7 @@ func TestImagePullBackOff(t *testing.T) {
 	t.Parallel()
 	tc := cluster(t)
 	ctx := context.Background()
-	ns := tc.newNamespace(t)
-	room := roomOf(t, loadSample(t, "chat_v1alpha1_chatroom_minimal.yaml"))
-	tc.createAll(t, ns, room)
+	ns, _ := tc.minimalRoom(t)
 	d := &appsv1.Deployment{}
 	eventually(t, waitFor, func() error { return tc.get(ns, "lobby", d) })
 
