@@ -267,13 +267,24 @@ type credentialsBody struct {
 	Password string `json:"password"`
 }
 
-func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
+// credentialsRequest decodes a register or login body. A cross-origin one
+// is refused: a login sets a cookie, so a cross-site login (login CSRF)
+// would sign the victim into the attacker's account.
+func (a *API) credentialsRequest(w http.ResponseWriter, r *http.Request) (credentialsBody, bool) {
 	var body credentialsBody
 	if !decodeBody(w, r, &body) {
-		return
+		return body, false
 	}
 	if present, ok := a.originAllowed(r); present && !ok {
 		writeError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
+		return body, false
+	}
+	return body, true
+}
+
+func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.credentialsRequest(w, r)
+	if !ok {
 		return
 	}
 	name, err := a.opts.Auth.Register(r.Context(), body.Username, body.Password)
@@ -297,13 +308,8 @@ func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
-	var body credentialsBody
-	if !decodeBody(w, r, &body) {
-		return
-	}
-	// A login sets a cookie, so a cross-site login (login CSRF) is refused too.
-	if present, ok := a.originAllowed(r); present && !ok {
-		writeError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
+	body, ok := a.credentialsRequest(w, r)
+	if !ok {
 		return
 	}
 	sess, token, err := a.opts.Auth.Login(r.Context(), auth.LoginRequest{
