@@ -246,23 +246,29 @@ func (c *client) expect(what string, match func(map[string]any) bool) map[string
 			return o
 		}
 	}
+	// matched reports whether o is the one; if not, it waits in the backlog.
+	matched := func(o map[string]any) bool {
+		if match(o) {
+			return true
+		}
+		c.backlog = append(c.backlog, o)
+		return false
+	}
 	deadline := time.After(waitFor)
 	for {
 		select {
 		case o := <-c.objs:
-			if match(o) {
+			if matched(o) {
 				return o
 			}
-			c.backlog = append(c.backlog, o)
 		case <-c.closed:
 			// Take what was read before the close.
 			for {
 				select {
 				case o := <-c.objs:
-					if match(o) {
+					if matched(o) {
 						return o
 					}
-					c.backlog = append(c.backlog, o)
 				default:
 					c.t.Fatalf("waiting for %s: connection closed: %v; unmatched %v", what, c.closeErr, c.backlog)
 				}
