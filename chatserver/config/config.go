@@ -191,8 +191,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	if err := errors.Join(envErrs...); err != nil {
 		return Config{}, err
 	}
-	c.Channels = splitList(channels)
-	c.AllowedOrigins = splitList(origins)
+	c.Channels = SplitList(channels)
+	c.AllowedOrigins = SplitList(origins)
 	c.Registration = Registration(registration)
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -200,7 +200,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	return c, nil
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated flag value, dropping empty items.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/controllers"
 )
 
@@ -77,21 +78,10 @@ func parseFlags(args []string) (flags, error) {
 	return f, nil
 }
 
-// splitList splits a comma-separated flag, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // parseLabels parses "k=v,k2=v2".
 func parseLabels(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, kv := range splitList(s) {
+	for _, kv := range config.SplitList(s) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("label %q is not key=value", kv)
@@ -126,7 +116,7 @@ func run(args []string) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(chatv1alpha1.AddToScheme(scheme))
 
-	cacheOpts := controllers.CacheOptions(splitList(f.watchNamespaces))
+	cacheOpts := controllers.CacheOptions(config.SplitList(f.watchNamespaces))
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hubbub-chat/hubbub/chatserver/config"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -22,7 +24,7 @@ func TestParseFlags(t *testing.T) {
 		}},
 		{name: "everything", args: []string{"--chat-image=c", "--redis-image=r", "--watch-namespaces=a, b", "--leader-elect=false", "--presence-interval=1m", "--log-level=debug"}, check: func(f flags) string {
 			return cmp.Diff([]any{"r", []string{"a", "b"}, false, time.Minute, "DEBUG"},
-				[]any{f.redisImage, splitList(f.watchNamespaces), f.leaderElect, f.presenceInterval, f.logLevel.String()})
+				[]any{f.redisImage, config.SplitList(f.watchNamespaces), f.leaderElect, f.presenceInterval, f.logLevel.String()})
 		}},
 		{name: "stray argument", args: []string{"--chat-image=c", "extra"}, wantErr: "unexpected arguments"},
 		{name: "bad log level", args: []string{"--chat-image=c", "--log-level=loud"}, wantErr: "log-level"},
