@@ -58,12 +58,9 @@ func (w *pacingSwitch) update(window time.Duration, rate float64) bool {
 		w.on = rate > coalesceAbove
 	case rate < coalesceBelow:
 		if w.quiet += window; w.quiet >= releaseWindow {
-			w.on = false
+			w.on, w.quiet = false, 0
 		}
 	default:
-		w.quiet = 0
-	}
-	if !w.on {
 		w.quiet = 0
 	}
 	return w.on
