@@ -1,6 +1,9 @@
 package main
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // headConn hands the WebSocket handshake to gorilla but keeps the frames
 // after it: Read never returns a byte past the end of the HTTP response
@@ -16,14 +19,13 @@ type headConn struct {
 
 var headEnd = []byte("\r\n\r\n")
 
+// errHeadRead says something read past the handshake through gorilla:
+// after it the worker reads the socket itself.
+var errHeadRead = errors.New("headConn: read after the handshake")
+
 func (h *headConn) Read(p []byte) (int, error) {
 	if h.done {
-		if len(h.have) > 0 { // a reader other than the worker's: give it the rest
-			n := copy(p, h.have)
-			h.have = h.have[n:]
-			return n, nil
-		}
-		return h.TCPConn.Read(p)
+		return 0, errHeadRead
 	}
 	if len(h.have) == 0 {
 		n, err := h.TCPConn.Read(h.buf[:])
