@@ -14,10 +14,11 @@ import (
 // The worker reads its sockets through epoll, not a goroutine each: on the
 // machine that also runs the servers, the load tool's own cost per frame
 // (a goroutine wake-up and a second read that finds the socket empty, both
-// Go's way of waiting) shows up as the servers' latency. Level-triggered,
-// one read per readiness: a short read leaves nothing behind, and anything
-// left is reported again. Writes (the sender's messages, pongs) still go
-// through gorilla.
+// Go's way of waiting) shows up as the servers' latency. Edge-triggered, so
+// epoll does not poll every reported socket a second time to see whether it
+// is still readable: a read that does not fill the buffer has emptied the
+// socket, and only a full one is followed by another. Writes (the sender's
+// messages, pongs) still go through gorilla.
 
 type poller struct {
 	epfd  int
@@ -78,7 +79,7 @@ func (w *worker) startReading(c *wconn, hc *headConn) error {
 	p.mu.Lock()
 	p.conns[int32(fd)] = c
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(fd)}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.mu.Lock()
 		delete(p.conns, int32(fd))
@@ -115,27 +116,39 @@ func (p *poller) run() {
 	}
 }
 
-// read does one read of c and handles the frames it completes.
+// epollET is EPOLLET as the uint32 EpollEvent.Events holds (syscall
+// declares it negative).
+const epollET = 1 << 31
+
+// read reads c until a read does not fill the buffer (TCP then had nothing
+// more queued; what arrives later is a new edge) and handles the frames
+// the reads complete.
 func (p *poller) read(c *wconn, buf []byte) []byte {
-	if need := 2 * (len(c.pending) + 64<<10); need > len(buf) {
-		buf = make([]byte, need)
+	for {
+		if need := 2 * (len(c.pending) + 64<<10); need > len(buf) {
+			buf = make([]byte, need)
+		}
+		k := copy(buf, c.pending)
+		n, err := syscall.Read(c.fd, buf[k:])
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return buf
+		case err != nil || n == 0:
+			p.drop(c)
+			return buf
+		}
+		tail, err := c.parseFrames(buf[:k+n], time.Now())
+		if err != nil {
+			p.drop(c)
+			return buf
+		}
+		c.pending = append(c.pending[:0], tail...)
+		if k+n < len(buf) {
+			return buf
+		}
 	}
-	k := copy(buf, c.pending)
-	n, err := syscall.Read(c.fd, buf[k:])
-	switch {
-	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
-		return buf
-	case err != nil || n == 0:
-		p.drop(c)
-		return buf
-	}
-	tail, err := c.parseFrames(buf[:k+n], time.Now())
-	if err != nil {
-		p.drop(c)
-		return buf
-	}
-	c.pending = append(c.pending[:0], tail...)
-	return buf
 }
 
 // drop forgets a socket that failed or was closed by the server.
