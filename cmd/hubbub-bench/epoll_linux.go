@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -14,35 +13,50 @@ import (
 // The worker reads its sockets through epoll, not a goroutine each: on the
 // machine that also runs the servers, the load tool's own cost per frame
 // (a goroutine wake-up and a second read that finds the socket empty, both
-// Go's way of waiting) shows up as the servers' latency. Edge-triggered, so
-// epoll does not poll every reported socket a second time to see whether it
-// is still readable: a read that does not fill the buffer has emptied the
-// socket, and only a full one is followed by another. Writes (the sender's
-// messages, pongs) still go through gorilla.
+// Go's way of waiting) shows up as the servers' latency. Writes (the
+// sender's messages, pongs) still go through gorilla.
+//
+// Edge-triggered, so epoll does not poll every reported socket a second
+// time to see whether it is still readable: a read that does not fill the
+// buffer has emptied the socket, and only a full one is followed by another.
+//
+// One epoll instance serves all sockets, read by one goroutine per P. With
+// an instance per goroutine, a goroutine that the scheduler left runnable
+// for a few milliseconds (the servers hold the cores) came back to a backlog
+// that only it could read, and read it alone on one core while the other
+// idled: the tail of every broadcast ran at half speed.
 
 type poller struct {
 	epfd  int
-	ready syscall.RawConn // epfd in Go's own poller: readable when events wait
-	mu    sync.Mutex
-	conns map[int32]*wconn
+	conns []atomic.Pointer[wconn] // by file descriptor
 }
 
-type pollers struct {
-	ps   []*poller
-	next atomic.Uint32
-}
+// epollET is EPOLLET as the uint32 EpollEvent.Events holds (syscall
+// declares it negative).
+const epollET = 1 << 31
 
-func newPollers() (*pollers, error) {
-	all := &pollers{}
+func newPoller() (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil, fmt.Errorf("getrlimit: %w", err)
+	}
+	p := &poller{epfd: epfd, conns: make([]atomic.Pointer[wconn], min(lim.Cur, 1<<20))}
 	for range max(1, runtime.GOMAXPROCS(0)) {
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err != nil {
-			return nil, fmt.Errorf("epoll_create1: %w", err)
-		}
 		// Waiting in epoll_wait would block a thread in a system call, and
 		// Go's sysmon then wakes every 20 µs to take its P away (6 % of the
-		// worker's CPU): an epoll fd is itself pollable, so wait for it
-		// in Go's poller and collect events without blocking.
+		// worker's CPU): an epoll fd is itself pollable, so wait for it in
+		// Go's poller and collect events without blocking. Each goroutine
+		// waits through a duplicate of the fd, because Go lets only one
+		// goroutine at a time wait to read one file.
+		fd, err := syscall.Dup(epfd)
+		if err != nil {
+			return nil, fmt.Errorf("dup: %w", err)
+		}
+		syscall.CloseOnExec(fd)
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return nil, err
 		}
@@ -50,15 +64,13 @@ func newPollers() (*pollers, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &poller{epfd: fd, ready: rc, conns: map[int32]*wconn{}}
-		all.ps = append(all.ps, p)
-		go p.run()
+		go p.run(rc)
 	}
-	return all, nil
+	return p, nil
 }
 
-// startReading reads c from now on; rest is what arrived with the
-// handshake response.
+// startReading reads c from now on; what arrived with the handshake
+// response is parsed first.
 func (w *worker) startReading(c *wconn, hc *headConn) error {
 	raw, err := hc.TCPConn.SyscallConn()
 	if err != nil {
@@ -68,34 +80,33 @@ func (w *worker) startReading(c *wconn, hc *headConn) error {
 	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return err
 	}
+	p := w.poller
+	if fd >= len(p.conns) {
+		return fmt.Errorf("fd %d over the open-file limit", fd)
+	}
 	c.fd = fd
 	tail, err := c.parseFrames(hc.rest(), time.Now())
 	if err != nil {
 		return err
 	}
 	c.pending = tail
-	p := w.pollers.ps[int(w.pollers.next.Add(1))%len(w.pollers.ps)]
 	c.poller = p
-	p.mu.Lock()
-	p.conns[int32(fd)] = c
-	p.mu.Unlock()
+	p.conns[fd].Store(c)
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(fd)}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		p.mu.Lock()
-		delete(p.conns, int32(fd))
-		p.mu.Unlock()
+		p.conns[fd].CompareAndSwap(c, nil)
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
 
-func (p *poller) run() {
+func (p *poller) run(ready syscall.RawConn) {
 	events := make([]syscall.EpollEvent, 512)
 	buf := make([]byte, 256<<10)
 	for {
 		var n int
 		var werr error
-		err := p.ready.Read(func(uintptr) bool {
+		err := ready.Read(func(uintptr) bool {
 			n, werr = syscall.EpollWait(p.epfd, events, 0)
 			return n != 0 || (werr != nil && !errors.Is(werr, syscall.EINTR))
 		})
@@ -106,19 +117,28 @@ func (p *poller) run() {
 			panic(fmt.Sprintf("epoll_wait: %v", err)) // the worker cannot go on blind
 		}
 		for _, ev := range events[:n] {
-			p.mu.Lock()
-			c := p.conns[ev.Fd]
-			p.mu.Unlock()
-			if c != nil {
-				buf = p.read(c, buf)
+			if c := p.conns[ev.Fd].Load(); c != nil {
+				buf = p.serve(c, buf)
 			}
 		}
 	}
 }
 
-// epollET is EPOLLET as the uint32 EpollEvent.Events holds (syscall
-// declares it negative).
-const epollET = 1 << 31
+// serve reads c unless another goroutine is reading it, in which case that
+// one reads again when done: a new edge can reach one goroutine while
+// another is still reading what the previous edge announced.
+func (p *poller) serve(c *wconn, buf []byte) []byte {
+	c.again.Store(true)
+	for c.reading.CompareAndSwap(false, true) {
+		c.again.Store(false)
+		buf = p.read(c, buf)
+		c.reading.Store(false)
+		if !c.again.Load() {
+			break
+		}
+	}
+	return buf
+}
 
 // read reads c until a read does not fill the buffer (TCP then had nothing
 // more queued; what arrives later is a new edge) and handles the frames
@@ -153,9 +173,9 @@ func (p *poller) read(c *wconn, buf []byte) []byte {
 
 // drop forgets a socket that failed or was closed by the server.
 func (p *poller) drop(c *wconn) {
-	p.mu.Lock()
-	delete(p.conns, int32(c.fd))
-	p.mu.Unlock()
+	if !p.conns[c.fd].CompareAndSwap(c, nil) {
+		return // already dropped
+	}
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	c.lost()
 	_ = c.ws.Close()
@@ -163,10 +183,7 @@ func (p *poller) drop(c *wconn) {
 
 // forget stops watching c before the worker closes it on purpose.
 func (c *wconn) forget() {
-	if p := c.poller; p != nil {
-		p.mu.Lock()
-		delete(p.conns, int32(c.fd))
-		p.mu.Unlock()
+	if p := c.poller; p != nil && p.conns[c.fd].CompareAndSwap(c, nil) {
 		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	}
 }

@@ -29,7 +29,7 @@ type worker struct {
 	seq      int64 // next send sequence number; only the sender goroutine uses it
 	sender   *wconn
 	conns    []*wconn // all connected, for a new sender when the server drops one
-	pollers  *pollers
+	poller   *poller
 }
 
 type stepCounters struct {
@@ -46,11 +46,13 @@ type wconn struct {
 	lastSeq []int64 // per sender worker: the highest sequence number seen
 
 	// Read through epoll (Linux): the socket, its poller, and the start of
-	// a frame still arriving.
-	fd      int
-	poller  *poller
-	pending []byte
-	gone    atomic.Bool
+	// a frame still arriving. reading is held by the goroutine reading the
+	// socket; again asks it to read once more (see poller.serve).
+	fd             int
+	poller         *poller
+	pending        []byte
+	reading, again atomic.Bool
+	gone           atomic.Bool
 }
 
 // runWorker is the "worker" subcommand: it reads its job and commands from
@@ -66,7 +68,7 @@ func runWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("decoding job: %w", err)
 	}
 	enc := json.NewEncoder(stdout)
-	if w.pollers, err = newPollers(); err != nil {
+	if w.poller, err = newPoller(); err != nil {
 		return err
 	}
 	conns, dialErrs := w.connectAll(ctx)
