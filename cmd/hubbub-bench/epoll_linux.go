@@ -31,6 +31,11 @@ type poller struct {
 	conns []atomic.Pointer[wconn] // by file descriptor
 }
 
+// eventBatch is how many sockets a reader takes from epoll at a time: small
+// enough that a broadcast's backlog (2,000 sockets and up) is shared out,
+// large enough that epoll_wait stays a small part of the cost.
+const eventBatch = 128
+
 // epollET is EPOLLET as the uint32 EpollEvent.Events holds (syscall
 // declares it negative).
 const epollET = 1 << 31
@@ -45,26 +50,21 @@ func newPoller() (*poller, error) {
 		return nil, fmt.Errorf("getrlimit: %w", err)
 	}
 	p := &poller{epfd: epfd, conns: make([]atomic.Pointer[wconn], min(lim.Cur, 1<<20))}
+	// Waiting in epoll_wait would block a thread in a system call, and Go's
+	// sysmon then wakes every 20 µs to take its P away (6 % of the worker's
+	// CPU): an epoll fd is itself pollable, so wait for it in Go's poller
+	// and collect events without blocking. Go lets one goroutine at a time
+	// wait on a file: the others queue for it, and each takes a small batch
+	// of events, so that a backlog is shared out rather than read by one.
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		return nil, err
+	}
+	ready, err := os.NewFile(uintptr(epfd), "epoll").SyscallConn()
+	if err != nil {
+		return nil, err
+	}
 	for range max(1, runtime.GOMAXPROCS(0)) {
-		// Waiting in epoll_wait would block a thread in a system call, and
-		// Go's sysmon then wakes every 20 µs to take its P away (6 % of the
-		// worker's CPU): an epoll fd is itself pollable, so wait for it in
-		// Go's poller and collect events without blocking. Each goroutine
-		// waits through a duplicate of the fd, because Go lets only one
-		// goroutine at a time wait to read one file.
-		fd, err := syscall.Dup(epfd)
-		if err != nil {
-			return nil, fmt.Errorf("dup: %w", err)
-		}
-		syscall.CloseOnExec(fd)
-		if err := syscall.SetNonblock(fd, true); err != nil {
-			return nil, err
-		}
-		rc, err := os.NewFile(uintptr(fd), "epoll").SyscallConn()
-		if err != nil {
-			return nil, err
-		}
-		go p.run(rc)
+		go p.run(ready)
 	}
 	return p, nil
 }
@@ -101,7 +101,7 @@ func (w *worker) startReading(c *wconn, hc *headConn) error {
 }
 
 func (p *poller) run(ready syscall.RawConn) {
-	events := make([]syscall.EpollEvent, 512)
+	events := make([]syscall.EpollEvent, eventBatch)
 	buf := make([]byte, 256<<10)
 	for {
 		var n int
