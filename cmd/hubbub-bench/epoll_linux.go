@@ -29,7 +29,12 @@ import (
 type poller struct {
 	epfd  int
 	conns []atomic.Pointer[wconn] // by file descriptor
+	chunk int                     // the least a read asks for
 }
+
+// readChunk is poller.chunk: a frame of Hubbub's (a burst of coalesced
+// objects) fits, so most sockets need one read.
+const readChunk = 64 << 10
 
 // eventBatch is how many sockets a reader takes from epoll at a time: small
 // enough that a broadcast's backlog (2,000 sockets and up) is shared out,
@@ -49,7 +54,7 @@ func newPoller() (*poller, error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return nil, fmt.Errorf("getrlimit: %w", err)
 	}
-	p := &poller{epfd: epfd, conns: make([]atomic.Pointer[wconn], min(lim.Cur, 1<<20))}
+	p := &poller{epfd: epfd, conns: make([]atomic.Pointer[wconn], min(lim.Cur, 1<<20)), chunk: readChunk}
 	// Waiting in epoll_wait would block a thread in a system call, and Go's
 	// sysmon then wakes every 20 µs to take its P away (6 % of the worker's
 	// CPU): an epoll fd is itself pollable, so wait for it in Go's poller
@@ -102,7 +107,7 @@ func (w *worker) startReading(c *wconn, hc *headConn) error {
 
 func (p *poller) run(ready syscall.RawConn) {
 	events := make([]syscall.EpollEvent, eventBatch)
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 4*p.chunk)
 	for {
 		var n int
 		var werr error
@@ -145,7 +150,7 @@ func (p *poller) serve(c *wconn, buf []byte) []byte {
 // the reads complete.
 func (p *poller) read(c *wconn, buf []byte) []byte {
 	for {
-		if need := 2 * (len(c.pending) + 64<<10); need > len(buf) {
+		if need := 2 * (len(c.pending) + p.chunk); need > len(buf) {
 			buf = make([]byte, need)
 		}
 		k := copy(buf, c.pending)
