@@ -48,6 +48,16 @@ func socketPair(t *testing.T) (srv, cli *net.TCPConn, fd int) {
 	return srv, cli, fd
 }
 
+// testConn is a poller with a 4 KB read size (a 16 KB buffer, so a few
+// dozen KB take many reads) and fd registered with it as a socket whose
+// hello has come.
+func testConn(fd int) (*poller, *wconn) {
+	p := &poller{chunk: 4 << 10, conns: make([]atomic.Pointer[wconn], fd+1)}
+	c := &wconn{w: &worker{}, fd: fd, poller: p, helloed: true, hello: make(chan struct{}), lastSeq: []int64{-1}}
+	p.conns[fd].Store(c)
+	return p, c
+}
+
 // queued is how many bytes wait in fd's receive queue (SIOCINQ).
 func queued(t *testing.T, fd int) int {
 	t.Helper()
@@ -95,11 +105,8 @@ func TestServeDrainsTheSocketOnOneEdge(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 
-			// A 4 KB chunk: a 16 KB buffer, so most cases take many reads.
-			p := &poller{chunk: 4 << 10, conns: make([]atomic.Pointer[wconn], fd+1)}
-			w := &worker{}
-			c := &wconn{w: w, fd: fd, poller: p, helloed: true, hello: make(chan struct{}), lastSeq: []int64{-1}}
-			p.conns[fd].Store(c)
+			p, c := testConn(fd)
+			w := c.w
 			p.serve(c, make([]byte, 4*p.chunk))
 
 			if got := w.steps[0].delivered.Load(); got != uint64(tt.frames) {
@@ -122,9 +129,8 @@ func TestServeLeavesAHeldSocketToItsReader(t *testing.T) {
 	if _, err := srv.Write(append(appendHeaderForTest(nil, len(payload)), payload...)); err != nil {
 		t.Fatal(err)
 	}
-	p := &poller{chunk: 4 << 10, conns: make([]atomic.Pointer[wconn], fd+1)}
-	w := &worker{}
-	c := &wconn{w: w, fd: fd, poller: p, helloed: true, hello: make(chan struct{}), lastSeq: []int64{-1}}
+	p, c := testConn(fd)
+	w := c.w
 	c.reading.Store(true)
 	p.serve(c, make([]byte, 4*p.chunk))
 	if got := w.steps[0].delivered.Load(); got != 0 {
