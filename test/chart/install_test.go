@@ -81,7 +81,7 @@ func TestInstall(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			// Everything runs under the "restricted" Pod Security Standard,
-			// as hack/kind-e2e.sh and docs/install.md set it up.
+			// as hack/kind/e2e.sh and docs/install.md set it up.
 			for _, ns := range slices.Concat([]string{tc.namespace}, tc.watched, tc.unwatched) {
 				createNamespace(t, admin, ns)
 			}
@@ -178,7 +178,7 @@ func startAPIServer(t *testing.T) *envtest.Environment {
 	}
 	if strings.HasPrefix(v.GitVersion, "v0.0.0") {
 		t.Fatalf("envtest's kube-apiserver reports version %q, which Helm refuses for the chart's kubeVersion: "+
-			"hack/envtest/build.sh must stamp it (-ldflags -X k8s.io/component-base/version.gitVersion=v1.x.y ...)", v.GitVersion)
+			"hack/k8s/build.sh must stamp it (-ldflags -X k8s.io/component-base/version.gitVersion=v1.x.y ...)", v.GitVersion)
 	}
 	return env
 }
