@@ -356,7 +356,7 @@ type ChatRoomStatus struct {
 // labels), so it is a DNS label of at most 46 characters.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:shortName=room,categories=hubbub
+// +kubebuilder:resource:shortName={room,rooms},categories=hubbub
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
