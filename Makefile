@@ -32,8 +32,9 @@ build: ## build bin/chatserver, bin/operator and bin/hubbub-bench
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: deps tools verify lint ## every test: unit, Redis, envtest, Helm, browser (installs what is missing)
+test: deps tools verify lint ## every test: unit, Redis, envtest, Helm, browser, then the kind e2e (installs what is missing)
 	$(GO) test $(GOTEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory kind-e2e
 
 .PHONY: test-short
 test-short: ## fast unit tests only (no Redis, Kubernetes or browser)
@@ -43,7 +44,9 @@ test-short: ## fast unit tests only (no Redis, Kubernetes or browser)
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e,kind ./test/...
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e,kind ./test/...
 
 .PHONY: bench
 bench: ## in-process benchmarks (frame decoding, fan-out)
@@ -71,7 +74,7 @@ $(STATICCHECK) $(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
 
 .PHONY: envtest
 envtest: ## build kube-apiserver and etcd for envtest into bin/k8s (cold: ~8 min)
-	@hack/envtest/build.sh $(ENVTEST_DIR)
+	@hack/k8s/build.sh $(ENVTEST_DIR)
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## deepcopy code from the API types
@@ -119,9 +122,26 @@ chart-sync: ## copy the generated CRD and operator rules into the chart (test/ch
 	cp config/rbac/role.yaml charts/hubbub/files/operator-role.yaml
 
 .PHONY: docker-build
-docker-build: ## build the container image IMG (needs Docker)
+docker-build: ## build the container image IMG from the Dockerfile (needs Docker and a registry; offline: make kind-images)
 	docker build -t $(IMG) .
 
+##@ kind (a real cluster, built offline; see docs/install.md)
+
 .PHONY: kind-e2e
-kind-e2e: ## kind cluster + image + chart + sample room + chat e2e (needs Docker and kind)
-	hack/kind-e2e.sh
+kind-e2e: ## the users' whole path on real pods in a fresh kind cluster (builds and caches what it needs; cold ~25 min)
+	@hack/kind/e2e.sh
+
+.PHONY: kind-up
+kind-up: ## a local kind cluster with Hubbub and a sample room; prints how to open the page
+	@hack/kind/up.sh up
+
+.PHONY: kind-down
+kind-down: ## delete the kind-up cluster and stop the Docker daemon the scripts started
+	@hack/kind/up.sh down
+
+.PHONY: kind-images
+kind-images: ## build (or find cached) the kind node image and the Hubbub and Redis images
+	@hack/kind/docker.sh start
+	@hack/kind/node/build.sh
+	@hack/kind/images.sh hubbub
+	@hack/kind/images.sh redis

@@ -61,6 +61,9 @@ type Options struct {
 	SettleTimeout time.Duration
 	// Midway is called once, when half of all messages are acked.
 	Midway func()
+	// Until, when set, keeps everyone sending until it returns true: a
+	// rolling update is then covered from its first pod to its last.
+	Until func() bool
 	// Logf reports progress.
 	Logf func(format string, args ...any)
 }
@@ -73,6 +76,7 @@ type Report struct {
 	Replayed   int // duplicate deliveries dropped by id (after a resume)
 	Retries    int // sends repeated after an error frame, a lost socket or no ack
 	Reconnects int
+	Drains     int // reconnect frames: a draining server asked this client to come back elsewhere
 	// DoubleCommits counts retried sends that were stored twice (the first
 	// attempt was committed but its ack was lost, and the retry got a new id).
 	DoubleCommits int
@@ -126,6 +130,9 @@ func (c *conversation) noteDrop() {
 func (c *conversation) needMore() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.opts.Until != nil && !c.opts.Until() {
+		return true
+	}
 	return c.opts.ExpectDisconnect && !(c.dropSeen && c.ackedAfterDrop >= c.opts.AfterDrop)
 }
 
@@ -274,6 +281,7 @@ func (c *chatter) run(ctx context.Context) error {
 			}
 			for _, f := range ev.frames {
 				if f.Type == "reconnect" {
+					c.report.Drains++
 					// The server is draining: it closes the socket soon.
 					// Leave now and come back (to any server) with resume.
 					ev.err = fmt.Errorf("server asked to reconnect (%s)", f.Reason)

@@ -36,6 +36,8 @@ type Frame struct {
 	Message  string `json:"message,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	User     string `json:"user,omitempty"`
+	Status   string `json:"status,omitempty"` // presence: online or offline
+	Kind     string `json:"kind,omitempty"`   // notification: dm or mention
 	// Channels is set on hello: the channels with their last message id.
 	Channels []ChannelInfo `json:"channels,omitempty"`
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// TestChat is the end-to-end check that `make kind-e2e` runs against real chat
-// pods (hack/kind-e2e.sh sets the environment):
+// TestChat runs the conversation test/kind runs on a kind cluster against any
+// running chat servers, named by the environment:
 //
 //	HUBBUB_E2E_URL        comma-separated server URLs; user i talks to URL i (required)
 //	HUBBUB_E2E_CHANNEL    channel to talk in (general)
