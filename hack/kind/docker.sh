@@ -29,7 +29,9 @@ answers() { timeout 20 docker info >/dev/null 2>&1; }
 probe_image() {
 	docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1 && return
 	local bb=/bin/busybox
-	[[ -x $bb ]] && file_is_static "$bb" || die "the privileged-run probe needs a static busybox (apt-get install busybox-static)"
+	if ! [[ -x $bb ]] || ! file_is_static "$bb"; then
+		die "the privileged-run probe needs a static busybox (apt-get install busybox-static)"
+	fi
 	local d
 	d=$(mktemp -d)
 	mkdir -p "$d/bin"
@@ -50,8 +52,7 @@ launch() { # extra dockerd flags...
 	# setsid: the daemon must outlive the make recipe's shell, and a ^C in
 	# the terminal must reach our trap (which stops it), not the daemon.
 	setsid dockerd --pidfile "$STATE/dockerd.pid" "$@" >"$STATE/dockerd.log" 2>&1 </dev/null &
-	local i
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		answers && return 0
 		kill -0 $! 2>/dev/null || break
 		sleep 0.5
@@ -64,11 +65,11 @@ stop_ours() {
 	[[ -f $STATE/dockerd.pid ]] || return 0
 	local pid
 	pid=$(cat "$STATE/dockerd.pid")
-	if kill -0 "$pid" 2>/dev/null; then
+	# A PID file left by a killed run may name a reused PID: stop only a dockerd.
+	if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]; then
 		kill "$pid"
 		# dockerd stops its containers and its containerd first; give it time.
-		local i
-		for i in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
 		kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
 	fi
 	rm -f "$STATE/dockerd.pid" "$STATE/ours"

@@ -15,24 +15,15 @@
 # is tested here.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-CACHE=${HUBBUB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubbub}/kind
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() { printf 'hack/kind/images.sh: %s\n' "$*" >&2; exit 1; }
-# dbuild runs the classic builder (no BuildKit, which needs buildx) and shows
-# its output only when it fails: it warns about its own deprecation every time.
-dbuild() {
-	local log
-	log=$(DOCKER_BUILDKIT=0 docker build -q "$@" 2>&1) || { echo "$log" >&2; return 1; }
-}
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 hubbub() {
 	local out
 	out=$(mktemp -d)
 	trap 'rm -rf "$out"' RETURN
-	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" ./cmd/operator ./cmd/chatserver) ||
+	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" ./cmd/operator ./cmd/chatserver) ||
 		die "go build of the operator and the chat server failed (above)"
 	local tag
 	tag=$(cat "$out/operator" "$out/chatserver" | sha256sum | cut -c1-12)

@@ -4,10 +4,18 @@
 KIND_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$KIND_DIR/../.." && pwd)"
 CACHE=${HUBBUB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubbub}/kind
-KIND_BIN=$CACHE/bin/kind
+KIND_BIN=$CACHE/cli/kind
 KUBECTL_BIN=$CACHE/k8s/kubectl
 
 die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+modver() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
+
+# dbuild runs the classic builder (no BuildKit, which needs buildx) and shows
+# its output only when it fails: it warns about its own deprecation every time.
+dbuild() {
+	local log
+	log=$(DOCKER_BUILDKIT=0 docker build -q "$@" 2>&1) || { echo "$log" >&2; return 1; }
+}
 say() { printf '\n== %s\n' "$*"; }
 
 # timed NAME COMMAND...: runs the command and prints how long it took, so a
@@ -24,13 +32,13 @@ timed() {
 ensure_kind() {
 	local want have=""
 	want="$(cd "$KIND_DIR/modules/kind" && go list -m -f '{{.Version}}' sigs.k8s.io/kind) $(go env GOVERSION)"
-	[[ -f $CACHE/bin/.kind.stamp ]] && have=$(cat "$CACHE/bin/.kind.stamp")
+	[[ -f $CACHE/cli/.kind.stamp ]] && have=$(cat "$CACHE/cli/.kind.stamp")
 	if [[ ! -x $KIND_BIN || $have != "$want" ]]; then
-		mkdir -p "$CACHE/bin"
+		mkdir -p "$CACHE/cli"
 		(cd "$KIND_DIR/modules/kind" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$KIND_BIN.tmp" sigs.k8s.io/kind) ||
 			die "building kind failed (above)"
 		mv "$KIND_BIN.tmp" "$KIND_BIN"
-		echo "$want" >"$CACHE/bin/.kind.stamp"
+		echo "$want" >"$CACHE/cli/.kind.stamp"
 	fi
 	mkdir -p "$REPO/bin"
 	ln -sfn "$KIND_BIN" "$REPO/bin/kind"

@@ -27,9 +27,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-kind_dir="$(cd "$here/.." && pwd)"
-repo="$(cd "$kind_dir/../.." && pwd)"
-CACHE=${HUBBUB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubbub}/kind
+source "$here/../lib.sh"
 SUITE=bookworm # trixie's systemd 257 does not boot on the cgroup v1 hosts we run on
 LABEL=dev.hubbub.stamp
 
@@ -41,24 +39,11 @@ NODE_PKGS=(systemd conntrack iptables nftables iproute2 ethtool util-linux mount
 PROXY_PKGS=(iptables conntrack nftables)
 
 say() { printf '[node] %s\n' "$*" >&2; }
-die() { printf 'hack/kind/node/build.sh: %s\n' "$*" >&2; exit 1; }
-# dbuild runs the classic builder (no BuildKit, which needs buildx) and shows
-# its output only when it fails: it warns about its own deprecation every time.
-dbuild() {
-	local log
-	log=$(DOCKER_BUILDKIT=0 docker build -q "$@" 2>&1) || { echo "$log" >&2; return 1; }
-}
-modver() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
 sha() { sha256sum | cut -c1-16; }
 label_of() { docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
-timed() { # name command...: run, then print how long it took
-	local t0=$SECONDS
-	"${@:2}"
-	say "$1: $((SECONDS - t0)) s"
-}
 
-KVER=$(modver "$repo/hack/k8s" k8s.io/kubernetes)
-ETCDVER=$(modver "$repo/hack/k8s/etcd" go.etcd.io/etcd/server/v3)
+KVER=$(modver "$REPO/hack/k8s" k8s.io/kubernetes)
+ETCDVER=$(modver "$REPO/hack/k8s/etcd" go.etcd.io/etcd/server/v3)
 NODE_IMAGE=hubbub.local/kind-node:$KVER
 BASE_IMAGE=hubbub.local/kind-base:$SUITE
 PROXY_IMAGE=registry.k8s.io/kube-proxy:$KVER
@@ -79,7 +64,7 @@ ROOTFS_STAMP="debian $SUITE $MIRROR; node: ${NODE_PKGS[*]}; kube-proxy: ${PROXY_
 # ---- Go-built binaries: one stamp per module, so a bump rebuilds just it ----
 # tool NAME MODULE_DIR MAIN_MODULE TAGS LDFLAGS PACKAGE...
 tool() {
-	local name=$1 dir=$kind_dir/modules/$2 mod=$3 tags=$4 ldflags=$5
+	local name=$1 dir=$KIND_DIR/modules/$2 mod=$3 tags=$4 ldflags=$5
 	shift 5
 	local ver stamp out=$CACHE/bin
 	ver=$(modver "$dir" "$mod")
@@ -98,13 +83,13 @@ tool() {
 CTRD_MOD=github.com/containerd/containerd/v2
 build_tools() {
 	tool containerd containerd $CTRD_MOD "no_btrfs no_devmapper no_zfs no_aufs" \
-		"-X $CTRD_MOD/version.Version=$(modver "$kind_dir/modules/containerd" $CTRD_MOD)" \
+		"-X $CTRD_MOD/version.Version=$(modver "$KIND_DIR/modules/containerd" $CTRD_MOD)" \
 		$CTRD_MOD/cmd/containerd $CTRD_MOD/cmd/containerd-shim-runc-v2 $CTRD_MOD/cmd/ctr
 	tool crictl crictl sigs.k8s.io/cri-tools "" "" sigs.k8s.io/cri-tools/cmd/crictl
 	tool coredns coredns github.com/coredns/coredns "" "" github.com/coredns/coredns
 	tool local-path-provisioner lpp github.com/rancher/local-path-provisioner "" "" github.com/rancher/local-path-provisioner
 	tool pause pause github.com/hubbub-chat/hubbub/hack/kind/modules/pause "" "" .
-	"$repo/hack/k8s/build.sh" "$CACHE/k8s" "${K8S_BINS[@]}" >&2
+	"$REPO/hack/k8s/build.sh" "$CACHE/k8s" "${K8S_BINS[@]}" >&2
 }
 tools_stamp() {
 	cat "$CACHE"/bin/.*.stamp "$CACHE/k8s/.versions" 2>/dev/null
@@ -114,18 +99,18 @@ wanted_tools_stamp() {
 	local gv
 	gv=$(go env GOVERSION)
 	{
-		echo "$CTRD_MOD $(modver "$kind_dir/modules/containerd" $CTRD_MOD) $gv tags=no_btrfs no_devmapper no_zfs no_aufs"
-		echo "github.com/coredns/coredns $(modver "$kind_dir/modules/coredns" github.com/coredns/coredns) $gv tags="
-		echo "sigs.k8s.io/cri-tools $(modver "$kind_dir/modules/crictl" sigs.k8s.io/cri-tools) $gv tags="
-		echo "github.com/rancher/local-path-provisioner $(modver "$kind_dir/modules/lpp" github.com/rancher/local-path-provisioner) $gv tags="
-		echo "github.com/hubbub-chat/hubbub/hack/kind/modules/pause $(modver "$kind_dir/modules/pause" github.com/hubbub-chat/hubbub/hack/kind/modules/pause) $gv tags="
+		echo "$CTRD_MOD $(modver "$KIND_DIR/modules/containerd" $CTRD_MOD) $gv tags=no_btrfs no_devmapper no_zfs no_aufs"
+		echo "github.com/coredns/coredns $(modver "$KIND_DIR/modules/coredns" github.com/coredns/coredns) $gv tags="
+		echo "sigs.k8s.io/cri-tools $(modver "$KIND_DIR/modules/crictl" sigs.k8s.io/cri-tools) $gv tags="
+		echo "github.com/rancher/local-path-provisioner $(modver "$KIND_DIR/modules/lpp" github.com/rancher/local-path-provisioner) $gv tags="
+		echo "github.com/hubbub-chat/hubbub/hack/kind/modules/pause $(modver "$KIND_DIR/modules/pause" github.com/hubbub-chat/hubbub/hack/kind/modules/pause) $gv tags="
 		printf 'k8s.io/kubernetes %s\ngo.etcd.io/etcd/server/v3 %s\n%s %s\n' "$KVER" "$ETCDVER" "$gv" "${K8S_BINS[*]}"
 	}
 }
 
 # ---- Debian rootfs: the node's base image and kube-proxy's image ----
-KIND_MOD_DIR=$(cd "$kind_dir/modules/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
-KINDVER=$(modver "$kind_dir/modules/kind" sigs.k8s.io/kind)
+KIND_MOD_DIR=$(cd "$KIND_DIR/modules/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
+KINDVER=$(modver "$KIND_DIR/modules/kind" sigs.k8s.io/kind)
 # The base and kube-proxy images hold Debian's packages, kind's files, our
 # containerd and kube-proxy, and whatever this folder says.
 debian_stamp() {
@@ -252,7 +237,6 @@ scratch_image() { # tag binary path-in-image [entrypoint]
 	dbuild -t "$tag" "$d"
 	rm -rf "$d"
 }
-STORAGE_IMAGES=()
 build_component_images() {
 	local images
 	# kubeadm names the images (and their versions) it will ask containerd for.
@@ -340,15 +324,15 @@ main() {
 	WORK=$(mktemp -d "$CACHE/.work.XXXXXX")
 	build_rootfs &
 	local rootfs_pid=$!
-	timed "Go binaries" build_tools
+	timed "node: Go binaries" build_tools
 	local t0=$SECONDS
 	wait "$rootfs_pid" || die "the Debian rootfs failed (above)"
 	say "Debian rootfs: done $((SECONDS - t0)) s after the Go binaries"
 	[[ "$(tools_stamp | sort)" == "$WANT_TOOLS" ]] ||
 		die "the tool stamps differ from what this script expects: $(diff <(tools_stamp | sort) <(echo "$WANT_TOOLS"))"
-	timed "Debian images" build_debian_images
-	timed "component images" build_component_images
-	timed "node image" build_node_image "$want"
+	timed "node: base and proxy images" build_debian_images
+	timed "node: component images" build_component_images
+	timed "node: import and commit" build_node_image "$want"
 	say "$NODE_IMAGE built"
 	echo "$NODE_IMAGE"
 }
