@@ -444,23 +444,33 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, reconcileErr err
 		}
 		return fmt.Errorf("write status: %w", err)
 	}
-	r.recordDegradedEvents(s, s.orig.Status, next)
+	r.recordConditionEvents(s, s.orig.Status, next)
 	return nil
 }
 
-// recordDegradedEvents turns Degraded transitions into Events people see in
-// `kubectl describe chatroom`.
-func (r *Reconciler) recordDegradedEvents(s *scope, prev, next chatv1alpha1.ChatRoomStatus) {
-	was := findCondition(prev.Conditions, chatv1alpha1.ConditionDegraded)
-	now := findCondition(next.Conditions, chatv1alpha1.ConditionDegraded)
-	if now == nil {
-		return
-	}
-	switch {
-	case now.Status == metav1.ConditionTrue && (was == nil || was.Status != now.Status || was.Reason != now.Reason):
-		s.eventf(corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
-	case now.Status == metav1.ConditionFalse && was != nil && was.Status == metav1.ConditionTrue:
-		s.eventf(corev1.EventTypeNormal, "Recovered", "Reconcile", "no longer degraded (was %s)", was.Reason)
+// recordConditionEvents turns every condition change into an Event, so that
+// `kubectl describe chatroom` tells the room's story. Degraded keeps its own
+// wording: a Warning named for the problem, and Recovered when it clears.
+func (r *Reconciler) recordConditionEvents(s *scope, prev, next chatv1alpha1.ChatRoomStatus) {
+	for _, now := range next.Conditions {
+		was := findCondition(prev.Conditions, now.Type)
+		if was != nil && was.Status == now.Status && was.Reason == now.Reason {
+			continue
+		}
+		switch {
+		case now.Type == chatv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue:
+			s.eventf(corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+		case now.Type == chatv1alpha1.ConditionDegraded:
+			if was != nil && was.Status == metav1.ConditionTrue {
+				s.eventf(corev1.EventTypeNormal, "Recovered", "Reconcile", "no longer degraded (was %s)", was.Reason)
+			}
+		default:
+			eventType := corev1.EventTypeNormal
+			if now.Status == metav1.ConditionFalse && now.Type != chatv1alpha1.ConditionProgressing {
+				eventType = corev1.EventTypeWarning // not Available, Redis not ready
+			}
+			s.eventf(eventType, now.Reason, "Reconcile", "%s is %s: %s", now.Type, now.Status, now.Message)
+		}
 	}
 }
 

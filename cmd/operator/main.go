@@ -20,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
@@ -143,6 +144,14 @@ func run(args []string) error {
 		MaxConcurrentReconciles: f.maxConcurrentReconciles,
 	}); err != nil {
 		return fmt.Errorf("controller: %w", err)
+	}
+	// Every replica exports the rooms it sees in its cache (caches run on
+	// followers too), so alerts aggregate with max by (namespace, room).
+	roomLog := ctrl.Log.WithName("metrics")
+	if err := ctrlmetrics.Registry.Register(controllers.RoomCollector{Reader: mgr.GetCache(), OnError: func(err error) {
+		roomLog.Error(err, "list ChatRooms for their metrics")
+	}}); err != nil {
+		return fmt.Errorf("register room metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
