@@ -722,6 +722,7 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast, slow down", ClientID: f.ClientID})
 		return
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, storageTimeout)
 	defer cancel()
 	s := c.s
@@ -766,6 +767,7 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 		return
 	}
 	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
+	s.m.AckLatency.Observe(time.Since(start).Seconds())
 }
 
 func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // Metrics are the chat server's collectors.
@@ -20,6 +22,7 @@ type Metrics struct {
 	Errors          *prometheus.CounterVec // error objects and closes, by code
 	Auth            *prometheus.CounterVec // auth outcomes
 	DeliveryLatency prometheus.Histogram   // commit to local fan-out, seconds
+	AckLatency      prometheus.Histogram   // a send's arrival to its ack queued (the commit), seconds
 	BackendErrors   *prometheus.CounterVec // storage failures, by operation
 	SlowConsumers   prometheus.Counter
 }
@@ -52,6 +55,11 @@ func New() *Metrics {
 			Help:    "Time from a message's commit to its fan-out on this server.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		AckLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hubbub_ack_latency_seconds",
+			Help:    "Time from a send's arrival to its ack: checks and the commit to storage (with replica acks where configured).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 		BackendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hubbub_backend_errors_total", Help: "Storage failures, by operation.",
 		}, []string{"op"}),
@@ -60,8 +68,19 @@ func New() *Metrics {
 		}),
 	}
 	r.MustRegister(m.Connections, m.FramesIn, m.FramesOut, m.ObjectsOut, m.Errors, m.Auth,
-		m.DeliveryLatency, m.BackendErrors, m.SlowConsumers,
+		m.DeliveryLatency, m.AckLatency, m.BackendErrors, m.SlowConsumers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series that exist from the start, at zero: an alert's rate() then
+	// sees the first error, and a dashboard shows 0 rather than no data.
+	for _, code := range []string{protocol.CodeBadRequest, protocol.CodeTooLarge, protocol.CodeRateLimited,
+		protocol.CodeUnknownChannel, protocol.CodeForbidden, protocol.CodeUnavailable} {
+		m.Errors.WithLabelValues(code)
+	}
+	for _, outcome := range []string{"registered", "login", "login_failed", "throttled", "unauthenticated", "bad_origin"} {
+		m.Auth.WithLabelValues(outcome)
+	}
+	m.FramesIn.WithLabelValues(protocol.TypeSend)
+	m.BackendErrors.WithLabelValues("append")
 	return m
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
+	"github.com/hubbub-chat/hubbub/test/chart"
 )
 
 func TestMain(m *testing.M) {
@@ -612,10 +613,23 @@ func testHealth(t *testing.T) {
 	c.expect("hello", typeIs("hello"))
 	c.sendRaw(websocket.TextMessage, []byte("nonsense"))
 	c.expect("error", typeIs("error"))
+	c.sendAndAck("general", "", "counted", "m1")
 	body := metrics(t, ts)
-	want := []string{`hubbub_connections 1`, `hubbub_frames_in_total{type="invalid"} 1`, `hubbub_errors_total{code="bad_request"} 1`, `hubbub_auth_total{outcome="login"} 1`, "hubbub_delivery_latency_seconds_bucket"}
+	want := []string{`hubbub_connections 1`, `hubbub_frames_in_total{type="invalid"} 1`, `hubbub_errors_total{code="bad_request"} 1`, `hubbub_auth_total{outcome="login"} 1`,
+		"hubbub_delivery_latency_seconds_bucket", "hubbub_ack_latency_seconds_count 1"}
 	if redisURL != "" {
 		want = append(want, "hubbub_redis_reconnects_total 0", "hubbub_redis_delivered_total")
+		// Every chat-server metric the chart's dashboard reads (the rest
+		// are the operator's) exists on a production chat server.
+		names, err := chart.DashboardMetrics("../../charts/hubbub/dashboards/hubbub.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, "hubbub_chatroom_") && !strings.HasPrefix(n, "controller_runtime_") {
+				want = append(want, "\n"+n)
+			}
+		}
 	}
 	for _, w := range want {
 		if !strings.Contains(body, w) {
