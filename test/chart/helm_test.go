@@ -67,11 +67,16 @@ func runHelm(t testing.TB, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// monitoringAPIs tells helm template the Prometheus Operator's CRDs exist,
+// as they would in a cluster running it: without them the chart refuses its
+// monitoring objects (TestBadValuesFail).
+const monitoringAPIs = "--api-versions=monitoring.coreos.com/v1/ServiceMonitor,monitoring.coreos.com/v1/PodMonitor,monitoring.coreos.com/v1/PrometheusRule"
+
 // renderChart runs `helm template` for release hubbub in namespace
 // hubbub-system with the given extra flags.
 func renderChart(t testing.TB, flags ...string) string {
 	t.Helper()
-	args := append([]string{"template", "hubbub", chartDir(t), "--namespace", "hubbub-system"}, flags...)
+	args := append([]string{"template", "hubbub", chartDir(t), "--namespace", "hubbub-system", monitoringAPIs}, flags...)
 	out, err := runHelm(t, args...)
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,12 @@ func TestBadValuesFail(t *testing.T) {
 		{"no concurrent reconciles", []string{"--set", "maxConcurrentReconciles=0"}, "/maxConcurrentReconciles"},
 		{"sample room name", []string{"--set", "sampleChatRoom.name=Lobby"}, "/sampleChatRoom/name"},
 		{"extra arg not a flag", []string{"--set", "extraArgs[0]=oops"}, "/extraArgs/0"},
-		{"service monitor without service", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "metrics.service.enabled"},
+		{"service monitor without service", []string{monitoringAPIs, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "metrics.service.enabled"},
+		{"service monitor without its CRD", []string{"--set", "metrics.serviceMonitor.enabled=true"}, "needs the Prometheus Operator's ServiceMonitor CRD"},
+		{"pod monitor without its CRD", []string{"--set", "metrics.podMonitor.enabled=true"}, "needs the Prometheus Operator's PodMonitor CRD"},
+		{"rules without their CRD", []string{"--set", "prometheusRule.enabled=true"}, "needs the Prometheus Operator's PrometheusRule CRD"},
+		{"threshold not a number", []string{"--set-string", "prometheusRule.thresholds.ackErrorsPerSecond=lots"}, "/prometheusRule/thresholds/ackErrorsPerSecond"},
+		{"threshold duration", []string{"--set", "prometheusRule.thresholds.degradedFor=10"}, "/prometheusRule/thresholds/degradedFor"},
 		{"existing service account unnamed", []string{"--set", "serviceAccount.create=false"}, "serviceAccount.name is required"},
 	}
 	for _, tc := range tests {
