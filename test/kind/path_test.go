@@ -5,7 +5,9 @@ package kind
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,10 +24,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/test/chart"
 	"github.com/hubbub-chat/hubbub/test/e2e"
 )
 
@@ -66,6 +70,7 @@ func TestUsersPath(t *testing.T) {
 		{"ChatAcrossPods", s.chatAcrossPods},
 		{"ChatPodDeleted", s.chatPodDeleted},
 		{"DriveThePage", s.drivePage},
+		{"Metrics", s.metrics},
 		{"ScaleAndRoll", s.scaleAndRoll},
 		{"RedisPodDeleted", s.redisPodDeleted},
 		{"OperatorFailover", s.operatorFailover},
@@ -292,6 +297,63 @@ func (s *path) drivePage(ctx context.Context, t *testing.T) {
 	})
 }
 
+// metrics: every metric the chart's Grafana dashboard reads is exported by
+// the real pods: the chat pods' own, and the leading operator's.
+func (s *path) metrics(ctx context.Context, t *testing.T) {
+	names, err := chart.DashboardMetrics(filepath.Join(s.e.chart, "dashboards", "hubbub.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := scrape(ctx, t, s.doors[0].URL()+"/metrics")
+	leader, err := s.leader(ctx)
+	if err != nil || leader == "" {
+		t.Fatalf("leader election lease: holder %q, %v", leader, err)
+	}
+	kube, err := kubernetes.NewForConfig(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := startForward(s.cfg, kube, ns, leader, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.stop()
+	operator := scrape(ctx, t, "http://"+f.addr+"/metrics")
+	for _, n := range names {
+		if !strings.Contains(chat, "\n"+n) && !strings.Contains(operator, "\n"+n) {
+			t.Errorf("the dashboard reads %s, which neither a chat pod nor the operator exports", n)
+		}
+	}
+	// The room's own series, as the alerts read them.
+	for _, want := range []string{
+		fmt.Sprintf(`hubbub_chatroom_condition{namespace=%q,room=%q,status="True",type="Available"} 1`, ns, room),
+		fmt.Sprintf(`hubbub_chatroom_ready_replicas{namespace=%q,room=%q} 2`, ns, room),
+	} {
+		if !strings.Contains(operator, want) {
+			t.Errorf("the operator's /metrics lacks %s", want)
+		}
+	}
+	t.Logf("%d dashboard metrics, all exported", len(names))
+}
+
+func scrape(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: status %d, %v", url, resp.StatusCode, err)
+	}
+	return string(body)
+}
+
 // scaleAndRoll: kubectl scale gives a third pod; a spec change rolls all
 // three one at a time, each draining its sockets (reconnect, then 1012), and
 // a conversation running across the whole roll loses nothing.
@@ -443,20 +505,23 @@ func (s *path) redisPodDeleted(ctx context.Context, t *testing.T) {
 	}
 }
 
+// leader is the operator pod holding the leader election lease ("" when none).
+func (s *path) leader(ctx context.Context) (string, error) {
+	var l coordinationv1.Lease
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "hubbub-operator.chat.hubbub.dev"}, &l); err != nil {
+		return "", err
+	}
+	if l.Spec.HolderIdentity == nil {
+		return "", nil
+	}
+	pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+	return pod, nil
+}
+
 // operatorFailover: the leader operator pod is deleted; the other takes the
 // lease and reconciles a change within 30 s.
 func (s *path) operatorFailover(ctx context.Context, t *testing.T) {
-	leader := func(ctx context.Context) (string, error) {
-		var l coordinationv1.Lease
-		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "hubbub-operator.chat.hubbub.dev"}, &l); err != nil {
-			return "", err
-		}
-		if l.Spec.HolderIdentity == nil {
-			return "", nil
-		}
-		pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
-		return pod, nil
-	}
+	leader := s.leader
 	old, err := leader(ctx)
 	if err != nil || old == "" {
 		t.Fatalf("leader election lease: holder %q, %v", old, err)
