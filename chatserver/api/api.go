@@ -11,8 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -28,8 +28,15 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/wsconn"
 )
 
-// CookieName is the session cookie.
-const CookieName = "hubbub_session"
+// The session cookie. Over HTTPS it is __Host-hubbub_session: the __Host-
+// prefix makes browsers refuse it unless it is Secure, has Path=/ and no
+// Domain, so no sibling subdomain or plain-http page can set or shadow it.
+// A developer's plain-http server cannot use that prefix, and gets
+// hubbub_session.
+const (
+	CookieName       = "hubbub_session"
+	SecureCookieName = "__Host-" + CookieName
+)
 
 const maxBodyBytes = 16 << 10
 
@@ -44,8 +51,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// AllowedOrigins are origins besides the server's own ("https://host[:port]").
 	AllowedOrigins []string
-	// TrustProxyHeaders honours X-Forwarded-For and X-Forwarded-Proto.
-	TrustProxyHeaders bool
+	// TrustedProxies are the proxies in front of the server: only a request
+	// whose peer is one of them has its X-Forwarded-For and X-Forwarded-Proto
+	// believed. Empty believes none.
+	TrustedProxies []netip.Prefix
 	// SessionTTL sets the cookie's Max-Age (the server-side expiry slides).
 	SessionTTL time.Duration
 	// Context is the server's lifetime; sockets are served under it.
@@ -75,27 +84,47 @@ func New(opts Options) *API {
 		// none. Large enough that a coalesced frame is mostly one write.
 		WriteBufferSize: 16 << 10,
 		WriteBufferPool: &writeBufferPool,
-		// Origin is checked before the upgrade, in handleWS, with a clear 403.
-		CheckOrigin: func(*http.Request) bool { return true },
+		// handleWS checks the origin first, to answer with a clear JSON 403;
+		// the upgrader checks again, so that no path to Upgrade skips it.
+		CheckOrigin: a.wsOriginAllowed,
 	}
 	return a
 }
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/register", a.handleRegister)
-	mux.HandleFunc("POST /api/v1/login", a.handleLogin)
-	mux.HandleFunc("POST /api/v1/logout", a.authed(a.handleLogout))
-	mux.HandleFunc("GET /api/v1/me", a.authed(a.handleMe))
-	mux.HandleFunc("GET /api/v1/sessions", a.authed(a.handleSessions))
-	mux.HandleFunc("DELETE /api/v1/sessions/{id}", a.authed(a.handleRevoke))
-	mux.HandleFunc("DELETE /api/v1/sessions", a.authed(a.handleRevokeAll))
-	mux.HandleFunc("GET /api/v1/channels", a.authed(a.handleChannels))
-	mux.HandleFunc("GET /api/v1/channels/{channel}/messages", a.authed(a.handleHistory))
+	route := func(pattern string, h http.HandlerFunc) { mux.HandleFunc(pattern, bounded(h)) }
+	route("POST /api/v1/register", a.handleRegister)
+	route("POST /api/v1/login", a.handleLogin)
+	route("POST /api/v1/logout", a.authed(a.handleLogout))
+	route("GET /api/v1/me", a.authed(a.handleMe))
+	route("GET /api/v1/sessions", a.authed(a.handleSessions))
+	route("DELETE /api/v1/sessions/{id}", a.authed(a.handleRevoke))
+	route("DELETE /api/v1/sessions", a.authed(a.handleRevokeAll))
+	route("GET /api/v1/channels", a.authed(a.handleChannels))
+	route("GET /api/v1/channels/{channel}/messages", a.authed(a.handleHistory))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
-	mux.HandleFunc("GET /ws", a.handleWS)
+	// The handshake's session check is bounded too; the socket it starts
+	// runs under the server's context, not the request's.
+	route("GET /ws", a.handleWS)
+}
+
+// Every request is bounded: a frozen or unreachable Redis answers 503 within
+// requestTimeout (however many storage calls the request makes), and a body
+// must arrive within bodyTimeout (a client dripping bytes holds no handler).
+const (
+	requestTimeout = 3 * time.Second
+	bodyTimeout    = 10 * time.Second
+)
+
+func bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
 }
 
 // --- errors and JSON ---
@@ -138,6 +167,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
 		return false
 	}
+	// Only here, where a body is read: a deadline left on a connection that
+	// /ws then hijacks would cut the socket.
+	// A writer without a connection (a test's recorder) has no deadline to set.
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		writeError(w, http.StatusInternalServerError, "internal", "internal error")
+		return false
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -164,7 +200,7 @@ func (a *API) ownOrigin(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if a.opts.TrustProxyHeaders {
+	if a.fromTrustedProxy(r) {
 		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
 			scheme = p
 		}
@@ -187,22 +223,6 @@ func (a *API) originAllowed(r *http.Request) (present, ok bool) {
 	return true, o == a.ownOrigin(r) || a.origins[o]
 }
 
-func (a *API) clientIP(r *http.Request) string {
-	if a.opts.TrustProxyHeaders {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
-				return ip.String()
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // credentials finds the session token: a Bearer header, else the cookie.
 func credentials(r *http.Request) (token string, viaCookie bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
@@ -211,10 +231,23 @@ func credentials(r *http.Request) (token string, viaCookie bool) {
 		}
 		return "", false
 	}
-	if c, err := r.Cookie(CookieName); err == nil {
-		return c.Value, true
+	for _, name := range []string{SecureCookieName, CookieName} {
+		if c, err := r.Cookie(name); err == nil {
+			return c.Value, true
+		}
 	}
 	return "", false
+}
+
+// sessionCookie is the session cookie for r's scheme: SameSite=Strict (no
+// other site's page can send it, not even a link), HttpOnly, and over HTTPS
+// Secure with the __Host- prefix. maxAge < 0 deletes it.
+func (a *API) sessionCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{Name: CookieName, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: maxAge}
+	if strings.HasPrefix(a.ownOrigin(r), "https://") {
+		c.Name, c.Secure = SecureCookieName, true
+	}
+	return c
 }
 
 type sessionKey struct{}
@@ -335,15 +368,12 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.m.Auth.WithLabelValues("login").Inc()
-	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: strings.HasPrefix(a.ownOrigin(r), "https://"), MaxAge: int(a.opts.SessionTTL / time.Second),
-	})
+	http.SetCookie(w, a.sessionCookie(r, token, int(a.opts.SessionTTL/time.Second)))
 	writeJSON(w, http.StatusOK, map[string]string{"username": sess.Username, "token": token})
 }
 
-func clearCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+func (a *API) clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, a.sessionCookie(r, "", -1))
 }
 
 func (a *API) handleLogout(w http.ResponseWriter, r *http.Request) {
@@ -355,7 +385,7 @@ func (a *API) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if err := a.opts.Chat.RevokeSessions(r.Context(), sess.Username, []string{sess.ID}); err != nil {
 		a.log.Warn("announcing logout", "err", err)
 	}
-	clearCookie(w)
+	a.clearCookie(w, r)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -398,7 +428,7 @@ func (a *API) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("announcing revocation", "err", err)
 	}
 	if id == me.ID {
-		clearCookie(w)
+		a.clearCookie(w, r)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -412,7 +442,7 @@ func (a *API) handleRevokeAll(w http.ResponseWriter, r *http.Request) {
 	if err := a.opts.Chat.RevokeSessions(r.Context(), me.Username, nil); err != nil {
 		a.log.Warn("announcing revocation", "err", err)
 	}
-	clearCookie(w)
+	a.clearCookie(w, r)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -462,12 +492,18 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
 }
 
-func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
-	// Browsers always send Origin on WebSocket handshakes; it must be ours.
-	// Non-browser clients (Bearer token) may omit it.
+// wsOriginAllowed is the WebSocket handshake's origin rule. Browsers always
+// send Origin on WebSocket handshakes, and it must be ours or listed; a
+// request without one must not ride on a cookie (non-browser clients use a
+// Bearer token and may omit it).
+func (a *API) wsOriginAllowed(r *http.Request) bool {
 	present, ok := a.originAllowed(r)
 	_, viaCookie := credentials(r)
-	if (present && !ok) || (!present && viaCookie) {
+	return ok || (!present && !viaCookie)
+}
+
+func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
+	if !a.wsOriginAllowed(r) {
 		a.m.Auth.WithLabelValues("bad_origin").Inc()
 		writeError(w, http.StatusForbidden, "bad_origin", "WebSocket origin not allowed")
 		return
@@ -477,7 +513,7 @@ func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Over the per-user connection limit the upgrade still happens: the
-	// client then sees the documented close code 1008, not a bare HTTP error.
+	// client then sees the documented close code 4429, not a bare HTTP error.
 	ws, err := wsconn.Upgrade(&a.upgrader, w, r, nil)
 	if err != nil {
 		return // the upgrader has written the HTTP error

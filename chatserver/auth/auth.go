@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -44,9 +45,17 @@ type Options struct {
 	BcryptConcurrency int
 	SessionTTL        time.Duration
 	RegistrationOpen  bool
-	// MaxFailures is how many failed logins per username and per client IP are
-	// allowed in ThrottleWindow before further attempts get 429.
-	MaxFailures    int
+	// MaxFailures is how many failed logins as one username from one client
+	// address ThrottleWindow allows; past it, that username is refused from
+	// that address (and only from there: its owner can still log in from
+	// anywhere else). Zero means 10.
+	MaxFailures int
+	// MaxFailuresPerIP is how many failed logins one client address may make
+	// in ThrottleWindow, whatever the usernames. Keep it above MaxFailures: an
+	// address may be a whole office behind NAT. Zero means 5 × MaxFailures.
+	MaxFailuresPerIP int
+	// ThrottleWindow is the fixed window of both counts, starting at a
+	// budget's first attempt. Zero means a minute.
 	ThrottleWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -72,6 +81,12 @@ func New(store Store, opts Options) (*Service, error) {
 	}
 	if opts.ThrottleWindow <= 0 {
 		opts.ThrottleWindow = time.Minute
+	}
+	if opts.MaxFailures < 1 {
+		opts.MaxFailures = 10
+	}
+	if opts.MaxFailuresPerIP < 1 {
+		opts.MaxFailuresPerIP = 5 * opts.MaxFailures
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("hubbub-dummy-password"), opts.BcryptCost)
 	if err != nil {
@@ -154,51 +169,27 @@ type LoginRequest struct {
 
 // Login checks credentials and creates a session. It returns the new
 // session and its token (shown to the client once, never stored).
-// Unknown users and wrong passwords fail alike with ErrInvalidCredentials.
+// Unknown users and wrong passwords fail alike with ErrInvalidCredentials;
+// a client over its login budget gets a *ThrottledError.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Session, string, error) {
 	if len(req.Password) > 72 {
 		return Session{}, "", ErrPasswordTooLong
 	}
 	name := strings.ToLower(strings.TrimSpace(req.Username))
-	throttleKeys := []string{"ip:" + req.IP}
-	if protocol.ValidUsername(name) {
-		throttleKeys = append(throttleKeys, "user:"+name)
-	}
-	for _, k := range throttleKeys {
-		n, retry, err := s.store.LoginFailures(ctx, k)
-		if err != nil {
-			return Session{}, "", fmt.Errorf("reading login throttle: %w", err)
-		}
-		if n >= s.opts.MaxFailures {
-			return Session{}, "", &ThrottledError{RetryAfter: max(retry, time.Second)}
-		}
-	}
-
-	hash := s.dummy
-	known := false
-	if protocol.ValidUsername(name) {
-		u, err := s.store.GetUser(ctx, name)
-		switch {
-		case err == nil:
-			hash, known = u.PasswordHash, true
-		case !errors.Is(err, ErrNotFound):
-			return Session{}, "", fmt.Errorf("loading user: %w", err)
-		}
-	}
-	var cmpErr error
-	if err := s.withBcrypt(ctx, func() { cmpErr = bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) }); err != nil {
+	keys := throttleKeysFor(name, req.IP)
+	if err := s.countAttempt(ctx, keys); err != nil {
 		return Session{}, "", err
 	}
-	if !known || cmpErr != nil {
-		for _, k := range throttleKeys {
-			if _, _, err := s.store.FailedLogin(ctx, k, s.opts.ThrottleWindow); err != nil {
-				return Session{}, "", fmt.Errorf("counting failed login: %w", err)
-			}
-		}
+	ok, err := s.checkPassword(ctx, name, req.Password)
+	if err != nil {
+		return Session{}, "", err
+	}
+	if !ok {
+		// The attempt was counted before the check; it stays counted.
 		return Session{}, "", ErrInvalidCredentials
 	}
-	if err := s.store.ResetLogin(ctx, "user:"+name); err != nil {
-		return Session{}, "", fmt.Errorf("resetting login throttle: %w", err)
+	if err := s.forgiveAttempt(ctx, keys); err != nil {
+		return Session{}, "", err
 	}
 
 	token, tokenHash, err := newToken()
@@ -214,6 +205,109 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Session, string,
 		return Session{}, "", fmt.Errorf("storing session: %w", err)
 	}
 	return sess, token, nil
+}
+
+// throttleKeys are the budgets one login attempt spends.
+type throttleKeys struct {
+	// addr is the client address's budget, shared by every username.
+	addr string
+	// user is the (username, client address) budget; empty when the name
+	// cannot be a username, as no such login can succeed anyway.
+	user string
+}
+
+// throttleKeysFor keys a login by client address and by (username, address),
+// never by username alone: a flood against a name from one address must not
+// stop its owner logging in from another.
+func throttleKeysFor(name, ip string) throttleKeys {
+	addr := throttleAddr(ip)
+	k := throttleKeys{addr: "ip:" + addr}
+	if protocol.ValidUsername(name) {
+		// A username holds no ':', so the key is unambiguous.
+		k.user = "user:" + name + ":" + addr
+	}
+	return k
+}
+
+// throttleAddr is the client address as throttling counts it. An IPv6
+// client counts by its /64: a single host commonly holds a whole /64 and
+// could otherwise step through it for fresh budgets.
+func throttleAddr(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}
+
+// countAttempt spends one attempt of the address's budget, then one of the
+// (username, address) budget, and refuses the login once either is over.
+// It runs before bcrypt and the count is the store's atomic increment, so
+// however many guesses arrive at once, at most the limit of them are
+// checked. A refused attempt still counts against the address (one that
+// keeps trying stays refused) but, being refused there first, not against
+// the username.
+func (s *Service) countAttempt(ctx context.Context, k throttleKeys) error {
+	if err := s.spend(ctx, k.addr, s.opts.MaxFailuresPerIP); err != nil {
+		return err
+	}
+	if k.user == "" {
+		return nil
+	}
+	return s.spend(ctx, k.user, s.opts.MaxFailures)
+}
+
+func (s *Service) spend(ctx context.Context, key string, limit int) error {
+	n, retry, err := s.store.CountLogin(ctx, key, s.opts.ThrottleWindow)
+	if err != nil {
+		return fmt.Errorf("counting login attempt: %w", err)
+	}
+	if n > limit {
+		return &ThrottledError{RetryAfter: max(retry, time.Second)}
+	}
+	return nil
+}
+
+// forgiveAttempt settles a successful login. Its (username, address) budget
+// starts over: the owner has shown they know the password from there. The
+// address's budget gets back only this attempt, so that logging in to an
+// account of one's own never buys guesses at anybody else's.
+func (s *Service) forgiveAttempt(ctx context.Context, k throttleKeys) error {
+	if err := s.store.ResetLogin(ctx, k.user); err != nil {
+		return fmt.Errorf("resetting login throttle: %w", err)
+	}
+	if err := s.store.ForgiveLogin(ctx, k.addr); err != nil {
+		return fmt.Errorf("forgiving login attempt: %w", err)
+	}
+	return nil
+}
+
+// checkPassword compares password with name's hash, or with the dummy hash
+// when there is no such user, so that both cost one bcrypt comparison.
+func (s *Service) checkPassword(ctx context.Context, name, password string) (bool, error) {
+	hash, known := s.dummy, false
+	if protocol.ValidUsername(name) {
+		u, err := s.store.GetUser(ctx, name)
+		switch {
+		case err == nil:
+			hash, known = u.PasswordHash, true
+		case !errors.Is(err, ErrNotFound):
+			return false, fmt.Errorf("loading user: %w", err)
+		}
+	}
+	var cmpErr error
+	if err := s.withBcrypt(ctx, func() { cmpErr = bcrypt.CompareHashAndPassword(hash, []byte(password)) }); err != nil {
+		return false, err
+	}
+	return known && cmpErr == nil, nil
 }
 
 // Authenticate resolves a token to its session and slides its expiry. It is

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,11 @@ import (
 
 func newService(t *testing.T, opts auth.Options) *auth.Service {
 	t.Helper()
+	return newServiceOn(t, memory.New(), opts)
+}
+
+func newServiceOn(t *testing.T, store auth.Store, opts auth.Options) *auth.Service {
+	t.Helper()
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = 4
 	}
@@ -22,7 +28,7 @@ func newService(t *testing.T, opts auth.Options) *auth.Service {
 	if opts.MaxFailures == 0 {
 		opts.MaxFailures = 5
 	}
-	s, err := auth.New(memory.New(), opts)
+	s, err := auth.New(store, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,26 +122,176 @@ func TestUnknownUserStillPaysForBcrypt(t *testing.T) {
 	}
 }
 
-func TestThrottlePerIP(t *testing.T) {
-	ctx := context.Background()
-	s := newService(t, auth.Options{RegistrationOpen: true, MaxFailures: 2})
-	for _, u := range []string{"alice", "bob"} {
-		if _, err := s.Register(ctx, u, "password1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Two failures from one IP against different users...
-	for _, u := range []string{"alice", "bob"} {
-		if _, _, err := s.Login(ctx, auth.LoginRequest{Username: u, Password: "nope-nope", IP: "192.0.2.1"}); !errors.Is(err, auth.ErrInvalidCredentials) {
-			t.Fatal(err)
-		}
-	}
-	// ...block that IP for everyone, but not other IPs.
+// outcome names how a login ended, for tables.
+func outcome(t *testing.T, err error) string {
+	t.Helper()
 	var th *auth.ThrottledError
-	if _, _, err := s.Login(ctx, auth.LoginRequest{Username: "carol", Password: "password1", IP: "192.0.2.1"}); !errors.As(err, &th) || th.RetryAfter <= 0 {
-		t.Fatalf("same IP: %v", err)
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		return "invalid"
+	case errors.As(err, &th):
+		if th.RetryAfter < time.Second || th.RetryAfter > time.Minute {
+			t.Errorf("throttled with RetryAfter %s, want 1s..1m", th.RetryAfter)
+		}
+		return "throttled"
 	}
-	if _, _, err := s.Login(ctx, auth.LoginRequest{Username: "alice", Password: "password1", IP: "192.0.2.2"}); err != nil {
-		t.Fatalf("other IP: %v", err)
+	t.Fatalf("login: %v", err)
+	return ""
+}
+
+func TestThrottle(t *testing.T) {
+	const (
+		a = "192.0.2.1"
+		b = "198.51.100.2"
+	)
+	type attempt struct {
+		user     string
+		right    bool // the right password, else a wrong one
+		ip, want string
+	}
+	tests := []struct {
+		name             string
+		perUserIP, perIP int
+		attempts         []attempt
+	}{
+		{"a flood against a name does not lock its owner out elsewhere", 2, 10, []attempt{
+			{"alice", false, a, "invalid"},
+			{"alice", false, a, "invalid"},
+			{"alice", false, a, "throttled"},
+			{"alice", true, a, "throttled"}, // the right password too, from there
+			{"alice", true, b, "ok"},
+			{"bob", false, a, "invalid"}, // other names from there are not alice's budget
+		}},
+		{"an address over its budget is refused for every name", 2, 4, []attempt{
+			{"alice", false, a, "invalid"},
+			{"alice", false, a, "invalid"},
+			{"alice", false, a, "throttled"}, // refused, and still counted against the address
+			{"bob", false, a, "invalid"},
+			{"carol", true, a, "throttled"},
+			{"carol", true, b, "ok"},
+		}},
+		{"a success starts the name's budget at that address over", 2, 10, []attempt{
+			{"alice", false, a, "invalid"},
+			{"alice", false, a, "invalid"},
+			{"alice", true, b, "ok"}, // from elsewhere: resets nothing at a
+			{"alice", false, a, "throttled"},
+			{"bob", false, a, "invalid"},
+			{"bob", true, a, "ok"},
+			{"bob", false, a, "invalid"},
+			{"bob", false, a, "invalid"},
+			{"bob", false, a, "throttled"},
+		}},
+		{"a success gives the address back only its own attempt", 2, 3, []attempt{
+			{"bob", false, a, "invalid"},
+			{"carol", false, a, "invalid"},
+			{"mallory", true, a, "ok"}, // one's own account buys no guesses at others'
+			{"dave", false, a, "invalid"},
+			{"erin", false, a, "throttled"},
+		}},
+		{"successes do not spend the address's budget", 1, 2, []attempt{
+			{"alice", true, a, "ok"},
+			{"bob", true, a, "ok"},
+			{"carol", true, a, "ok"},
+			{"alice", true, a, "ok"},
+			{"bob", false, a, "invalid"},
+		}},
+		{"unknown and impossible names spend the address's budget", 2, 2, []attempt{
+			{"nobody", false, a, "invalid"},
+			{"no", false, a, "invalid"}, // too short to be a username
+			{"alice", true, a, "throttled"},
+		}},
+		{"an IPv6 client counts by its /64", 1, 2, []attempt{
+			{"alice", false, "2001:db8::1", "invalid"},
+			{"alice", false, "2001:db8::ffff:2", "throttled"},
+			{"bob", false, "2001:db8::3", "throttled"},
+			{"bob", false, "2001:db8:0:1::3", "invalid"},
+		}},
+		{"an IPv4-mapped address counts as the IPv4 one", 1, 5, []attempt{
+			{"alice", false, "::ffff:" + a, "invalid"},
+			{"alice", false, a, "throttled"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newService(t, auth.Options{RegistrationOpen: true, MaxFailures: tt.perUserIP, MaxFailuresPerIP: tt.perIP})
+			for _, u := range []string{"alice", "bob", "carol", "mallory"} {
+				if _, err := s.CreateUser(ctx, u, "password-"+u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, at := range tt.attempts {
+				pw := "wrong password"
+				if at.right {
+					pw = "password-" + at.user
+				}
+				_, _, err := s.Login(ctx, auth.LoginRequest{Username: at.user, Password: pw, IP: at.ip})
+				if got := outcome(t, err); got != at.want {
+					t.Errorf("attempt %d (%s from %s, right password: %t) = %s, want %s", i+1, at.user, at.ip, at.right, got, at.want)
+				}
+			}
+		})
+	}
+}
+
+// gatedStore holds every GetUser, the step between counting an attempt and
+// its bcrypt comparison, until open is closed, and reports each on reached.
+type gatedStore struct {
+	auth.Store
+	reached chan struct{}
+	open    chan struct{}
+}
+
+func (g *gatedStore) GetUser(ctx context.Context, name string) (auth.User, error) {
+	g.reached <- struct{}{}
+	<-g.open
+	return g.Store.GetUser(ctx, name)
+}
+
+// Concurrent wrong guesses cannot outrun the count: with every guess that
+// got past the throttle held before its password check, the others must
+// already have been refused. Counting after bcrypt would let all of them by.
+func TestThrottleCannotBeRaced(t *testing.T) {
+	const guesses, limit = 40, 5
+	ctx := context.Background()
+	g := &gatedStore{Store: memory.New(), reached: make(chan struct{}, guesses), open: make(chan struct{})}
+	s := newServiceOn(t, g, auth.Options{RegistrationOpen: true, MaxFailures: limit, MaxFailuresPerIP: 10 * guesses})
+	if _, err := s.CreateUser(ctx, "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan error, guesses)
+	for range guesses {
+		go func() {
+			_, _, err := s.Login(ctx, auth.LoginRequest{Username: "alice", Password: "wrong password", IP: "192.0.2.1"})
+			results <- err
+		}()
+	}
+	// Every guess either waits at the gate or has returned: none is left
+	// that could still be admitted once the gate opens.
+	var reached int
+	var errs []error
+	for reached+len(errs) < guesses {
+		select {
+		case <-g.reached:
+			reached++
+		case err := <-results:
+			errs = append(errs, err)
+		}
+	}
+	close(g.open)
+	for len(errs) < guesses {
+		errs = append(errs, <-results)
+	}
+	got := map[string]int{}
+	for _, err := range errs {
+		got[outcome(t, err)]++
+	}
+	if reached > limit {
+		t.Errorf("%d of %d concurrent guesses reached the password check, want at most %d", reached, guesses, limit)
+	}
+	if want := map[string]int{"invalid": limit, "throttled": guesses - limit}; !maps.Equal(got, want) {
+		t.Errorf("outcomes %v, want %v", got, want)
 	}
 }

@@ -43,9 +43,14 @@ type Session struct {
 //   - Sessions lists a user's live sessions. DeleteSession deletes the user's session
 //     with that ID (ErrNotFound if none). DeleteSessions deletes all of the user's
 //     sessions and returns them.
-//   - FailedLogin counts a failed login for key in a fixed window starting at the
-//     first failure, returning the count and the time until the window ends.
-//     LoginFailures reads the same without counting. ResetLogin clears key.
+//   - CountLogin counts a login attempt for key in a fixed window that starts at
+//     the key's first attempt, returning the new count and the time until the
+//     window ends. Counting is atomic across servers: of n concurrent counts
+//     of one key, each sees a different count. Login counts before it checks
+//     the password, so this is what makes throttling impossible to race.
+//   - ForgiveLogin takes back one attempt of key's current window (the attempt
+//     succeeded); it never goes below zero, never moves the window, and does
+//     nothing when key has no window. ResetLogin clears key.
 //   - Errors reaching storage are returned wrapped; they are never ErrNotFound.
 type Store interface {
 	CreateUser(ctx context.Context, u User) error
@@ -55,7 +60,7 @@ type Store interface {
 	Sessions(ctx context.Context, username string) ([]Session, error)
 	DeleteSession(ctx context.Context, username, id string) (Session, error)
 	DeleteSessions(ctx context.Context, username string) ([]Session, error)
-	FailedLogin(ctx context.Context, key string, window time.Duration) (count int, retryAfter time.Duration, err error)
-	LoginFailures(ctx context.Context, key string) (count int, retryAfter time.Duration, err error)
+	CountLogin(ctx context.Context, key string, window time.Duration) (count int, retryAfter time.Duration, err error)
+	ForgiveLogin(ctx context.Context, key string) error
 	ResetLogin(ctx context.Context, key string) error
 }

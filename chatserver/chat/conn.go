@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,9 +20,8 @@ import (
 // renewed by every pong, pings go out at 9/10 of it, every write has a deadline.
 const (
 	writeWait      = 10 * time.Second
-	pongWait       = 60 * time.Second
-	pingPeriod     = pongWait * 9 / 10
-	maxFrameBytes  = 64 << 10 // a coalesced frame is split past this
+	pongWait       = 60 * time.Second // the default of Options.PongWait
+	maxFrameBytes  = 64 << 10         // a coalesced frame is split past this
 	storageTimeout = 5 * time.Second
 	typingInterval = time.Second
 )
@@ -99,10 +99,12 @@ type conn struct {
 	wdone      signal               // the writer that closed the socket is done
 	releaseT   *time.Timer          // ends the resume window; nil once ended
 
-	// The send rate limit, a token bucket: used only by the reading goroutine.
-	sendTokens float64
-	sendAt     int64 // pacer clock at the last refill
-	readLimit  int64
+	// Rate limits, used only by the reading goroutine: the room's send
+	// limit, and the budget for every frame (limit.go).
+	sends     bucket
+	frames    bucket
+	refused   int // frames refused in a row
+	readLimit int64
 }
 
 // Start serves ws on goroutines of the Service and returns at once. The HTTP
@@ -127,12 +129,12 @@ func (s *Service) open(ctx context.Context, ws *wsconn.Conn, p Peer) *conn {
 	now := time.Now()
 	c := &conn{
 		s: s, ws: ws, user: p.User, session: p.Session, check: p.Check,
-		nextPing:   now.Add(pingPeriod),
-		nextCheck:  now.Add(s.opts.SessionCheck),
-		readLimit:  ReadLimit(s.opts.MaxMessageBytes),
-		holding:    true,
-		sendTokens: float64(s.opts.MessageBurst),
-		sendAt:     s.pace.now(),
+		nextPing:  now.Add(s.pingPeriod()),
+		nextCheck: now.Add(s.opts.SessionCheck),
+		readLimit: ReadLimit(s.opts.MaxMessageBytes),
+		holding:   true,
+		sends:     newBucket(s.pace.now(), float64(s.opts.MessageBurst)),
+		frames:    newBucket(s.pace.now(), s.frameBurst),
 	}
 	c.mu.Lock()
 	c.releaseT = time.AfterFunc(resumeWindow, c.release)
@@ -149,13 +151,13 @@ func (s *Service) open(ctx context.Context, ws *wsconn.Conn, p Peer) *conn {
 	dms, err := s.b.DMs(ctx, c.user, maxDMs)
 	if err != nil {
 		s.backendError("dms", err)
-		return refuse(websocket.CloseTryAgainLater, "storage unavailable")
+		return refuse(protocol.CloseTryAgainLater, "storage unavailable")
 	}
 	lastIDs := make(map[string]string, len(dms))
 	for _, ch := range dms {
 		if lastIDs[ch], err = s.b.LastID(ctx, ch); err != nil {
 			s.backendError("last_id", err)
-			return refuse(websocket.CloseTryAgainLater, "storage unavailable")
+			return refuse(protocol.CloseTryAgainLater, "storage unavailable")
 		}
 	}
 	first, err := s.register(c, lastIDs)
@@ -164,10 +166,10 @@ func (s *Service) open(ctx context.Context, ws *wsconn.Conn, p Peer) *conn {
 		return refuse(protocol.CloseServiceRestart, "server restarting")
 	case errors.Is(err, errServerFull):
 		s.m.Errors.WithLabelValues("server_full").Inc()
-		return refuse(websocket.CloseTryAgainLater, "server full")
+		return refuse(protocol.CloseTryAgainLater, "server full")
 	case err != nil:
 		s.m.Errors.WithLabelValues("too_many_connections").Inc()
-		return refuse(protocol.ClosePolicy, "too many connections")
+		return refuse(protocol.CloseTooManyConnections, "too many connections")
 	}
 
 	if first {
@@ -182,7 +184,7 @@ func (s *Service) open(ctx context.Context, ws *wsconn.Conn, p Peer) *conn {
 		c.mu.Lock()
 		c.greeted = true // no hello coming: let the close frame out
 		c.mu.Unlock()
-		c.close(websocket.CloseTryAgainLater, "storage unavailable")
+		c.close(protocol.CloseTryAgainLater, "storage unavailable")
 	} else {
 		c.mu.Lock()
 		c.queue = append([][]byte{hello}, c.queue...)
@@ -199,7 +201,7 @@ func (c *conn) run(ctx context.Context) {
 	defer c.fire(&c.done)
 	defer c.stopReleaseTimer()
 	defer func() {
-		c.close(websocket.CloseNormalClosure, "")
+		c.close(protocol.CloseNormal, "")
 		<-c.wait(&c.wdone)
 		if c.s.unregister(c) {
 			c.s.userLeft(c.user)
@@ -332,7 +334,7 @@ func (c *conn) enqueueLocked(obj []byte) bool {
 	if len(c.queue) >= c.s.opts.SendQueueMax {
 		c.s.m.SlowConsumers.Inc()
 		c.queue = nil
-		c.closeLocked(protocol.ClosePolicy, "slow consumer")
+		c.closeLocked(protocol.CloseTooSlow, "too slow")
 		if !c.ws.WriteBlockedSince().IsZero() {
 			// The writer is stuck on a client that does not read: it would
 			// take the close frame no sooner. Cut the connection now rather
@@ -489,13 +491,13 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 		if err != nil {
-			c.close(websocket.CloseGoingAway, "")
+			c.close(protocol.CloseGoingAway, "")
 			c.finish()
 			return
 		}
 		if closing {
-			if code != websocket.CloseNormalClosure && !c.peerClosed {
-				c.s.m.Errors.WithLabelValues(fmt.Sprintf("close_%d", code)).Inc()
+			if code != protocol.CloseNormal && !c.peerClosed {
+				c.s.m.Errors.WithLabelValues(protocol.CloseLabel(code)).Inc()
 			}
 			if !closeSent {
 				_ = c.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
@@ -570,8 +572,8 @@ func (c *conn) checkSession(ctx context.Context) {
 // a time, in order.
 func (c *conn) readLoop(ctx context.Context) {
 	c.ws.SetReadLimit(c.readLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.opts.PongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(c.s.opts.PongWait)) })
 	// Replies go through the writer: only it writes to the socket.
 	c.ws.SetPingHandler(func(data string) error {
 		c.mu.Lock()
@@ -644,28 +646,44 @@ func (c *conn) readInput(ctx context.Context) bool {
 		}
 		return false
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.opts.PongWait))
 	c.handleFrame(ctx, typ, data)
 	return true
 }
 
 func (c *conn) handleFrame(ctx context.Context, typ int, data []byte) {
+	var f protocol.ClientFrame
+	var perr *protocol.Error
 	if typ != websocket.TextMessage {
-		c.s.m.FramesIn.WithLabelValues("invalid").Inc()
-		c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, Message: "only text frames are accepted"})
+		perr = &protocol.Error{Code: protocol.CodeBadRequest, Message: "only text frames are accepted"}
+	} else {
+		f, perr = protocol.Decode(data, c.s.opts.MaxMessageBytes)
+	}
+	label := f.Type
+	if !knownType(label) {
+		label = "invalid"
+	}
+	c.s.m.FramesIn.WithLabelValues(label).Inc()
+	// Every frame spends the budget, a bad one too: each costs an answer.
+	if !c.frames.take(c.s.pace.now(), c.s.frameRate, c.s.frameBurst) {
+		c.refused++
+		if c.refused >= floodLimit {
+			// Frames already read still come through here: close once,
+			// answer none of them.
+			if c.refused == floodLimit {
+				c.s.m.Errors.WithLabelValues("flooding").Inc()
+				c.close(protocol.ClosePolicy, "flooding")
+			}
+			return
+		}
+		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many frames, slow down", ClientID: f.ClientID})
 		return
 	}
-	f, perr := protocol.Decode(data, c.s.opts.MaxMessageBytes)
+	c.refused = 0
 	if perr != nil {
-		label := f.Type
-		if !knownType(label) {
-			label = "invalid"
-		}
-		c.s.m.FramesIn.WithLabelValues(label).Inc()
 		c.sendError(perr)
 		return
 	}
-	c.s.m.FramesIn.WithLabelValues(f.Type).Inc()
 	switch f.Type {
 	case protocol.TypeSend:
 		c.handleSend(ctx, f)
@@ -706,15 +724,7 @@ func unavailable(clientID string) *protocol.Error {
 // allowSend spends a token of the socket's send rate limit: MessageBurst
 // sends at once, refilled at MessagesPerSecond.
 func (c *conn) allowSend() bool {
-	now := c.s.pace.now()
-	burst := float64(c.s.opts.MessageBurst)
-	c.sendTokens = min(burst, c.sendTokens+float64(now-c.sendAt)/float64(time.Second)*c.s.opts.MessagesPerSecond)
-	c.sendAt = now
-	if c.sendTokens < 1 {
-		return false
-	}
-	c.sendTokens--
-	return true
+	return c.sends.take(c.s.pace.now(), c.s.opts.MessagesPerSecond, float64(c.s.opts.MessageBurst))
 }
 
 func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
@@ -772,19 +782,24 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 
 func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 	s := c.s
+	var unknown []string
 	for channel, since := range f.Since {
 		if err := s.access(c.user, channel); err != nil {
 			c.sendError(accessError(err, channel, ""))
 			continue
 		}
 		if !s.public[channel] {
-			// A DM this socket did not know of when it connected.
+			// The socket follows every DM of its person: those that existed
+			// when it connected and those created since (EventDM). A DM it
+			// does not follow does not exist; following it would cost a
+			// subscription and stream reads per made-up name.
 			s.mu.Lock()
-			if _, ok := c.dms[channel]; !ok {
-				last, _ := protocol.ParseID(since)
-				s.joinLocked(c, channel, last.String())
-			}
+			_, ok := c.dms[channel]
 			s.mu.Unlock()
+			if !ok {
+				unknown = append(unknown, channel)
+				continue
+			}
 		}
 		c.mu.Lock()
 		if c.resuming == nil {
@@ -804,6 +819,20 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
 		}
 	}
+	if len(unknown) > 0 {
+		// One error for them all: a made-up list must not buy a flood back.
+		slices.Sort(unknown)
+		c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel,
+			Message: fmt.Sprintf("no such direct message channel: %s", strings.Join(unknown[:min(len(unknown), 3)], ", ")) + more(len(unknown)-3)})
+	}
+}
+
+// more says how many more there were, if any.
+func more(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" and %d more", n)
 }
 
 // replay queues channel's messages after since, in pages, holding live
@@ -878,6 +907,20 @@ func (c *conn) handleRead(ctx context.Context, f protocol.ClientFrame) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, storageTimeout)
 	defer cancel()
+	// A marker past the channel's last message would mark messages read
+	// before they exist.
+	last, err := c.s.b.LastID(ctx, f.Channel)
+	if err != nil {
+		c.s.backendError("last_id", err)
+		c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: "read marker not stored: storage unavailable"})
+		return
+	}
+	id, _ := protocol.ParseID(f.ID) // Decode checked its form
+	lastID, perr := protocol.ParseID(last)
+	if last == "" || perr != nil || id.Compare(lastID) > 0 {
+		c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("read marker %s is past the last message of %q", protocol.Truncate(f.ID, 40), f.Channel)})
+		return
+	}
 	if err := c.s.b.SetRead(ctx, c.user, f.Channel, f.ID); err != nil {
 		c.s.backendError("set_read", err)
 		c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: "read marker not stored: storage unavailable"})

@@ -51,8 +51,11 @@ type Options struct {
 	// WriteTimeout is how long a write to a socket may block (the client
 	// stopped reading) before the socket is closed.
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
-	Metrics      *metrics.Metrics
+	// PongWait is how long a socket may stay silent: pings go out at 9/10 of
+	// it, and a peer that answers neither them nor anything else is closed.
+	PongWait time.Duration
+	Logger   *slog.Logger
+	Metrics  *metrics.Metrics
 }
 
 // Limits on what one request may ask of storage.
@@ -73,6 +76,8 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 	public map[string]bool
+	// Every socket's budget for all frames (limit.go).
+	frameRate, frameBurst float64
 	// Counters resolved once: WithLabelValues hashes its labels on every
 	// call, too slow for once per object per socket.
 	objMessage prometheus.Counter
@@ -107,6 +112,9 @@ func New(b Backend, opts Options) *Service {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = writeWait
 	}
+	if opts.PongWait <= 0 {
+		opts.PongWait = pongWait
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -126,6 +134,7 @@ func New(b Backend, opts Options) *Service {
 	for _, c := range opts.Channels {
 		s.public[c] = true
 	}
+	s.frameRate, s.frameBurst = frameBudget(opts)
 	s.objByType = map[string]prometheus.Counter{}
 	for _, t := range []string{protocol.TypeHello, protocol.TypeAck, protocol.TypeMessage, protocol.TypePresence,
 		protocol.TypeTyping, protocol.TypeRead, protocol.TypeNotification, protocol.TypeError, protocol.TypeReconnect} {
@@ -261,6 +270,10 @@ func (s *Service) flushPresence() {
 // maxSessionChecks bounds the session checks the keepalive loop runs at once.
 const maxSessionChecks = 16
 
+// pingPeriod is how often sockets are pinged: often enough that a live
+// peer's pong renews the read deadline before it passes.
+func (s *Service) pingPeriod() time.Duration { return s.opts.PongWait * 9 / 10 }
+
 // keepaliveLoop pings every socket every pingPeriod and re-validates its
 // session every SessionCheck: one goroutine and one timer for the whole
 // server instead of a ticker (and a goroutine) per socket. Each socket's
@@ -290,7 +303,7 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 				stuck = append(stuck, c)
 			}
 			if !now.Before(c.nextPing) {
-				c.nextPing = now.Add(pingPeriod)
+				c.nextPing = now.Add(s.pingPeriod())
 				pings = append(pings, c)
 			}
 			if c.check != nil && !now.Before(c.nextCheck) {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -60,12 +61,15 @@ type Config struct {
 	// told to try again later (another server may have room).
 	MaxConnections int
 	// SendQueueMax bounds the objects queued for one socket: a client that
-	// falls further behind is disconnected (1008) rather than allowed to hold
+	// falls further behind is disconnected (4408) rather than allowed to hold
 	// memory.
 	SendQueueMax int
 	// WriteTimeout is how long a write to a client may block (it stopped
 	// reading) before the socket is closed.
 	WriteTimeout time.Duration
+	// PongWait is how long a client may stay silent (pings go out at 9/10
+	// of it): a peer that answers no ping is closed once it passes.
+	PongWait time.Duration
 	// AllowedOrigins are origins besides the server's own that may open a WebSocket
 	// or make cookie-authenticated changes.
 	AllowedOrigins []string
@@ -74,10 +78,17 @@ type Config struct {
 	// BcryptConcurrency bounds simultaneous bcrypt computations; 0 means half
 	// the CPUs (at least one), so a login flood leaves CPU for delivery.
 	BcryptConcurrency int
-	// LoginAttemptsPerMinute bounds failed logins per username and per client IP.
+	// LoginAttemptsPerMinute bounds failed logins as one username from one
+	// client address. Never by username alone: that would let anyone lock
+	// any account.
 	LoginAttemptsPerMinute int
-	// TrustProxyHeaders makes X-Forwarded-For / X-Forwarded-Proto count (behind an ingress).
-	TrustProxyHeaders bool
+	// LoginAttemptsPerIPPerMinute bounds failed logins from one client
+	// address, whatever the usernames; at least LoginAttemptsPerMinute.
+	LoginAttemptsPerIPPerMinute int
+	// TrustedProxies are the CIDRs (or single addresses) of the proxies in
+	// front of the server. Only a request whose peer is one of them has its
+	// X-Forwarded-For and X-Forwarded-Proto believed; empty believes none.
+	TrustedProxies []string
 	// PresenceTTL is how long a server's presence marks outlive its last
 	// heartbeat: a crashed server's users show offline within about this long.
 	PresenceTTL time.Duration
@@ -94,24 +105,26 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Addr:                   ":8080",
-		Room:                   "default/hubbub",
-		Channels:               []string{"general"},
-		Registration:           RegistrationOpen,
-		SessionTTL:             24 * time.Hour,
-		HistoryMax:             10000,
-		MaxMessageBytes:        4096,
-		MessagesPerSecond:      5,
-		MessageBurst:           10,
-		MaxConnectionsPerUser:  10,
-		MaxConnections:         50000,
-		SendQueueMax:           4096,
-		WriteTimeout:           10 * time.Second,
-		BcryptCost:             12,
-		LoginAttemptsPerMinute: 10,
-		PresenceTTL:            25 * time.Second,
-		ShutdownGrace:          25 * time.Second,
-		LogLevel:               "info",
+		Addr:                        ":8080",
+		Room:                        "default/hubbub",
+		Channels:                    []string{"general"},
+		Registration:                RegistrationOpen,
+		SessionTTL:                  24 * time.Hour,
+		HistoryMax:                  10000,
+		MaxMessageBytes:             4096,
+		MessagesPerSecond:           5,
+		MessageBurst:                10,
+		MaxConnectionsPerUser:       10,
+		MaxConnections:              50000,
+		SendQueueMax:                4096,
+		WriteTimeout:                10 * time.Second,
+		PongWait:                    60 * time.Second,
+		BcryptCost:                  12,
+		LoginAttemptsPerMinute:      10,
+		LoginAttemptsPerIPPerMinute: 50,
+		PresenceTTL:                 25 * time.Second,
+		ShutdownGrace:               25 * time.Second,
+		LogLevel:                    "info",
 	}
 }
 
@@ -135,6 +148,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.SetOutput(out)
 	channels := strings.Join(c.Channels, ",")
 	origins := ""
+	proxies := ""
 	registration := string(c.Registration)
 
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
@@ -151,13 +165,15 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "burst of sends per connection")
 	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", c.MaxConnectionsPerUser, "concurrent WebSockets per user on one server")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent WebSockets on one server (past it: close 1013, try again later)")
-	fs.IntVar(&c.SendQueueMax, "send-queue-max", c.SendQueueMax, "objects queued for one socket before it is closed as too slow (1008)")
+	fs.IntVar(&c.SendQueueMax, "send-queue-max", c.SendQueueMax, "objects queued for one socket before it is closed as too slow (4408)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long a write to a client that stopped reading may block before the socket is closed")
+	fs.DurationVar(&c.PongWait, "pong-wait", c.PongWait, "how long a client may stay silent (pinged at 9/10 of it) before its socket is closed as dead")
 	fs.StringVar(&origins, "allowed-origins", origins, "comma-separated extra origins allowed for WebSocket and cookie-authenticated requests (e.g. https://chat.example.com)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost for new password hashes (4..31)")
 	fs.IntVar(&c.BcryptConcurrency, "bcrypt-concurrency", c.BcryptConcurrency, "simultaneous bcrypt computations (0 = half the CPUs, at least 1)")
-	fs.IntVar(&c.LoginAttemptsPerMinute, "login-attempts-per-minute", c.LoginAttemptsPerMinute, "failed logins allowed per username and per client IP each minute")
-	fs.BoolVar(&c.TrustProxyHeaders, "trust-proxy-headers", c.TrustProxyHeaders, "trust X-Forwarded-For/-Proto (only behind a proxy that sets them)")
+	fs.IntVar(&c.LoginAttemptsPerMinute, "login-attempts-per-minute", c.LoginAttemptsPerMinute, "failed logins allowed as one username from one client address each minute")
+	fs.IntVar(&c.LoginAttemptsPerIPPerMinute, "login-attempts-per-ip-per-minute", c.LoginAttemptsPerIPPerMinute, "failed logins allowed from one client address each minute, whatever the usernames")
+	fs.StringVar(&proxies, "trusted-proxies", proxies, "comma-separated CIDRs of the proxies in front of the server, whose X-Forwarded-For/-Proto count (e.g. 10.0.0.0/8); empty = trust none")
 	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "how long presence outlives a crashed server (heartbeats every third of it)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long to wait for clients on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -193,6 +209,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	}
 	c.Channels = SplitList(channels)
 	c.AllowedOrigins = SplitList(origins)
+	c.TrustedProxies = SplitList(proxies)
 	c.Registration = Registration(registration)
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -209,6 +226,24 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// ParsePrefixes parses CIDRs such as 10.0.0.0/8 or fd00::/8; a bare address
+// stands for itself alone.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8 or an address", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 var channelName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -273,6 +308,9 @@ func (c Config) Validate() error {
 	if c.SendQueueMax < 16 || c.SendQueueMax > 1<<20 {
 		bad("send-queue-max", "must be 16..1048576, got %d", c.SendQueueMax)
 	}
+	if c.PongWait < time.Second || c.PongWait > 10*time.Minute {
+		bad("pong-wait", "must be 1s..10m, got %s", c.PongWait)
+	}
 	if c.WriteTimeout < time.Second || c.WriteTimeout > 5*time.Minute {
 		bad("write-timeout", "must be 1s..5m, got %s", c.WriteTimeout)
 	}
@@ -292,6 +330,13 @@ func (c Config) Validate() error {
 	}
 	if c.LoginAttemptsPerMinute < 1 {
 		bad("login-attempts-per-minute", "must be at least 1, got %d", c.LoginAttemptsPerMinute)
+	}
+	if c.LoginAttemptsPerIPPerMinute < c.LoginAttemptsPerMinute {
+		// Else the per-username budget could never be reached.
+		bad("login-attempts-per-ip-per-minute", "must be at least --login-attempts-per-minute (%d), got %d", c.LoginAttemptsPerMinute, c.LoginAttemptsPerIPPerMinute)
+	}
+	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
+		bad("trusted-proxies", "%v", err)
 	}
 	if c.PresenceTTL < time.Second || c.PresenceTTL > 10*time.Minute {
 		bad("presence-ttl", "must be 1s..10m, got %s", c.PresenceTTL)
@@ -331,11 +376,13 @@ func (c Config) Args() []string {
 	add("max-connections", strconv.Itoa(c.MaxConnections), strconv.Itoa(d.MaxConnections))
 	add("send-queue-max", strconv.Itoa(c.SendQueueMax), strconv.Itoa(d.SendQueueMax))
 	add("write-timeout", c.WriteTimeout.String(), d.WriteTimeout.String())
+	add("pong-wait", c.PongWait.String(), d.PongWait.String())
 	add("allowed-origins", strings.Join(c.AllowedOrigins, ","), "")
 	add("bcrypt-cost", strconv.Itoa(c.BcryptCost), strconv.Itoa(d.BcryptCost))
 	add("bcrypt-concurrency", strconv.Itoa(c.BcryptConcurrency), strconv.Itoa(d.BcryptConcurrency))
 	add("login-attempts-per-minute", strconv.Itoa(c.LoginAttemptsPerMinute), strconv.Itoa(d.LoginAttemptsPerMinute))
-	add("trust-proxy-headers", strconv.FormatBool(c.TrustProxyHeaders), "false")
+	add("login-attempts-per-ip-per-minute", strconv.Itoa(c.LoginAttemptsPerIPPerMinute), strconv.Itoa(d.LoginAttemptsPerIPPerMinute))
+	add("trusted-proxies", strings.Join(c.TrustedProxies, ","), "")
 	add("presence-ttl", c.PresenceTTL.String(), d.PresenceTTL.String())
 	add("shutdown-grace", c.ShutdownGrace.String(), d.ShutdownGrace.String())
 	add("log-level", c.LogLevel, d.LogLevel)

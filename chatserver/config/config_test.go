@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,15 @@ func TestLoad(t *testing.T) {
 		{name: "bad registration", args: []string{"--registration=maybe"}, wantErr: "--registration"},
 		{name: "bad bcrypt cost", args: []string{"--bcrypt-cost=3"}, wantErr: "--bcrypt-cost"},
 		{name: "bad origin", args: []string{"--allowed-origins=chat.example.com"}, wantErr: "--allowed-origins"},
+		{name: "trusted proxies", args: []string{"--trusted-proxies=10.0.0.0/8, fd00::/8,192.0.2.7"},
+			want: func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7"} }},
+		{name: "trusted proxies from env", env: map[string]string{"HUBBUB_TRUSTED_PROXIES": "172.16.0.0/12"},
+			want: func(c *Config) { c.TrustedProxies = []string{"172.16.0.0/12"} }},
+		{name: "bad trusted proxy", args: []string{"--trusted-proxies=10.0.0.0/33"}, wantErr: "--trusted-proxies"},
+		{name: "hostname is no trusted proxy", args: []string{"--trusted-proxies=ingress.local"}, wantErr: "--trusted-proxies"},
+		{name: "old boolean flag is gone", args: []string{"--trust-proxy-headers"}, wantErr: "not defined"},
+		{name: "per-IP login budget below per-user", args: []string{"--login-attempts-per-minute=20", "--login-attempts-per-ip-per-minute=10"},
+			wantErr: "--login-attempts-per-ip-per-minute"},
 		{name: "bad redis scheme", args: []string{"--redis-url=http://x"}, wantErr: "--redis-url"},
 		{name: "bad room", args: []string{"--room=noslash"}, wantErr: "--room"},
 		{name: "room with hash tag braces", args: []string{"--room=a/{b}"}, wantErr: "--room"},
@@ -70,7 +80,8 @@ func TestArgsRoundTrip(t *testing.T) {
 	c.Room, c.RedisURL, c.Channels = "prod/lobby", "redis://redis:6379/0", []string{"general", "ops"}
 	c.Registration, c.SessionTTL, c.HistoryMax, c.MaxMessageBytes = RegistrationClosed, 90*time.Minute, 500, 2048
 	c.MessagesPerSecond, c.MessageBurst, c.MaxConnectionsPerUser = 2.5, 4, 3
-	c.AllowedOrigins, c.BcryptCost, c.TrustProxyHeaders, c.ShutdownGrace = []string{"https://chat.example.com"}, 10, true, 40*time.Second
+	c.AllowedOrigins, c.BcryptCost, c.ShutdownGrace = []string{"https://chat.example.com"}, 10, 40*time.Second
+	c.TrustedProxies, c.LoginAttemptsPerMinute, c.LoginAttemptsPerIPPerMinute = []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7"}, 5, 20
 	c.PresenceTTL = 12 * time.Second
 	c.MaxConnections, c.DebugAddr, c.SendQueueMax, c.WriteTimeout = 1234, "127.0.0.1:6060", 100, 3*time.Second
 	got, err := Load(c.Args(), nil, io.Discard)
@@ -92,9 +103,32 @@ func TestHelpListsEveryFlagWithItsEnv(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, f := range []string{"addr", "redis-url", "channels", "registration", "session-ttl", "history-max", "max-message-bytes",
-		"messages-per-second", "max-connections-per-user", "allowed-origins", "bcrypt-cost"} {
+		"messages-per-second", "max-connections-per-user", "allowed-origins", "bcrypt-cost",
+		"login-attempts-per-minute", "login-attempts-per-ip-per-minute", "trusted-proxies"} {
 		if !strings.Contains(out.String(), "--"+f+" (env "+EnvName(f)) {
 			t.Errorf("help lacks --%s with its env var", f)
+		}
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := ParsePrefixes([]string{"10.0.0.0/8", "10.1.2.3/16", "192.0.2.7", "fd00::/8", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("10.1.0.0/16"), // masked: only the network counts
+		netip.MustParsePrefix("192.0.2.7/32"),
+		netip.MustParsePrefix("fd00::/8"),
+		netip.MustParsePrefix("::1/128"),
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("ParsePrefixes (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "ingress", "10.0.0.0/", ""} {
+		if _, err := ParsePrefixes([]string{bad}); err == nil {
+			t.Errorf("ParsePrefixes(%q) succeeded", bad)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +26,6 @@ func TestMain(m *testing.M) {
 		// http.DefaultClient's idle keep-alive connections outlive single tests.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 	)
 }
 
@@ -39,16 +38,21 @@ var contractTests = []struct {
 	{"Accounts", testAccounts},
 	{"RegistrationClosed", testRegistrationClosed},
 	{"LoginThrottling", testLoginThrottling},
+	{"TrustedProxies", testTrustedProxies},
 	{"Sessions", testSessions},
 	{"CSRFAndOrigins", testCSRFAndOrigins},
 	{"Chat", testChat},
 	{"PresenceOffline", testPresenceOffline},
 	{"BadInput", testBadInput},
 	{"RateLimit", testRateLimit},
+	{"FrameBudget", testFrameBudget},
+	{"ResumeOnlyOwnChannels", testResumeOnlyOwnChannels},
+	{"ReadMarkerBounded", testReadMarkerBounded},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},
 	{"ConnectionChurn", testConnectionChurn},
+	{"DeadPeer", testDeadPeer},
 	{"HelloFirst", testHelloFirst},
 	{"ServerFull", testServerFull},
 	{"SlowConsumer", testSlowConsumer},
@@ -138,26 +142,6 @@ func testRegistrationClosed(t *testing.T) {
 	r := call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": "alice", "password": "password1"})
 	if r.Status != 403 || r.errCode() != "registration_closed" {
 		t.Fatalf("got %d %v", r.Status, r.Body)
-	}
-}
-
-func testLoginThrottling(t *testing.T) {
-	cfg := testConfig()
-	cfg.LoginAttemptsPerMinute = 3
-	ts := startServer(t, cfg, server.Options{})
-	login(t, ts, "alice")
-	for i := 0; i < 3; i++ {
-		if r := call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": "alice", "password": "wrong password"}); r.Status != 401 {
-			t.Fatalf("attempt %d: %d", i, r.Status)
-		}
-	}
-	// Now even the right password is refused until the window ends.
-	r := call(t, "POST", ts.URL+"/api/v1/login", "", map[string]string{"username": "alice", "password": "password-alice"})
-	if r.Status != 429 || r.errCode() != "rate_limited" {
-		t.Fatalf("got %d %v, want 429", r.Status, r.Body)
-	}
-	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
-		t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}
 }
 
@@ -555,6 +539,78 @@ func testRateLimit(t *testing.T) {
 	c.expect("rate limited", typeIs("error", "code", "rate_limited", "clientId", "b3"))
 }
 
+// Every frame type spends one budget per socket (the room's send limit comes
+// on top): past it frames get rate_limited, and a socket that keeps flooding
+// is closed with 1008. Other people's sockets are not touched.
+func testFrameBudget(t *testing.T) {
+	cfg := testConfig()
+	cfg.MessagesPerSecond, cfg.MessageBurst = 5, 10 // the defaults: the frame budget is 20/s, burst 60
+	ts := startServer(t, cfg, server.Options{})
+	bob := dial(t, ts, login(t, ts, "bob"))
+	bob.expect("hello", typeIs("hello"))
+	c := dial(t, ts, login(t, ts, "alice"))
+	c.expect("hello", typeIs("hello"))
+	// Typing frames cost no storage write each, but they cost fan-out:
+	// 61 at once is one past the burst.
+	for range 61 {
+		c.send(map[string]any{"type": "typing", "channel": "general"})
+	}
+	c.expect("rate limited typing", typeIs("error", "code", "rate_limited"))
+	// Undecodable frames spend the budget too, and flooding ends the socket.
+	for range 200 {
+		c.sendRaw(websocket.TextMessage, []byte("{nonsense"))
+	}
+	if got := c.closeCode(); got != 1008 {
+		t.Fatalf("flooding socket closed with %d, want 1008", got)
+	}
+	if !strings.Contains(metrics(t, ts), `hubbub_errors_total{code="flooding"} 1`) {
+		t.Errorf("/metrics does not count the flooding close (hubbub_errors_total{code=\"flooding\"}); close: %v", c.closeErr)
+	}
+	bob.sendAndAck("general", "", "still here", "b1")
+}
+
+// A resume may name only channels the person may read: a made-up DM with
+// their own name in it is refused, in one error for the lot, and costs no
+// subscription; their real DMs and public channels resume.
+func testResumeOnlyOwnChannels(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	alice := dial(t, ts, login(t, ts, "alice"))
+	alice.expect("hello", typeIs("hello"))
+	login(t, ts, "bob")
+	dm := alice.sendAndAck("", "bob", "a real DM", "d1")
+	since := map[string]string{"general": "", "dm:alice:bob": ""}
+	for i := range 998 { // a resume names at most 1000 channels
+		since[fmt.Sprintf("dm:alice:ghost%04d", i)] = ""
+	}
+	alice.send(map[string]any{"type": "resume", "since": since})
+	e := alice.expect("one unknown_channel error", typeIs("error", "code", "unknown_channel"))
+	if msg, _ := e["message"].(string); !strings.Contains(msg, "dm:alice:ghost0000") || !strings.Contains(msg, "and 995 more") {
+		t.Errorf("error message %q: want the first made-up channels named and the rest counted", msg)
+	}
+	alice.expect("the real DM replayed", typeIs("message", "id", dm, "channel", "dm:alice:bob"))
+	// The socket is still fine, and no second error came for the rest:
+	// they would have come before this ack.
+	alice.sendAndAck("general", "", "after the resume", "g1")
+	if n := alice.backlogged(typeIs("error")); n != 0 {
+		t.Errorf("%d more error objects, want 1 for the whole resume", n)
+	}
+}
+
+// A read marker cannot move past the channel's last message.
+func testReadMarkerBounded(t *testing.T) {
+	ts := startServer(t, testConfig(), server.Options{})
+	token := login(t, ts, "alice")
+	phone := dial(t, ts, token)
+	phone.expect("hello", typeIs("hello"))
+	laptop := dial(t, ts, token)
+	laptop.expect("hello", typeIs("hello"))
+	id := phone.sendAndAck("general", "", "hello", "m1")
+	phone.send(map[string]any{"type": "read", "channel": "general", "id": "99999999999999-0"})
+	phone.expect("refused future marker", typeIs("error", "code", "bad_request"))
+	phone.send(map[string]any{"type": "read", "channel": "general", "id": id})
+	laptop.expect("the marker at the last message", typeIs("read", "channel", "general", "id", id))
+}
+
 func testConnectionLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxConnectionsPerUser = 2
@@ -563,8 +619,8 @@ func testConnectionLimit(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		dial(t, ts, tok).expect("hello", typeIs("hello"))
 	}
-	if got := dial(t, ts, tok).closeCode(); got != 1008 {
-		t.Fatalf("third socket closed with %d, want 1008", got)
+	if got := dial(t, ts, tok).closeCode(); got != 4429 {
+		t.Fatalf("third socket closed with %d, want 4429 (too many connections)", got)
 	}
 }
 
@@ -643,6 +699,37 @@ func testHealth(t *testing.T) {
 func testConnectionChurn(t *testing.T) {
 	ts := startServer(t, testConfig(), server.Options{})
 	tok := login(t, ts, "alice")
+	warm := dial(t, ts, tok)
+	warm.expect("hello", typeIs("hello"))
+	// A first round of churn grows what stays for the server's life (its
+	// storage pool, feed subscriptions) to its steady size; the second must
+	// then leave nothing behind.
+	churn(t, ts, tok)
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	churn(t, ts, tok)
+	// Nothing announces that the last goroutine of a socket has returned
+	// or its descriptor is closed: poll, with a deadline.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, g, f := ts.Server.ConnectionCount(), runtime.NumGoroutine(), openFDs(t)
+		// A leak would show once per socket (50 of them); the Redis pool may
+		// still grow by a connection or two between rounds.
+		if n == 1 && g <= goroutines+2 && f <= fds+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 50 sockets came and went: %d connections registered (want 1), %d goroutines (baseline %d), %d open files (baseline %d)",
+				n, g, goroutines, f, fds)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// churn opens 50 sockets and drops them, half politely, and waits until
+// the server has forgotten them.
+func churn(t *testing.T, ts *testServer, tok string) {
+	t.Helper()
+	base := ts.Server.ConnectionCount()
 	for i := 0; i < 50; i++ {
 		c, _, err := dialRaw(ts, tok, ts.URL)
 		if err != nil {
@@ -655,11 +742,60 @@ func testConnectionChurn(t *testing.T) {
 		_ = c.Close()
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for ts.Server.ConnectionCount() != 0 {
+	for ts.Server.ConnectionCount() != base {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still registered", ts.Server.ConnectionCount())
+			t.Fatalf("%d connections still registered, want %d", ts.Server.ConnectionCount(), base)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("counting open files: %v", err)
+	}
+	return len(entries)
+}
+
+// A peer that never answers pings (nor sends anything) is closed once the
+// pong wait passes, and forgotten.
+func testDeadPeer(t *testing.T) {
+	cfg := testConfig()
+	cfg.PongWait = time.Second
+	ts := startServer(t, cfg, server.Options{})
+	c, _, err := dialRaw(ts, login(t, ts, "alice"), ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Not reading is what keeps gorilla from answering the pings: the test
+	// must not read until the server has given up on the socket. The server
+	// registers a socket after the upgrade; wait for that, then for its end.
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.Server.ConnectionCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the socket was never registered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for ts.Server.ConnectionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a silent peer is still connected 10 s after a 1 s pong wait")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Its TCP connection is gone too: reading finds the end.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the server forgot the socket but did not close it: %v", err)
+			}
+			return
+		}
 	}
 }
 
@@ -720,11 +856,11 @@ func testSlowConsumer(t *testing.T) {
 	// ...while the stalled socket was cut: reading it now drains what the
 	// buffers held, then fails, well short of every message.
 	got, err := drainUntilClosed(t, stalled)
-	// The close frame says why (1008), unless the connection was cut
+	// The close frame says why (4408), unless the connection was cut
 	// because the writer was stuck on it (1006: no close frame).
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) && ce.Code != 1008 && ce.Code != 1006 {
-		t.Errorf("closed with %d, want 1008 or 1006", ce.Code)
+	if errors.As(err, &ce) && ce.Code != 4408 && ce.Code != 1006 {
+		t.Errorf("closed with %d, want 4408 (too slow) or 1006", ce.Code)
 	}
 	if got >= sends {
 		t.Fatalf("the stalled socket got all %d messages", got)

@@ -99,6 +99,12 @@ func (r apiResult) errMessage() string {
 // call makes an API request. token, if set, goes in a Bearer header.
 func call(t testing.TB, method, url, token string, body any, hdr ...string) apiResult {
 	t.Helper()
+	return callVia(t, http.DefaultClient, method, url, token, body, hdr...)
+}
+
+// callVia is call through client (one bound to another source address, say).
+func callVia(t testing.TB, client *http.Client, method, url, token string, body any, hdr ...string) apiResult {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -120,7 +126,7 @@ func call(t testing.TB, method, url, token string, body any, hdr ...string) apiR
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -290,6 +296,28 @@ func typeIs(typ string, kv ...string) func(map[string]any) bool {
 			}
 		}
 		return true
+	}
+}
+
+// backlogged counts the objects already received, and not taken by an
+// expect, that match.
+func (c *client) backlogged(match func(map[string]any) bool) int {
+	n := 0
+	for _, o := range c.backlog {
+		if match(o) {
+			n++
+		}
+	}
+	for {
+		select {
+		case o := <-c.objs:
+			c.backlog = append(c.backlog, o)
+			if match(o) {
+				n++
+			}
+		default:
+			return n
+		}
 	}
 }
 

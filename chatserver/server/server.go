@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -55,6 +56,7 @@ type Server struct {
 	metrics  *metrics.Metrics
 	chat     *chat.Service
 	auth     *auth.Service
+	proxies  []netip.Prefix // cfg.TrustedProxies, parsed
 	draining atomic.Bool
 }
 
@@ -67,8 +69,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	if log == nil {
 		log = slog.Default()
 	}
+	proxies, err := config.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	pod := podID()
-	s := &Server{cfg: cfg, log: log, backend: opts.Backend, metrics: metrics.New()}
+	s := &Server{cfg: cfg, log: log, backend: opts.Backend, metrics: metrics.New(), proxies: proxies}
 	if s.backend == nil {
 		b, err := OpenBackend(ctx, cfg, pod, log)
 		if err != nil {
@@ -77,11 +83,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		s.backend, s.owned = b, true
 	}
 	registerBackendMetrics(s.metrics, s.backend)
-	var err error
 	s.auth, err = auth.New(s.backend, auth.Options{
 		BcryptCost: cfg.BcryptCost, BcryptConcurrency: bcryptSlots(cfg.BcryptConcurrency), SessionTTL: cfg.SessionTTL,
 		RegistrationOpen: cfg.Registration == config.RegistrationOpen,
-		MaxFailures:      cfg.LoginAttemptsPerMinute, ThrottleWindow: time.Minute,
+		MaxFailures:      cfg.LoginAttemptsPerMinute, MaxFailuresPerIP: cfg.LoginAttemptsPerIPPerMinute,
+		ThrottleWindow: time.Minute,
 	})
 	if err != nil {
 		s.closeBackend()
@@ -95,7 +101,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, MaxConns: cfg.MaxConnections, PresenceTTL: cfg.PresenceTTL,
-		SendQueueMax: cfg.SendQueueMax, WriteTimeout: cfg.WriteTimeout,
+		SendQueueMax: cfg.SendQueueMax, WriteTimeout: cfg.WriteTimeout, PongWait: cfg.PongWait,
 		Logger: log, Metrics: s.metrics,
 	})
 	return s, nil
@@ -172,7 +178,7 @@ func (s *Server) Handler(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	api.New(api.Options{
 		Auth: s.auth, Chat: s.chat, Metrics: s.metrics, Logger: s.log,
-		AllowedOrigins: s.cfg.AllowedOrigins, TrustProxyHeaders: s.cfg.TrustProxyHeaders,
+		AllowedOrigins: s.cfg.AllowedOrigins, TrustedProxies: s.proxies,
 		SessionTTL: s.cfg.SessionTTL, Context: ctx,
 	}).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -180,6 +186,7 @@ func (s *Server) Handler(ctx context.Context) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET "+StatsPath, newStatsHandler(s.backend, s.log))
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle("/", web.Handler())
 	return mux

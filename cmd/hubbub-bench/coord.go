@@ -329,7 +329,7 @@ func (c *coordinator) startServers(ctx context.Context) error {
 				"--bcrypt-cost", strconv.Itoa(cfg.BcryptCost),
 				"--messages-per-second", "1000000", "--message-burst", "1000000",
 				"--max-connections-per-user", strconv.Itoa(perUser),
-				"--login-attempts-per-minute", "1000000", "--log-level", "warn"}
+				"--login-attempts-per-minute", "1000000", "--login-attempts-per-ip-per-minute", "1000000", "--log-level", "warn"}
 			if cfg.Backend == "redis" {
 				args = append(args, "--redis-url", "redis://"+c.redisAt)
 			}

@@ -262,7 +262,7 @@ func testConfig() config.Config {
 	cfg.Channels = []string{"general", "random"}
 	cfg.MessagesPerSecond = 1000 // the history test writes quickly
 	cfg.MessageBurst = 1000
-	cfg.LoginAttemptsPerMinute = 1000
+	cfg.LoginAttemptsPerMinute, cfg.LoginAttemptsPerIPPerMinute = 1000, 1000
 	cfg.ShutdownGrace = 3 * time.Second
 	return cfg
 }

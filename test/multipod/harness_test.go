@@ -85,7 +85,7 @@ func startPods(t *testing.T, srv *redistest.Server, n int, extra ...string) []*p
 			"--channels=general,random",
 			"--messages-per-second=50",
 			"--message-burst=100",
-			"--login-attempts-per-minute=10000",
+			"--login-attempts-per-minute=10000", "--login-attempts-per-ip-per-minute=10000",
 			"--log-level=info",
 		}, extra...)
 		p.start()

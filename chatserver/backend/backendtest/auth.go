@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ var authTests = []test{
 	{"DeleteSession", testDeleteSession},
 	{"DeleteSessions", testDeleteSessions},
 	{"ThrottleFixedWindow", testThrottle},
+	{"ThrottleCountIsAtomic", testThrottleAtomic},
+	{"ThrottleForgive", testThrottleForgive},
 	{"ThrottleWindowEnds", testThrottleWindowEnds},
 }
 
@@ -226,50 +229,113 @@ func testDeleteSessions(t *testing.T, newBackend func() Backend) {
 	}
 }
 
+type throttleCount struct {
+	count int
+	retry time.Duration
+}
+
+// countLogin calls CountLogin, failing the test on an error.
+func countLogin(t *testing.T, ctx context.Context, b Backend, key string, window time.Duration) throttleCount {
+	t.Helper()
+	n, d, err := b.CountLogin(ctx, key, window)
+	check(t, err)
+	return throttleCount{n, d}
+}
+
 func testThrottle(t *testing.T, newBackend func() Backend) {
 	ctx := testContext(t)
 	b, peer := newBackend(), newBackend()
 	const window = time.Minute
-	type result struct {
-		count int
-		retry time.Duration
+	var got []throttleCount
+	for _, srv := range []Backend{b, peer, b} {
+		got = append(got, countLogin(t, ctx, srv, "user:alice", window))
 	}
-	call := func(f func() (int, time.Duration, error)) result {
-		t.Helper()
-		n, d, err := f()
-		check(t, err)
-		return result{n, d}
-	}
-	if got := call(func() (int, time.Duration, error) { return b.LoginFailures(ctx, "user:alice") }); got != (result{}) {
-		t.Errorf("LoginFailures of a fresh key = %+v, want zero", got)
-	}
-	r1 := call(func() (int, time.Duration, error) { return b.FailedLogin(ctx, "user:alice", window) })
-	r2 := call(func() (int, time.Duration, error) { return peer.FailedLogin(ctx, "user:alice", window) })
-	r3 := call(func() (int, time.Duration, error) { return b.FailedLogin(ctx, "user:alice", window) })
-	for i, r := range []result{r1, r2, r3} {
+	for i, r := range got {
 		if r.count != i+1 {
-			t.Errorf("failure %d counted as %d", i+1, r.count)
+			t.Errorf("attempt %d counted as %d", i+1, r.count)
 		}
 		if r.retry <= 0 || r.retry > window {
-			t.Errorf("failure %d: retryAfter %s, want in (0, %s]", i+1, r.retry, window)
+			t.Errorf("attempt %d: retryAfter %s, want in (0, %s]", i+1, r.retry, window)
 		}
 	}
-	if r3.retry > r1.retry {
-		t.Errorf("retryAfter grew from %s to %s: the window must be fixed from the first failure, not sliding", r1.retry, r3.retry)
+	if got[2].retry > got[0].retry {
+		t.Errorf("retryAfter grew from %s to %s: the window must be fixed from the first attempt, not sliding", got[0].retry, got[2].retry)
 	}
-	read := call(func() (int, time.Duration, error) { return peer.LoginFailures(ctx, "user:alice") })
-	if read.count != 3 || read.retry <= 0 || read.retry > r3.retry {
-		t.Errorf("LoginFailures = %+v, want count 3 and retryAfter in (0, %s]", read, r3.retry)
+	if other := countLogin(t, ctx, b, "ip:127.0.0.1", window); other.count != 1 {
+		t.Errorf("first attempt of another key counted as %d, want 1", other.count)
 	}
-	if again := call(func() (int, time.Duration, error) { return b.LoginFailures(ctx, "user:alice") }); again.count != 3 {
-		t.Errorf("LoginFailures counted: %d, want 3", again.count)
+	check(t, peer.ResetLogin(ctx, "user:alice"))
+	if r := countLogin(t, ctx, b, "user:alice", window); r.count != 1 {
+		t.Errorf("first attempt after ResetLogin counted as %d, want 1", r.count)
 	}
-	if other := call(func() (int, time.Duration, error) { return b.LoginFailures(ctx, "ip:127.0.0.1") }); other != (result{}) {
-		t.Errorf("another key = %+v, want zero", other)
+	if r := countLogin(t, ctx, b, "ip:127.0.0.1", window); r.count != 2 {
+		t.Errorf("ResetLogin of one key changed another: counted as %d, want 2", r.count)
 	}
-	check(t, b.ResetLogin(ctx, "user:alice"))
-	if got := call(func() (int, time.Duration, error) { return peer.LoginFailures(ctx, "user:alice") }); got != (result{}) {
-		t.Errorf("LoginFailures after ResetLogin = %+v, want zero", got)
+}
+
+// Login counts an attempt before it checks the password, so concurrent
+// counts on any servers must each see their own number: were two to see the
+// same, both could go on to check a password past the limit.
+func testThrottleAtomic(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	servers := []Backend{newBackend(), newBackend()}
+	const n = 40
+	var (
+		mu   sync.Mutex
+		seen []int
+		wg   sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			c, _, err := servers[i%2].CountLogin(ctx, "ip:192.0.2.1", time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, c)
+		})
+	}
+	wg.Wait()
+	slices.Sort(seen)
+	want := make([]int, n)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("counts seen by %d concurrent attempts (-want +got):\n%s", n, diff)
+	}
+}
+
+func testThrottleForgive(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	b, peer := newBackend(), newBackend()
+	const window = time.Minute
+	first := countLogin(t, ctx, b, "ip:192.0.2.1", window)
+	countLogin(t, ctx, b, "ip:192.0.2.1", window)
+	check(t, peer.ForgiveLogin(ctx, "ip:192.0.2.1"))
+	r := countLogin(t, ctx, b, "ip:192.0.2.1", window)
+	if r.count != 2 {
+		t.Errorf("after 2 attempts and 1 forgiven, the next counted as %d, want 2", r.count)
+	}
+	if r.retry > first.retry {
+		t.Errorf("retryAfter grew from %s to %s: ForgiveLogin must not move the window", first.retry, r.retry)
+	}
+
+	// Never below zero: forgiving more than was counted forgives nothing extra.
+	countLogin(t, ctx, b, "ip:192.0.2.2", window)
+	for range 3 {
+		check(t, b.ForgiveLogin(ctx, "ip:192.0.2.2"))
+	}
+	if r := countLogin(t, ctx, b, "ip:192.0.2.2", window); r.count != 1 {
+		t.Errorf("after over-forgiving, the next attempt counted as %d, want 1", r.count)
+	}
+
+	// A key without a window stays without one.
+	check(t, b.ForgiveLogin(ctx, "ip:192.0.2.3"))
+	if r := countLogin(t, ctx, b, "ip:192.0.2.3", shortTTL); r.count != 1 || r.retry <= 0 || r.retry > shortTTL {
+		t.Errorf("first attempt after forgiving a fresh key = %+v, want count 1 in a new %s window", r, shortTTL)
 	}
 }
 
@@ -277,18 +343,11 @@ func testThrottleWindowEnds(t *testing.T, newBackend func() Backend) {
 	ctx := testContext(t)
 	b := newBackend()
 	for range 2 {
-		if _, _, err := b.FailedLogin(ctx, "user:alice", shortTTL); err != nil {
-			t.Fatal(err)
-		}
+		countLogin(t, ctx, b, "user:alice", shortTTL)
 	}
+	// Counting while waiting is harmless: a window is fixed from its first
+	// attempt, so it ends on time however often it is counted.
 	eventually(t, "the throttle window to end", func() bool {
-		n, _, err := b.LoginFailures(ctx, "user:alice")
-		check(t, err)
-		return n == 0
+		return countLogin(t, ctx, b, "user:alice", shortTTL).count == 1
 	})
-	n, _, err := b.FailedLogin(ctx, "user:alice", shortTTL)
-	check(t, err)
-	if n != 1 {
-		t.Errorf("first failure of a new window counted as %d, want 1", n)
-	}
 }

@@ -596,8 +596,8 @@ func (b *Backend) DeleteSessions(_ context.Context, username string) ([]auth.Ses
 	return out, nil
 }
 
-// FailedLogin implements auth.Store.
-func (b *Backend) FailedLogin(_ context.Context, key string, window time.Duration) (int, time.Duration, error) {
+// CountLogin implements auth.Store.
+func (b *Backend) CountLogin(_ context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
 	now := b.st.now()
@@ -610,17 +610,18 @@ func (b *Backend) FailedLogin(_ context.Context, key string, window time.Duratio
 	return e.count, e.ends.Sub(now), nil
 }
 
-// LoginFailures implements auth.Store.
-func (b *Backend) LoginFailures(_ context.Context, key string) (int, time.Duration, error) {
+// ForgiveLogin implements auth.Store.
+func (b *Backend) ForgiveLogin(_ context.Context, key string) error {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
-	now := b.st.now()
 	e, ok := b.st.throttle[key]
-	if !ok || !now.Before(e.ends) {
+	if !ok || !b.st.now().Before(e.ends) {
 		delete(b.st.throttle, key)
-		return 0, 0, nil
+		return nil
 	}
-	return e.count, e.ends.Sub(now), nil
+	e.count = max(e.count-1, 0)
+	b.st.throttle[key] = e
+	return nil
 }
 
 // ResetLogin implements auth.Store.

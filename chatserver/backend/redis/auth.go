@@ -79,8 +79,10 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return f
 `)
 
-// failedLoginScript: KEYS[1] counter; ARGV window ms. Returns {count, ttl ms}.
-var failedLoginScript = redis.NewScript(`
+// countLoginScript: KEYS[1] counter; ARGV window ms. Returns {count, ttl ms}.
+// INCR and PEXPIRE in one script: no pod ever sees a counter without its
+// window, and concurrent counts from any number of pods each get their own.
+var countLoginScript = redis.NewScript(`
 local c = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
@@ -90,13 +92,12 @@ end
 return {c, ttl}
 `)
 
-// loginFailuresScript: KEYS[1] counter. Returns {count, ttl ms} or {0, 0}.
-var loginFailuresScript = redis.NewScript(`
-local c = redis.call('GET', KEYS[1])
-if not c then return {0, 0} end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then ttl = 0 end
-return {tonumber(c), ttl}
+// forgiveLoginScript: KEYS[1] counter. Decrements it when above zero; DECR
+// keeps the key's expiry, so the window does not move.
+var forgiveLoginScript = redis.NewScript(`
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c > 0 then redis.call('DECR', KEYS[1]) end
+return 0
 `)
 
 // CreateUser implements auth.Store.
@@ -246,29 +247,22 @@ func (b *Backend) deleteSession(ctx context.Context, username, tokenHash, id str
 	return sessionFromFields(tokenHash, res), true, nil
 }
 
-// FailedLogin implements auth.Store.
-func (b *Backend) FailedLogin(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
-	res, err := failedLoginScript.Run(ctx, b.client, []string{keys.Throttle(b.room, key)},
+// CountLogin implements auth.Store.
+func (b *Backend) CountLogin(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
+	res, err := countLoginScript.Run(ctx, b.client, []string{keys.Throttle(b.room, key)},
 		max(window.Milliseconds(), 1)).Int64Slice()
 	if err != nil {
-		return 0, 0, b.wrap("count failed login", err)
+		return 0, 0, b.wrap("count login attempt", err)
 	}
 	if len(res) != 2 {
-		return 0, 0, fmt.Errorf("redis count failed login: unexpected reply %v", res)
+		return 0, 0, fmt.Errorf("redis count login attempt: unexpected reply %v", res)
 	}
 	return int(res[0]), time.Duration(res[1]) * time.Millisecond, nil
 }
 
-// LoginFailures implements auth.Store.
-func (b *Backend) LoginFailures(ctx context.Context, key string) (int, time.Duration, error) {
-	res, err := loginFailuresScript.Run(ctx, b.client, []string{keys.Throttle(b.room, key)}).Int64Slice()
-	if err != nil {
-		return 0, 0, b.wrap("read failed logins", err)
-	}
-	if len(res) != 2 {
-		return 0, 0, fmt.Errorf("redis read failed logins: unexpected reply %v", res)
-	}
-	return int(res[0]), time.Duration(res[1]) * time.Millisecond, nil
+// ForgiveLogin implements auth.Store.
+func (b *Backend) ForgiveLogin(ctx context.Context, key string) error {
+	return b.wrap("forgive login attempt", forgiveLoginScript.Run(ctx, b.client, []string{keys.Throttle(b.room, key)}).Err())
 }
 
 // ResetLogin implements auth.Store.

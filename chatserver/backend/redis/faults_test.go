@@ -212,8 +212,8 @@ func TestRedisRestart(t *testing.T) {
 		{"Sessions", func(ctx context.Context) error { _, err := writer.Sessions(ctx, "alice"); return err }},
 		{"DeleteSession", func(ctx context.Context) error { _, err := writer.DeleteSession(ctx, "alice", "x"); return err }},
 		{"DeleteSessions", func(ctx context.Context) error { _, err := writer.DeleteSessions(ctx, "alice"); return err }},
-		{"FailedLogin", func(ctx context.Context) error { _, _, err := writer.FailedLogin(ctx, "k", time.Minute); return err }},
-		{"LoginFailures", func(ctx context.Context) error { _, _, err := writer.LoginFailures(ctx, "k"); return err }},
+		{"CountLogin", func(ctx context.Context) error { _, _, err := writer.CountLogin(ctx, "k", time.Minute); return err }},
+		{"ForgiveLogin", func(ctx context.Context) error { return writer.ForgiveLogin(ctx, "k") }},
 		{"ResetLogin", func(ctx context.Context) error { return writer.ResetLogin(ctx, "k") }},
 	}
 	for _, op := range ops {
@@ -375,7 +375,7 @@ func TestKeysCarryRoomHashTag(t *testing.T) {
 		func() error { _, err := b.AddDM(ctx, "dm:alice:bob"); return err }(),
 		b.CreateUser(ctx, auth.User{Username: "alice"}),
 		b.CreateSession(ctx, auth.Session{ID: "ab", TokenHash: "abcd", Username: "alice"}, time.Minute),
-		func() error { _, _, err := b.FailedLogin(ctx, "ip:1", time.Minute); return err }(),
+		func() error { _, _, err := b.CountLogin(ctx, "ip:1", time.Minute); return err }(),
 	}
 	for _, err := range steps {
 		if err != nil {

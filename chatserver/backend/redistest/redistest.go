@@ -116,6 +116,39 @@ func (s *Server) Stop() {
 	}
 }
 
+// Freeze stops the server with SIGSTOP: it keeps its connections open and
+// answers nothing, like a Redis stuck on a disk or behind a partition. The
+// test's cleanup thaws it, so that it can be stopped.
+func (s *Server) Freeze() {
+	s.t.Helper()
+	if err := s.send(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("redistest: freeze: %v", err)
+	}
+	s.t.Cleanup(s.Thaw)
+}
+
+// Thaw resumes a frozen server (SIGCONT); on a running one, or one no longer
+// running, it does nothing.
+func (s *Server) Thaw() {
+	s.t.Helper()
+	if !s.Running() {
+		return
+	}
+	if err := s.send(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("redistest: thaw: %v", err)
+	}
+}
+
+// send delivers sig without waiting for the process to exit.
+func (s *Server) send(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("redis-server is not running")
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
 // Restart stops the server if it runs, then starts it again on the same
 // port and directory and waits until it answers PING.
 func (s *Server) Restart() {

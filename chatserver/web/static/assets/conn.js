@@ -5,19 +5,26 @@
 //   4401        the session expired or was revoked: stop, the page shows login
 //   1012        the server is restarting (announced by a `reconnect` object):
 //               come back soon, spread over a second, and resume
-//   1008, 1009  policy / frame too large: reported, then normal backoff
+//   1008, 1009, 4408, 4429, 1013
+//               flooding / frame too large / too slow / too many
+//               connections / server full: reported, then normal backoff
 //   anything else, or a failed handshake: normal backoff. A handshake that
 //               keeps failing may mean the session is gone (a browser cannot
 //               see the 401), so the page is asked to check it.
 
 import { backoffDelay, splitFrame } from './proto.js';
 
+// The close codes the server sends, one meaning each (docs/protocol.md).
 export const Close = Object.freeze({
   Normal: 1000,
-  Policy: 1008,
+  GoingAway: 1001,
+  Flooding: 1008,
   TooLarge: 1009,
   ServiceRestart: 1012,
+  TryAgainLater: 1013,
   SessionEnded: 4401,
+  TooSlow: 4408,
+  TooManyConnections: 4429,
 });
 
 // Connection is an EventTarget that emits:
@@ -158,8 +165,11 @@ export class Connection extends EventTarget {
       return;
     }
     let why = 'Connection lost.';
-    if (code === Close.Policy) why = reason ? `The server refused the connection: ${reason}` : 'The server refused the connection.';
+    if (code === Close.Flooding) why = 'Too many messages at once: the server closed the connection.';
     else if (code === Close.TooLarge) why = 'A message was too large for the server.';
+    else if (code === Close.TooSlow) why = 'The connection was too slow to keep up.';
+    else if (code === Close.TooManyConnections) why = 'You are connected from too many tabs or devices; close one.';
+    else if (code === Close.TryAgainLater) why = 'The server is busy.';
     else if (!opened) why = 'Cannot reach the server.';
     if (!opened && this.checkSession && this.attempt >= 1) {
       // A failed handshake looks the same whether the server is down or our
