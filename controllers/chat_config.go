@@ -16,9 +16,11 @@ import (
 const (
 	chatPort     = 8080
 	chatPortName = "http"
-	// bootstrapUsersDir holds the bootstrap users Secret key, mounted read-only.
-	bootstrapUsersDir  = "/etc/hubbub/bootstrap"
-	bootstrapUsersFile = bootstrapUsersDir + "/users"
+	// bootstrapUsersDir holds the bootstrap users Secret key, mounted
+	// read-only from the pod volume bootstrapUsersVolume.
+	bootstrapUsersVolume = "bootstrap-users"
+	bootstrapUsersDir    = "/etc/hubbub/bootstrap"
+	bootstrapUsersFile   = bootstrapUsersDir + "/users"
 	// terminationGraceMargin is added to the chat server's --shutdown-grace so
 	// that Kubernetes never kills a pod that is still draining on time.
 	terminationGraceMargin = 5
@@ -54,9 +56,10 @@ func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
 	c.MessageBurst = int(s.Limits.MessageBurst)
 	c.MaxConnectionsPerUser = int(s.Limits.MaxConnectionsPerUser)
 	if in := s.Ingress; in != nil {
-		// Behind an ingress the browser's origin is the public host and the
-		// client address is in X-Forwarded-For.
-		c.TrustProxyHeaders = true
+		// Behind an ingress the browser's origin is the public host. No
+		// proxies are trusted: the operator does not know the ingress
+		// controller's addresses, and trusting a guess would let anyone
+		// who reaches a pod choose their X-Forwarded-For.
 		c.AllowedOrigins = []string{roomURLScheme(in) + "://" + in.Host}
 	}
 	return c
@@ -101,16 +104,14 @@ func configEnv(c config.Config) map[string]string {
 	return env
 }
 
-// configHash is a short digest of the ConfigMap data and of the versions of
-// the Secrets the pods read; it goes into the pod template so that a change
-// to any of them rolls the pods.
-func configHash(data map[string]string, secretVersions []string) string {
+// configHash is a short digest of the ConfigMap data; it goes into the pod
+// template so that a change rolls the pods. The Secrets the pods read are
+// not in it: the operator may not read Secrets, so a changed Secret rolls
+// nothing by itself (docs/operator.md says how to restart).
+func configHash(data map[string]string) string {
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(data)) {
 		fmt.Fprintf(h, "%s=%q\n", k, data[k])
-	}
-	for _, v := range secretVersions {
-		fmt.Fprintf(h, "secret %s\n", v)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -64,7 +64,7 @@ func TestChatPodParsesBack(t *testing.T) {
 			want := chatConfig(room)
 			data := configEnv(want)
 			cm := desiredConfigMap(room, data)
-			dep, err := desiredDeployment(room, "hubbub:1", configHash(data, nil), want)
+			dep, err := desiredDeployment(room, "hubbub:1", configHash(data), want)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,14 +168,14 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 			return firstErr(
 				eq("room", c.Room, "team-a/lobby"),
 				eq("redis", c.RedisURL, "redis://lobby-redis.team-a.svc:6379"),
-				eq("trust proxy", c.TrustProxyHeaders, false),
+				eq("trusted proxies", len(c.TrustedProxies), 0),
 			)
 		}},
 		{"every limit, ingress with TLS", func(c config.Config) error {
 			return firstErr(
 				eq("origins", len(c.AllowedOrigins), 1),
 				eq("origin", c.AllowedOrigins[0], "https://chat.example.com"),
-				eq("trust proxy", c.TrustProxyHeaders, true),
+				eq("trusted proxies", len(c.TrustedProxies), 0),
 				eq("ttl", c.SessionTTL, 90*time.Minute),
 				eq("history", c.HistoryMax, 500),
 				eq("rate", c.MessagesPerSecond, 2.0),
@@ -204,21 +204,19 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 }
 
 func TestConfigHash(t *testing.T) {
-	base := configHash(map[string]string{"A": "1", "B": "2"}, []string{"s uid/1"})
+	base := configHash(map[string]string{"A": "1", "B": "2"})
 	tests := []struct {
-		name     string
-		data     map[string]string
-		versions []string
-		same     bool
+		name string
+		data map[string]string
+		same bool
 	}{
-		{"same content", map[string]string{"B": "2", "A": "1"}, []string{"s uid/1"}, true},
-		{"value changed", map[string]string{"A": "1", "B": "3"}, []string{"s uid/1"}, false},
-		{"key moved into value", map[string]string{"A": "1\nB=2"}, []string{"s uid/1"}, false},
-		{"secret changed", map[string]string{"A": "1", "B": "2"}, []string{"s uid/2"}, false},
-		{"secret gone", map[string]string{"A": "1", "B": "2"}, nil, false},
+		{"same content", map[string]string{"B": "2", "A": "1"}, true},
+		{"value changed", map[string]string{"A": "1", "B": "3"}, false},
+		{"key moved into value", map[string]string{"A": "1\nB=2"}, false},
+		{"key gone", map[string]string{"A": "1"}, false},
 	}
 	for _, tt := range tests {
-		if got := configHash(tt.data, tt.versions); (got == base) != tt.same {
+		if got := configHash(tt.data); (got == base) != tt.same {
 			t.Errorf("%s: hash %s vs %s, want same=%v", tt.name, got, base, tt.same)
 		}
 	}

@@ -146,12 +146,12 @@ func chatPodSpec(room *chatv1alpha1.ChatRoom, image string, cfg config.Config) (
 		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
 	}
 	if ref := bootstrapUsersRef(room); ref != nil {
-		volumes = append(volumes, corev1ac.Volume().WithName("bootstrap-users").WithSecret(
+		volumes = append(volumes, corev1ac.Volume().WithName(bootstrapUsersVolume).WithSecret(
 			corev1ac.SecretVolumeSource().
 				WithSecretName(ref.Name).
 				WithDefaultMode(0o440).
 				WithItems(corev1ac.KeyToPath().WithKey(ref.Key).WithPath("users"))))
-		c.WithVolumeMounts(corev1ac.VolumeMount().WithName("bootstrap-users").WithMountPath(bootstrapUsersDir).WithReadOnly(true))
+		c.WithVolumeMounts(corev1ac.VolumeMount().WithName(bootstrapUsersVolume).WithMountPath(bootstrapUsersDir).WithReadOnly(true))
 	}
 
 	p := corev1ac.PodSpec().

@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
@@ -278,16 +281,71 @@ func TestDesiredRedis(t *testing.T) {
 	if len(pw) != 64 || pw == other {
 		t.Errorf("passwords %q, %q: want 64 random hex characters each", pw, other)
 	}
-	np := desiredRedisNetworkPolicy(room(chatv1alpha1.ChatRoomSpec{}), Options{OperatorPodLabels: DefaultOperatorPodLabels})
-	from := np.Spec.Ingress[0].From
+
+	set := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "lobby-redis", UID: "set-uid"}}
+	secret := desiredRedisSecret(room(chatv1alpha1.ChatRoomSpec{}), set, pw)
+	owner := metav1.GetControllerOf(secret)
 	if err := firstErr(
-		eq("policy types", string(np.Spec.PolicyTypes[0]), "Ingress"),
-		eq("chat pods", from[0].PodSelector.MatchLabels[LabelComponent], ComponentChat),
-		eq("operator from any namespace", len(from[1].NamespaceSelector.MatchLabels), 0),
-		eq("operator pods", from[1].PodSelector.MatchLabels[LabelName], "hubbub-operator"),
-		eq("port", from != nil && np.Spec.Ingress[0].Ports[0].Port.IntValue() == redisPort, true),
+		eq("password", string(secret.Data[chatv1alpha1.DefaultRedisPasswordKey]), pw),
+		eq("immutable", ptr.Deref(secret.Immutable, false), true),
+		eq("owner", owner != nil && owner.Kind == "StatefulSet" && owner.UID == "set-uid", true),
+		// Blocking the set's deletion would need a right on statefulsets/finalizers.
+		eq("does not block deletion", ptr.Deref(owner.BlockOwnerDeletion, false), false),
 	); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRedisNetworkPolicyAdmitsOnlyChatPods: the managed Redis admits this
+// room's chat pods and nothing else, whatever the operator knows of its own
+// namespace. The operator never talks to Redis, so it has no peer; an
+// operator peer without a namespace would have admitted operator-labelled
+// pods from every namespace.
+func TestRedisNetworkPolicyAdmitsOnlyChatPods(t *testing.T) {
+	tests := []struct {
+		name string
+		room *chatv1alpha1.ChatRoom
+	}{
+		{"defaults", room(chatv1alpha1.ChatRoomSpec{})},
+		{"explicit managed, another room and namespace", defaulted(&chatv1alpha1.ChatRoom{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "town"},
+			Spec:       chatv1alpha1.ChatRoomSpec{Redis: &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{}}},
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			np := desiredRedisNetworkPolicy(tt.room)
+			type peer struct {
+				Pods       map[string]string
+				Namespaces *metav1ac.LabelSelectorApplyConfiguration
+				IPBlock    bool
+			}
+			var peers []peer
+			for _, rule := range np.Spec.Ingress {
+				if len(rule.From) == 0 {
+					t.Fatalf("an ingress rule without peers admits everyone: %+v", rule)
+				}
+				for _, f := range rule.From {
+					p := peer{Namespaces: f.NamespaceSelector, IPBlock: f.IPBlock != nil}
+					if f.PodSelector != nil {
+						p.Pods = f.PodSelector.MatchLabels
+					}
+					peers = append(peers, p)
+				}
+			}
+			// No namespace selector: the room's own namespace only.
+			want := []peer{{Pods: map[string]string{LabelName: AppName, LabelInstance: tt.room.Name, LabelComponent: ComponentChat}}}
+			if diff := cmp.Diff(want, peers); diff != "" {
+				t.Errorf("peers (-want +got):\n%s", diff)
+			}
+			if err := firstErr(
+				eq("policy types", fmt.Sprint(np.Spec.PolicyTypes), "[Ingress]"),
+				eq("selects the room's Redis", np.Spec.PodSelector.MatchLabels[LabelComponent], ComponentRedis),
+				eq("port", np.Spec.Ingress[0].Ports[0].Port.IntValue(), redisPort),
+			); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 

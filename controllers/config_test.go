@@ -73,9 +73,6 @@ func TestManagerManifests(t *testing.T) {
 			if err := tc.c.Create(ctx, pod, client.DryRunAll); err != nil {
 				t.Errorf("operator pod refused (restricted Pod Security): %v", err)
 			}
-			if got := d.Spec.Template.Labels; got[LabelName] != DefaultOperatorPodLabels[LabelName] {
-				t.Errorf("operator pod labels %v do not match the NetworkPolicy default %v", got, DefaultOperatorPodLabels)
-			}
 		}
 	}
 }

@@ -3,19 +3,24 @@ package controllers
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	jsonserializer "k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -105,9 +110,11 @@ func (tc *testCluster) get(ns, name string, obj client.Object) error {
 }
 
 // markDeploymentReady plays the Deployment controller, which envtest does not
-// run: every wanted pod is updated, ready and available.
+// run: every wanted pod is updated, ready and available; and one of those
+// pods runs (runChatPod).
 func (tc *testCluster) markDeploymentReady(t *testing.T, ns, name string) {
 	t.Helper()
+	defer tc.runChatPod(t, ns, name)
 	eventually(t, 20*time.Second, func() error {
 		d := &appsv1.Deployment{}
 		if err := tc.get(ns, name, d); err != nil {
@@ -124,6 +131,101 @@ func (tc *testCluster) markDeploymentReady(t *testing.T, ns, name string) {
 		}
 		return tc.c.Status().Update(context.Background(), d)
 	})
+}
+
+// podIPs hands each pod the tests run an address of its own.
+var podIPs atomic.Uint32
+
+// runChatPod plays the ReplicaSet controller and the kubelet, which envtest
+// does not run: a pod from the chat Deployment's template, running and ready
+// at an address of its own. It returns the address (host:port) the
+// operator asks for presence. A second call returns the same pod's.
+func (tc *testCluster) runChatPod(t *testing.T, ns, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	d := &appsv1.Deployment{}
+	eventually(t, waitFor, func() error { return tc.get(ns, name, d) })
+	pod := &corev1.Pod{}
+	switch err := tc.get(ns, name+"-running", pod); {
+	case err == nil:
+		return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(chatPort))
+	case !apierrors.IsNotFound(err):
+		t.Fatal(err)
+	}
+	pod = &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-running", Labels: d.Spec.Template.Labels, Annotations: d.Spec.Template.Annotations},
+		Spec:       d.Spec.Template.Spec,
+	}
+	if err := tc.c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	n := podIPs.Add(1)
+	ip := fmt.Sprintf("10.%d.%d.%d", 100+byte(n>>16), byte(n>>8), byte(n))
+	pod.Status = corev1.PodStatus{
+		Phase:      corev1.PodRunning,
+		PodIP:      ip,
+		PodIPs:     []corev1.PodIP{{IP: ip}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: ComponentChat, Image: pod.Spec.Containers[0].Image, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+		}},
+	}
+	if err := tc.c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(chatPort))
+}
+
+// setPodWaiting plays the kubelet of a pod whose container cannot start:
+// it waits with reason and message.
+func (tc *testCluster) setPodWaiting(t *testing.T, pod *corev1.Pod, reason, message string) {
+	t.Helper()
+	eventually(t, waitFor, func() error {
+		if err := tc.get(pod.Namespace, pod.Name, pod); err != nil {
+			return err
+		}
+		pod.Status = corev1.PodStatus{
+			Phase: corev1.PodPending,
+			ContainerStatuses: []corev1.ContainerStatus{{
+				Name: pod.Spec.Containers[0].Name, Image: pod.Spec.Containers[0].Image,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}},
+			}},
+		}
+		return tc.c.Status().Update(context.Background(), pod)
+	})
+}
+
+// podFromTemplate creates a pod the way a ReplicaSet or StatefulSet
+// controller would from tmpl (no status yet).
+func (tc *testCluster) podFromTemplate(t *testing.T, ns, name string, tmpl corev1.PodTemplateSpec) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	// envtest runs no controller that creates "default" accounts.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cmp.Or(tmpl.Spec.ServiceAccountName, "default")}}
+	if err := tc.c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
+		Spec:       tmpl.Spec,
+	}
+	if err := tc.c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// redisPodTemplate is the Redis StatefulSet's pod template with the volumes
+// the StatefulSet controller adds for its claim templates.
+func redisPodTemplate(s *appsv1.StatefulSet) corev1.PodTemplateSpec {
+	tmpl := *s.Spec.Template.DeepCopy()
+	for _, claim := range s.Spec.VolumeClaimTemplates {
+		tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: claim.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim.Name + "-" + s.Name + "-0"},
+		}})
+	}
+	return tmpl
 }
 
 // markRedisReady plays the StatefulSet controller for a managed Redis.
@@ -170,6 +272,19 @@ func ownedBy(obj client.Object, room *chatv1alpha1.ChatRoom) error {
 	ref := metav1.GetControllerOf(obj)
 	if ref == nil || ref.UID != room.UID || ref.Kind != "ChatRoom" || ref.APIVersion != chatv1alpha1.GroupVersion.String() || !ptr.Deref(ref.BlockOwnerDeletion, false) {
 		return fmt.Errorf("%T %s: controller reference %+v, want ChatRoom %s (%s)", obj, obj.GetName(), ref, room.Name, room.UID)
+	}
+	return nil
+}
+
+// controlledBy checks that owner (a ChatRoom, or the room's Redis
+// StatefulSet) is obj's controlling owner.
+func controlledBy(obj, owner client.Object) error {
+	if room, ok := owner.(*chatv1alpha1.ChatRoom); ok {
+		return ownedBy(obj, room)
+	}
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.UID != owner.GetUID() || ref.Kind != "StatefulSet" || ref.APIVersion != "apps/v1" || ref.Name != owner.GetName() {
+		return fmt.Errorf("%T %s: controller reference %+v, want StatefulSet %s (%s)", obj, obj.GetName(), ref, owner.GetName(), owner.GetUID())
 	}
 	return nil
 }

@@ -26,12 +26,17 @@ const (
 	ComponentRedis = "redis"
 
 	// ConfigHashAnnotation on the chat pod template holds a hash of the
-	// rendered configuration and of the Secrets the pods read, so any change
-	// rolls the pods.
+	// rendered configuration, so a change rolls the pods.
 	ConfigHashAnnotation = "chat.hubbub.dev/config-hash"
-	// RedisPasswordHashAnnotation on the Redis pod template rolls Redis when
-	// its password Secret is replaced.
-	RedisPasswordHashAnnotation = "chat.hubbub.dev/password-hash"
+	// PasswordGenerationAnnotation on the managed Redis and chat pod
+	// templates names the generation of the managed Redis password: a random
+	// value the operator picks whenever it creates the password Secret, so
+	// that every pod started with an older password is replaced. It also
+	// tells a pod that cannot find the Secret now from one that could not
+	// before the last creation. The key predates generations (it held a hash
+	// of the Secret); keeping it spares every managed Redis a restart when
+	// the operator is upgraded.
+	PasswordGenerationAnnotation = "chat.hubbub.dev/password-hash"
 )
 
 // selectorLabels select one component's pods of one room. They are immutable

@@ -12,10 +12,6 @@ const (
 	DefaultMaxConcurrentReconciles = 4
 )
 
-// DefaultOperatorPodLabels select the operator's own pods; managed Redis
-// NetworkPolicies admit them so the operator can read presence.
-var DefaultOperatorPodLabels = map[string]string{LabelName: "hubbub-operator"}
-
 // Options configure the ChatRoom reconciler.
 type Options struct {
 	// ChatImage is the chat server image of rooms whose spec.image is empty
@@ -24,17 +20,10 @@ type Options struct {
 	// RedisImage is the image of managed Redis StatefulSets; it must run
 	// redis-server as UID 999 (the official images do). Default redis:7.2-alpine.
 	RedisImage string
-	// OperatorNamespace is where the operator's pods run (from the downward
-	// API); empty lets the managed Redis NetworkPolicies admit operator pods
-	// from any namespace.
-	OperatorNamespace string
-	// OperatorPodLabels select the operator's pods in those NetworkPolicies.
-	// Default DefaultOperatorPodLabels.
-	OperatorPodLabels map[string]string
 	// PresenceInterval is how often an otherwise unchanged room is
 	// reconciled again to refresh status.onlineUsers. Default 30s.
 	PresenceInterval time.Duration
-	// Presence counts online users; nil means RedisPresence{}.
+	// Presence asks chat pods for their room's online count; nil means HTTPPresence{}.
 	Presence PresenceCounter
 	// MaxConcurrentReconciles is how many rooms are reconciled at once. Default 4.
 	MaxConcurrentReconciles int
@@ -49,14 +38,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RedisImage == "" {
 		o.RedisImage = DefaultRedisImage
 	}
-	if len(o.OperatorPodLabels) == 0 {
-		o.OperatorPodLabels = DefaultOperatorPodLabels
-	}
 	if o.PresenceInterval <= 0 {
 		o.PresenceInterval = DefaultPresenceInterval
 	}
 	if o.Presence == nil {
-		o.Presence = RedisPresence{}
+		o.Presence = HTTPPresence{}
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles

@@ -2,106 +2,130 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"strconv"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
-	"github.com/hubbub-chat/hubbub/chatserver/keys"
 )
 
-// PresenceCounter counts the distinct users online in a room. The reconciler
-// calls it once per room every Options.PresenceInterval; an implementation
-// bounds its own time and the amount it reads.
+// PresenceCounter counts the distinct users online in a room by asking one
+// of its chat pods, which read presence from the room's Redis themselves.
+// The operator hands it only the pod's address, never a credential: the
+// room's Redis password stays between the kubelet and the pods. The
+// reconciler calls it once per room every Options.PresenceInterval; an
+// implementation bounds its own time and the amount it reads.
 type PresenceCounter interface {
-	OnlineUsers(ctx context.Context, conn RedisConn, room string) (int, error)
+	// OnlineUsers asks the chat pod at addr (host:port). An error wrapping
+	// ErrRedisUnavailable means the pod answered that it cannot read Redis.
+	OnlineUsers(ctx context.Context, addr string) (int, error)
 }
 
-// RedisConn says how to reach a room's Redis: the chat server's --redis-url
-// and the password from the room's Secret.
-type RedisConn struct {
-	URL      string
-	Password string
-}
+// ErrRedisUnavailable is what a chat pod reports when it cannot read the
+// room's Redis: the pod is up, its storage is not.
+var ErrRedisUnavailable = errors.New("the chat pod cannot reach its Redis")
 
-// Defaults of RedisPresence.
+// StatsPath is the chat server's presence summary (chatserver/server):
+// unauthenticated, read-only, answered from a short-lived cache.
+const StatsPath = "/api/v1/stats"
+
+// Bounds of HTTPPresence.
 const (
-	defaultPresenceTimeout    = 3 * time.Second
-	defaultPresencePageSize   = 1000
-	defaultPresenceMaxMembers = 100_000
+	defaultPresenceTimeout = 3 * time.Second
+	// maxStatsBody bounds what is read of an answer: a pod runs the room
+	// author's image, and the operator reads it for one number.
+	maxStatsBody = 4 << 10
+	// maxErrorText bounds the pod's error message quoted in the status.
+	maxErrorText = 200
 )
 
-// RedisPresence reads presence from the room's Redis sorted set
-// keys.Presence(room): members "<pod>/<user>" scored with their expiry in
-// Unix milliseconds. A user is online while any of their members has not
-// expired. It opens one short-lived connection per call, so rooms that are
-// deleted or move to another Redis leave nothing behind.
-type RedisPresence struct {
-	// Timeout bounds one call (connect and every read). Default 3s.
+// HTTPPresence asks a chat pod's GET /api/v1/stats for the room's online
+// count, over plain HTTP with a fresh connection per call (rooms come and
+// go; idle connections to thousands of pods would only pile up). It follows
+// no redirect and uses no proxy: the answer must come from the pod itself,
+// and the operator must not be steered to fetch other addresses.
+type HTTPPresence struct {
+	// Timeout bounds one call. Default 3s.
 	Timeout time.Duration
-	// PageSize is how many members one ZRANGE reads. Default 1000.
-	PageSize int
-	// MaxMembers caps the members read per call; past it the count is a
-	// lower bound. Default 100000.
-	MaxMembers int
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Transport replaces the default transport (tests); nil uses one
+	// without proxy or keep-alives.
+	Transport http.RoundTripper
 }
 
-var _ PresenceCounter = RedisPresence{}
+var _ PresenceCounter = HTTPPresence{}
+
+// presenceTransport bounds nothing in time itself: each call's context does.
+var presenceTransport = &http.Transport{
+	Proxy:                  nil,
+	DialContext:            (&net.Dialer{}).DialContext,
+	DisableKeepAlives:      true,
+	MaxResponseHeaderBytes: 16 << 10,
+}
 
 // OnlineUsers implements PresenceCounter.
-func (p RedisPresence) OnlineUsers(ctx context.Context, conn RedisConn, room string) (int, error) {
-	timeout := cmpOr(p.Timeout, defaultPresenceTimeout)
-	page := cmpOr(p.PageSize, defaultPresencePageSize)
-	maxMembers := cmpOr(p.MaxMembers, defaultPresenceMaxMembers)
-	now := time.Now
-	if p.Now != nil {
-		now = p.Now
-	}
-
-	opts, err := redisbackend.ParseURL(conn.URL)
-	if err != nil {
-		return 0, err
-	}
-	if conn.Password != "" {
-		// Like the chat server: the Secret's password overrides the URL's,
-		// and also serves the sentinels unless the URL names theirs.
-		opts.Password = conn.Password
-		if opts.MasterName != "" && opts.SentinelPassword == "" {
-			opts.SentinelPassword = conn.Password
-		}
-	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
-	opts.PoolSize, opts.MaxRetries = 1, 1
-	opts.DisableIdentity = true
-	c := redis.NewUniversalClient(opts)
-	defer c.Close()
-
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (p HTTPPresence) OnlineUsers(ctx context.Context, addr string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmpOr(p.Timeout, defaultPresenceTimeout))
 	defer cancel()
-	key := keys.Presence(room)
-	// Exclusive lower bound: a member whose expiry is now has expired.
-	minScore := "(" + strconv.FormatInt(now().UnixMilli(), 10)
-	users := map[string]struct{}{}
-	for offset := 0; offset < maxMembers; offset += page {
-		members, err := c.ZRangeArgs(ctx, redis.ZRangeArgs{
-			Key: key, Start: minScore, Stop: "+inf", ByScore: true,
-			Offset: int64(offset), Count: int64(min(page, maxMembers-offset)),
-		}).Result()
-		if err != nil {
-			return 0, fmt.Errorf("read presence of %s: %w", room, err)
-		}
-		for _, m := range members {
-			users[keys.PresenceUser(m)] = struct{}{}
-		}
-		if len(members) < page {
-			break
-		}
+	transport := p.Transport
+	if transport == nil {
+		transport = presenceTransport
 	}
-	return len(users), nil
+	c := &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	u := url.URL{Scheme: "http", Host: addr, Path: StatsPath}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, fmt.Errorf("ask chat pod %s: %w", addr, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("ask chat pod %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatsBody))
+	if err != nil {
+		return 0, fmt.Errorf("ask chat pod %s: %w", addr, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var stats struct {
+			OnlineUsers *int `json:"onlineUsers"`
+		}
+		if err := json.Unmarshal(body, &stats); err != nil || stats.OnlineUsers == nil || *stats.OnlineUsers < 0 {
+			return 0, fmt.Errorf("chat pod %s: GET %s: not a count of online users", addr, StatsPath)
+		}
+		return *stats.OnlineUsers, nil
+	case http.StatusServiceUnavailable:
+		return 0, fmt.Errorf("chat pod %s: %w: %s", addr, ErrRedisUnavailable, errorText(body))
+	default:
+		return 0, fmt.Errorf("chat pod %s: GET %s: %s", addr, StatsPath, resp.Status)
+	}
+}
+
+// errorText is the message of a chat server's JSON error body, shortened:
+// it ends up in the room's status.
+func errorText(body []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	msg := "unavailable"
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	msg = strings.ToValidUTF8(msg, "?")
+	if len(msg) > maxErrorText {
+		msg = strings.ToValidUTF8(msg[:maxErrorText], "") + "..."
+	}
+	return msg
 }
 
 func cmpOr[T int | time.Duration](v, def T) T {

@@ -1,15 +1,20 @@
 package controllers
 
 import (
-	"context"
-	"fmt"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/hubbub-chat/hubbub/chatserver/keys"
+	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
 
 // redisForTest starts a redis-server of its own for one test.
@@ -30,93 +35,140 @@ func redisForTest(t *testing.T, password string) *redisServer {
 	return s
 }
 
-func TestRedisPresenceCountsDistinctUnexpiredUsers(t *testing.T) {
-	srv := redisForTest(t, "s3cret")
-	ctx := context.Background()
-	rdb := srv.client()
-	defer rdb.Close()
-	now := time.UnixMilli(1_800_000_000_000)
-	room := "team-a/lobby"
-	var members []redis.Z
-	for i := range 25 { // 25 users, each on two pods
-		for _, pod := range []string{"lobby-a", "lobby-b"} {
-			members = append(members, redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: keys.PresenceMember(pod, fmt.Sprintf("user%02d", i))})
-		}
-	}
-	members = append(members,
-		redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: keys.PresenceMember("lobby-a", "gone")},
-		redis.Z{Score: float64(now.UnixMilli()), Member: keys.PresenceMember("lobby-a", "expiring-now")},
-	)
-	if err := rdb.ZAdd(ctx, keys.Presence(room), members...).Err(); err != nil {
+// chatServerForTest serves a real chat server's HTTP handler for room, on
+// the Redis at url, and returns its address.
+func chatServerForTest(t *testing.T, room, url, password string) string {
+	t.Helper()
+	ctx := t.Context()
+	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: url, Password: password, PodID: "lobby-test"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Another room in the same Redis is not counted.
-	if err := rdb.ZAdd(ctx, keys.Presence("team-b/lobby"), redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: "p/zed"}).Err(); err != nil {
+	t.Cleanup(func() { _ = b.Close() })
+	cfg := config.Default()
+	cfg.Room, cfg.RedisURL, cfg.RedisPassword = room, url, password
+	srv, err := server.New(ctx, cfg, server.Options{Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
 		t.Fatal(err)
 	}
-	conn := RedisConn{URL: srv.url(), Password: "s3cret"}
-	tests := []struct {
-		name string
-		p    RedisPresence
-		want int
-	}{
-		{"one page", RedisPresence{}, 25},
-		{"many small pages", RedisPresence{PageSize: 3}, 25},
-		{"page size dividing the members", RedisPresence{PageSize: 10}, 25},
-		// Members sort by score, then name: the first ten are ten users on lobby-a.
-		{"capped: a lower bound", RedisPresence{PageSize: 4, MaxMembers: 10}, 10},
-	}
-	for _, tt := range tests {
-		tt.p.Now = func() time.Time { return now }
-		got, err := tt.p.OnlineUsers(ctx, conn, room)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
-		}
-		if got != tt.want {
-			t.Errorf("%s: %d users, want %d", tt.name, got, tt.want)
-		}
-	}
-	if got, err := (RedisPresence{}).OnlineUsers(ctx, conn, "nobody/here"); err != nil || got != 0 {
-		t.Errorf("empty room: %d, %v", got, err)
-	}
-	// Each call's connection is closed: only this test's client remains.
-	eventually(t, 5*time.Second, func() error {
-		list, err := rdb.ClientList(ctx).Result()
-		if err != nil {
-			return err
-		}
-		if n := strings.Count(strings.TrimSpace(list), "\n") + 1; n != 1 {
-			return fmt.Errorf("%d clients connected, want only the test's:\n%s", n, list)
-		}
-		return nil
-	})
+	ts := httptest.NewServer(srv.Handler(ctx))
+	t.Cleanup(ts.Close)
+	return ts.Listener.Addr().String()
 }
 
-func TestRedisPresenceErrors(t *testing.T) {
+// TestHTTPPresenceAsksARealChatServer: the operator's counter and the chat
+// server's stats endpoint agree on the contract, on presence a real Redis
+// holds: distinct users of this room, and "Redis unavailable" told apart.
+func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 	srv := redisForTest(t, "s3cret")
-	ctx := context.Background()
-	closed := redisForTest(t, "")
-	if err := closed.stop(); err != nil {
+	ctx := t.Context()
+	const room = "team-a/lobby"
+	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: srv.url(), Password: "s3cret", PodID: "seed"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Close()
+	for _, j := range []struct{ pod, user string }{{"lobby-a", "alice"}, {"lobby-b", "alice"}, {"lobby-a", "bob"}} {
+		if err := b.Join(ctx, j.pod, j.user, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := redisbackend.New(ctx, redisbackend.Options{Room: "team-b/lobby", URL: srv.url(), Password: "s3cret", PodID: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Join(ctx, "lobby-c", "carol", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	addr := chatServerForTest(t, room, srv.url(), "s3cret")
+	if n, err := (HTTPPresence{}).OnlineUsers(ctx, addr); err != nil || n != 2 {
+		t.Fatalf("OnlineUsers = %d, %v; want 2 (alice on two pods, bob; not carol of another room)", n, err)
+	}
+
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A server that has not counted yet: nothing cached.
+	addr = chatServerForTest(t, room, srv.url(), "s3cret")
+	_, err = HTTPPresence{}.OnlineUsers(ctx, addr)
+	if !errors.Is(err, ErrRedisUnavailable) {
+		t.Fatalf("with Redis stopped: %v, want ErrRedisUnavailable", err)
+	}
+}
+
+func TestHTTPPresenceErrors(t *testing.T) {
+	var elsewhereHits atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhereHits.Add(1)
+		_, _ = io.WriteString(w, `{"onlineUsers":99}`)
+	}))
+	defer elsewhere.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	_ = closed.Close()
+
+	serve := func(h http.HandlerFunc) string {
+		ts := httptest.NewServer(h)
+		t.Cleanup(ts.Close)
+		return ts.Listener.Addr().String()
+	}
+	answer := func(status int, body string) string {
+		return serve(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != StatsPath || r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
+				http.Error(w, "unexpected request", http.StatusTeapot)
+				return
+			}
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, body)
+		})
+	}
 	tests := []struct {
-		name string
-		conn RedisConn
-		want string
+		name      string
+		addr      string
+		want      string // in the error
+		redisDown bool
 	}{
-		{"wrong password", RedisConn{URL: srv.url(), Password: "nope"}, "WRONGPASS"},
-		{"no password", RedisConn{URL: srv.url()}, "NOAUTH"},
-		{"nothing listening", RedisConn{URL: closed.url()}, "connection refused"},
-		{"bad URL", RedisConn{URL: "http://x"}, "scheme"},
+		{"redis down", answer(503, `{"error":{"code":"unavailable","message":"storage unavailable, try again"}}`), "storage unavailable, try again", true},
+		{"redis down, odd body", answer(503, `<html>`), "unavailable", true},
+		{"no such endpoint (an older chat image)", answer(404, `{"error":{"code":"not_found"}}`), "404", false},
+		{"not a count", answer(200, `{"online":3}`), "not a count", false},
+		{"negative", answer(200, `{"onlineUsers":-1}`), "not a count", false},
+		{"not JSON", answer(200, `three`), "not a count", false},
+		// Read only up to a bound: the pod runs the room author's image.
+		{"too long", answer(200, `{"onlineUsers":1,"pad":"`+strings.Repeat("x", 1<<20)+`"}`), "not a count", false},
+		{"redirect elsewhere", serve(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, elsewhere.URL+StatsPath, http.StatusFound)
+		}), "302", false},
+		{"nothing listening", closedAddr, "connection refused", false},
+		{"too slow", serve(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}), "deadline exceeded", false},
 	}
 	for _, tt := range tests {
 		start := time.Now()
-		_, err := RedisPresence{Timeout: 2 * time.Second}.OnlineUsers(ctx, tt.conn, "a/b")
+		_, err := HTTPPresence{Timeout: time.Second}.OnlineUsers(t.Context(), tt.addr)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want an error with %q", tt.name, err, tt.want)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("%s: took %s, bounded by a 2s timeout", tt.name, d)
+		if got := errors.Is(err, ErrRedisUnavailable); got != tt.redisDown {
+			t.Errorf("%s: errors.Is(err, ErrRedisUnavailable) = %t, want %t", tt.name, got, tt.redisDown)
 		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %s, bounded by a 1s timeout", tt.name, d)
+		}
+	}
+	if n := elsewhereHits.Load(); n != 0 {
+		t.Errorf("a redirect was followed %d times", n)
+	}
+	if n, err := (HTTPPresence{}).OnlineUsers(t.Context(), answer(200, `{"onlineUsers":3}`)); err != nil || n != 3 {
+		t.Errorf("a good answer: %d, %v", n, err)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,8 +37,8 @@ type Reconciler struct {
 	// Client reads from the manager's cache (see CacheOptions) and writes to
 	// the API server.
 	Client client.Client
-	// APIReader reads the API server directly: Secret data (never cached)
-	// and objects the label-filtered cache cannot see.
+	// APIReader reads the API server directly: objects the label-filtered
+	// cache cannot see, and the Events of pods stuck mounting a volume.
 	APIReader client.Reader
 	// Recorder records Events on ChatRooms; nil records none.
 	Recorder events.EventRecorder
@@ -57,17 +56,23 @@ type scope struct {
 	orig, room *chatv1alpha1.ChatRoom
 	cfg        config.Config
 
-	// Gathered by the steps, for the status.
-	// secretProblems describe missing Secrets or keys; missingSecrets are
-	// the names of the missing Secrets.
-	secretProblems []string
-	missingSecrets map[string]bool
-	secretVersions []string
-	redisSet       *appsv1.StatefulSet
-	deployment     *appsv1.Deployment
-	service        *corev1.Service
-	podProblem     string
-	presence       presenceResult
+	// Gathered by the steps, for the status and for later steps.
+	// secretProblems are Secrets (or keys) the spec names that pods cannot
+	// find; redisSecretMissing says the Redis password's is among them.
+	secretProblems     []string
+	redisSecretMissing bool
+	// passwordMissing holds the managed password generations whose pods
+	// cannot find the password Secret.
+	passwordMissing map[string]bool
+	// passwordGeneration is the managed password's current generation.
+	passwordGeneration string
+	podProblem         string
+	// chatPodAddr is a running chat pod's host:port, to ask for presence.
+	chatPodAddr string
+	redisSet    *appsv1.StatefulSet
+	deployment  *appsv1.Deployment
+	service     *corev1.Service
+	presence    presenceResult
 }
 
 func (s *scope) eventf(eventType, reason, action, note string, args ...any) {
@@ -83,8 +88,9 @@ func (s *scope) eventf(eventType, reason, action, note string, args ...any) {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;serviceaccounts,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=list
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
@@ -93,6 +99,11 @@ func (s *scope) eventf(eventType, reason, action, note string, args ...any) {
 // Reconcile brings one ChatRoom's owned objects to their desired state and
 // records what it saw in the room's status. An unchanged room is reconciled
 // again after Options.PresenceInterval to refresh status.onlineUsers.
+//
+// The operator may create Secrets but not read them (see the markers
+// above): it never holds, and so never sends anywhere, a Secret's value.
+// Pods get Secrets from the kubelet; the operator learns that one is missing
+// from what the kubelet reports about the pods (observePods).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	orig := &chatv1alpha1.ChatRoom{}
 	if err := r.Client.Get(ctx, req.NamespacedName, orig); err != nil {
@@ -111,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}()
 
 	for _, step := range []func(context.Context, *scope) error{
-		r.observeSecrets,
+		r.observePods,
 		r.reconcileRedis,
 		r.reconcileServiceAccount,
 		r.reconcileDeployment, // with its ConfigMap
@@ -119,7 +130,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		r.reconcileDisruptionBudget,
 		r.reconcileAutoscaler,
 		r.reconcileIngress,
-		r.observePods,
 		r.observePresence,
 	} {
 		if err := step(ctx, s); err != nil {
@@ -131,121 +141,91 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return ctrl.Result{RequeueAfter: wait.Jitter(r.Options.PresenceInterval, 0.1)}, nil
 }
 
-// observeSecrets checks that the Secrets the spec names exist, and notes
-// their versions so that a changed Secret rolls the pods. Secrets are cached
-// as metadata only: the operator never holds every Secret's data in memory.
-func (r *Reconciler) observeSecrets(ctx context.Context, s *scope) error {
-	refs := []*chatv1alpha1.SecretKeySelector{bootstrapUsersRef(s.room)}
-	if !s.room.Spec.Redis.ManagedRedis() {
-		refs = append(refs, redisPasswordRef(s.room))
-	}
-	for _, ref := range refs {
-		if ref == nil {
-			continue
-		}
-		m, err := r.secretMetadata(ctx, s.room.Namespace, ref.Name)
-		switch {
-		case apierrors.IsNotFound(err):
-			s.secretMissing(ref.Name, fmt.Sprintf("Secret %s not found", ref.Name))
-		case err != nil:
-			return fmt.Errorf("get Secret %s: %w", ref.Name, err)
-		default:
-			s.secretVersions = append(s.secretVersions, secretVersion(m))
-		}
-	}
-	return nil
-}
-
-func (s *scope) secretMissing(name, problem string) {
-	if s.missingSecrets == nil {
-		s.missingSecrets = map[string]bool{}
-	}
-	s.missingSecrets[name] = true
-	s.secretProblems = append(s.secretProblems, problem)
-}
-
-func (r *Reconciler) secretMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error) {
-	m := secretMetadataObject()
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, m)
-	return m, err
-}
-
-func secretVersion(m metav1.Object) string {
-	return fmt.Sprintf("%s %s/%s", m.GetName(), m.GetUID(), m.GetResourceVersion())
-}
-
-// reconcileRedis runs the managed Redis (password Secret, Service,
-// NetworkPolicy, StatefulSet) or, for an external Redis, removes what a
-// previously managed one left.
+// reconcileRedis runs the managed Redis (Service, NetworkPolicy,
+// StatefulSet, password Secret) or, for an external Redis, removes what a
+// previously managed one left. The password Secret goes with the
+// StatefulSet, its owner (see desiredRedisSecret).
 func (r *Reconciler) reconcileRedis(ctx context.Context, s *scope) error {
 	room := s.room
 	if !room.Spec.Redis.ManagedRedis() {
-		for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.Service{}, &networkingv1.NetworkPolicy{}, secretMetadataObject()} {
+		for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.Service{}, &networkingv1.NetworkPolicy{}} {
 			if err := deleteOwned(ctx, r, s, o, room.RedisName()); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	secret, err := r.ensureRedisSecret(ctx, s)
-	if err != nil {
-		return err
-	}
-	version := secretVersion(secret)
-	s.secretVersions = append(s.secretVersions, version)
-
 	if _, err := applyOwned(ctx, r, s, newService, corev1ac.ExtractService, desiredRedisService(room)); err != nil {
 		return err
 	}
-	if _, err := applyOwned(ctx, r, s, newNetworkPolicy, networkingv1ac.ExtractNetworkPolicy, desiredRedisNetworkPolicy(room, r.Options)); err != nil {
+	if _, err := applyOwned(ctx, r, s, newNetworkPolicy, networkingv1ac.ExtractNetworkPolicy, desiredRedisNetworkPolicy(room)); err != nil {
 		return err
 	}
-	desired, err := desiredRedisStatefulSet(room, r.Options.RedisImage, configHash(nil, []string{version}))
+	generation, createSecret, err := r.passwordGeneration(ctx, s)
 	if err != nil {
 		return err
 	}
-	s.redisSet, err = applyOwned(ctx, r, s, newStatefulSet, appsv1ac.ExtractStatefulSet, desired)
-	return err
+	desired, err := desiredRedisStatefulSet(room, r.Options.RedisImage, generation)
+	if err != nil {
+		return err
+	}
+	if s.redisSet, err = applyOwned(ctx, r, s, newStatefulSet, appsv1ac.ExtractStatefulSet, desired); err != nil {
+		return err
+	}
+	s.passwordGeneration = generation
+	if !createSecret {
+		return nil
+	}
+	// The pod templates name the new generation before the Secret exists,
+	// so every pod that started with an older password is replaced, even if
+	// the operator stops right after the Secret is created.
+	return r.createRedisSecret(ctx, s)
 }
 
-// ensureRedisSecret returns the managed Redis' password Secret, creating it
-// with a fresh password when it does not exist. An existing Secret is never
-// rewritten: its password is the one Redis runs with.
-func (r *Reconciler) ensureRedisSecret(ctx context.Context, s *scope) (metav1.Object, error) {
-	room := s.room
-	m, err := r.secretMetadata(ctx, room.Namespace, room.RedisName())
-	if err == nil {
-		if !metav1.IsControlledBy(m, room) {
-			return nil, &ownershipError{"Secret", room.RedisName()}
+// passwordGeneration is the managed password generation the Redis and chat
+// pods should run with, and whether to create the password Secret: for a
+// new StatefulSet, and when pods of the current generation report the
+// Secret missing. The operator cannot read the Secret, so what it knows of
+// it comes from its own StatefulSet and from the pods.
+func (r *Reconciler) passwordGeneration(ctx context.Context, s *scope) (generation string, create bool, err error) {
+	key := client.ObjectKey{Namespace: s.room.Namespace, Name: s.room.RedisName()}
+	set := &appsv1.StatefulSet{}
+	err = r.Client.Get(ctx, key, set)
+	if apierrors.IsNotFound(err) {
+		// The cache may not have caught up with our own creation.
+		err = r.APIReader.Get(ctx, key, set)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return "", false, fmt.Errorf("get StatefulSet %s: %w", key.Name, err)
+	default:
+		generation = set.Spec.Template.Annotations[PasswordGenerationAnnotation]
+		if generation != "" && !s.passwordMissing[generation] {
+			return generation, false, nil
 		}
-		return m, nil
 	}
-	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("get Secret %s: %w", room.RedisName(), err)
-	}
-	// Not in the cache. It may be that the cache has not caught up with our
-	// own creation: a live read keeps us from replacing a password in use.
-	live := &corev1.Secret{}
-	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: room.Namespace, Name: room.RedisName()}, live); {
-	case err == nil:
-		if !metav1.IsControlledBy(live, room) {
-			return nil, &ownershipError{"Secret", room.RedisName()}
-		}
-		return live, nil
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("get Secret %s: %w", room.RedisName(), err)
-	}
+	generation, err = newPasswordGeneration()
+	return generation, true, err
+}
+
+// createRedisSecret creates the managed Redis' password Secret with a fresh
+// password. One that exists already is left alone, unread: it is the one
+// the pods get.
+func (r *Reconciler) createRedisSecret(ctx context.Context, s *scope) error {
 	password, err := newRedisPassword()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	desired := desiredRedisSecret(room, password)
-	if err := r.Client.Apply(ctx, desired, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply Secret %s: %w", room.RedisName(), err)
+	secret := desiredRedisSecret(s.room, s.redisSet, password)
+	switch err := r.Client.Create(ctx, secret, client.FieldOwner(FieldManager)); {
+	case apierrors.IsAlreadyExists(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("create Secret %s: %w", secret.Name, err)
 	}
-	s.eventf(corev1.EventTypeNormal, "Created", "Apply", "Created Secret %s with a generated Redis password", room.RedisName())
-	// Apply decoded the server's answer into desired.
-	return &metav1.ObjectMeta{Name: room.RedisName(), UID: ptr.Deref(desired.UID, ""), ResourceVersion: ptr.Deref(desired.ResourceVersion, "")}, nil
+	s.eventf(corev1.EventTypeNormal, "Created", "Create", "Created Secret %s with a generated Redis password (generation %s)", secret.Name, s.passwordGeneration)
+	return nil
 }
 
 func (r *Reconciler) reconcileServiceAccount(ctx context.Context, s *scope) error {
@@ -260,9 +240,13 @@ func (r *Reconciler) reconcileDeployment(ctx context.Context, s *scope) error {
 	if _, err := applyOwned(ctx, r, s, newConfigMap, corev1ac.ExtractConfigMap, desiredConfigMap(s.room, data)); err != nil {
 		return err
 	}
-	desired, err := desiredDeployment(s.room, chatImage(s.room, r.Options.ChatImage), configHash(data, s.secretVersions), s.cfg)
+	desired, err := desiredDeployment(s.room, chatImage(s.room, r.Options.ChatImage), configHash(data), s.cfg)
 	if err != nil {
 		return err
+	}
+	if s.passwordGeneration != "" {
+		// The chat pods read the managed password too: a new one rolls them.
+		desired.Spec.Template.WithAnnotations(map[string]string{PasswordGenerationAnnotation: s.passwordGeneration})
 	}
 	if s.room.Spec.Autoscaling != nil {
 		if err := r.handOverReplicas(ctx, s); err != nil {
@@ -336,70 +320,30 @@ func (r *Reconciler) reconcileIngress(ctx context.Context, s *scope) error {
 	return err
 }
 
-// imagePullReasons are container waiting reasons that mean the image cannot be had.
-var imagePullReasons = map[string]bool{"ImagePullBackOff": true, "ErrImagePull": true, "InvalidImageName": true}
-
-// observePods looks for chat pods that cannot pull their image; it lists
-// (cached) pods only while the Deployment is short of ready pods.
-func (r *Reconciler) observePods(ctx context.Context, s *scope) error {
-	d := s.deployment
-	if d == nil || d.Status.ReadyReplicas >= desiredPods(d) {
-		return nil
-	}
-	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(s.room.Namespace), client.MatchingLabels(selectorLabels(s.room, ComponentChat))); err != nil {
-		return fmt.Errorf("list chat pods: %w", err)
-	}
-	for _, p := range pods.Items {
-		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
-			if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
-				s.podProblem = fmt.Sprintf("pod %s cannot pull image %s: %s", p.Name, cs.Image, w.Message)
-				return nil
-			}
-		}
-	}
-	return nil
-}
-
-// observePresence counts the users online in the room's Redis, once the
-// Redis should be up. Failing to read is a status, not a reconcile error.
+// observePresence asks a chat pod how many users are online in the room,
+// once the Redis should be up and a chat pod runs. The pods read presence
+// from Redis with the password the kubelet gave them; the operator needs
+// none. Failing to ask is a status, not a reconcile error.
 func (r *Reconciler) observePresence(ctx context.Context, s *scope) error {
-	room := s.room
-	if room.Spec.Redis.ManagedRedis() && (s.redisSet == nil || s.redisSet.Status.ReadyReplicas < 1) {
+	switch {
+	case s.room.Spec.Redis.ManagedRedis() && (s.redisSet == nil || s.redisSet.Status.ReadyReplicas < 1):
 		s.presence = presenceResult{state: presenceRedisStarting}
-		return nil
-	}
-	conn := RedisConn{URL: s.cfg.RedisURL}
-	if ref := redisPasswordRef(room); ref != nil {
-		if s.missingSecrets[ref.Name] {
-			s.presence = presenceResult{state: presenceSecretMissing}
-			return nil
-		}
-		// Secret data is read live, never cached (see observeSecrets).
-		secret := &corev1.Secret{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: room.Namespace, Name: ref.Name}, secret)
+	case s.redisSecretMissing:
+		s.presence = presenceResult{state: presenceSecretMissing}
+	case s.chatPodAddr == "":
+		// No chat pod runs, so no one is connected.
+		s.presence = presenceResult{state: presenceNoChatPods}
+	default:
+		n, err := r.Options.Presence.OnlineUsers(ctx, s.chatPodAddr)
 		switch {
-		case apierrors.IsNotFound(err):
-			s.presence = presenceResult{state: presenceSecretMissing}
-			s.secretMissing(ref.Name, fmt.Sprintf("Secret %s not found", ref.Name))
-			return nil
-		case err != nil:
-			return fmt.Errorf("get Secret %s: %w", ref.Name, err)
+		case err == nil:
+			s.presence = presenceResult{state: presenceRead, count: n}
+		case errors.Is(err, ErrRedisUnavailable):
+			s.presence = presenceResult{state: presenceFailed, err: err}
+		default:
+			s.presence = presenceResult{state: presenceUnasked, err: err}
 		}
-		password, ok := secret.Data[ref.Key]
-		if !ok {
-			s.presence = presenceResult{state: presenceSecretMissing}
-			s.secretMissing(ref.Name, fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key))
-			return nil
-		}
-		conn.Password = string(password)
 	}
-	n, err := r.Options.Presence.OnlineUsers(ctx, conn, room.RoomID())
-	if err != nil {
-		s.presence = presenceResult{state: presenceFailed, err: err}
-		return nil
-	}
-	s.presence = presenceResult{state: presenceRead, count: n}
 	return nil
 }
 
@@ -472,12 +416,6 @@ func (r *Reconciler) recordConditionEvents(s *scope, prev, next chatv1alpha1.Cha
 			s.eventf(eventType, now.Reason, "Reconcile", "%s is %s: %s", now.Type, now.Status, now.Message)
 		}
 	}
-}
-
-func secretMetadataObject() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return m
 }
 
 // Constructors for applyOwned.

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -28,21 +29,52 @@ const (
 
 // newRedisPassword is 32 random bytes, hex-encoded (safe in URLs and args).
 func newRedisPassword() (string, error) {
-	b := make([]byte, 32)
+	return randomHex(32, "generate Redis password")
+}
+
+// newPasswordGeneration names a new generation of the managed password
+// (see PasswordGenerationAnnotation).
+func newPasswordGeneration() (string, error) {
+	return randomHex(8, "generate password generation")
+}
+
+func randomHex(n int, what string) (string, error) {
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate Redis password: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	return hex.EncodeToString(b), nil
 }
 
-// desiredRedisSecret holds a managed Redis' password. It is only ever
-// written when missing: the password is generated once.
-func desiredRedisSecret(room *chatv1alpha1.ChatRoom, password string) *corev1ac.SecretApplyConfiguration {
-	return corev1ac.Secret(room.RedisName(), room.Namespace).
-		WithLabels(objectLabels(room, ComponentRedis)).
-		WithOwnerReferences(ownerRef(room)).
-		WithType(corev1.SecretTypeOpaque).
-		WithStringData(map[string]string{chatv1alpha1.DefaultRedisPasswordKey: password})
+// desiredRedisSecret holds a managed Redis' password. The operator only
+// ever creates it and never reads it back (it has no right to read
+// Secrets): the kubelet hands the password to the pods. It is immutable, so
+// it cannot drift from the password Redis runs with; to change the
+// password, delete it and restart Redis (docs/operator.md).
+//
+// Its owner is the StatefulSet, not the room: the garbage collector then
+// removes it with the Redis it belongs to (when the room is deleted, or
+// switches to an external Redis) without the operator needing to read or
+// delete Secrets. The owner reference does not block the StatefulSet's
+// deletion, which would take an update right on statefulsets/finalizers.
+func desiredRedisSecret(room *chatv1alpha1.ChatRoom, set *appsv1.StatefulSet, password string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      room.RedisName(),
+			Namespace: room.Namespace,
+			Labels:    objectLabels(room, ComponentRedis),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: appsv1.SchemeGroupVersion.String(),
+				Kind:       "StatefulSet",
+				Name:       set.Name,
+				UID:        set.UID,
+				Controller: ptr.To(true),
+			}},
+		},
+		Type:      corev1.SecretTypeOpaque,
+		Immutable: ptr.To(true),
+		Data:      map[string][]byte{chatv1alpha1.DefaultRedisPasswordKey: []byte(password)},
+	}
 }
 
 // desiredRedisService is the managed Redis' stable address.
@@ -60,13 +92,11 @@ func desiredRedisService(room *chatv1alpha1.ChatRoom) *corev1ac.ServiceApplyConf
 				WithTargetPort(intstr.FromString(redisPortName))))
 }
 
-// desiredRedisNetworkPolicy admits only this room's chat pods and the
-// operator (which reads presence) to the managed Redis.
-func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom, opts Options) *networkingv1ac.NetworkPolicyApplyConfiguration {
-	operatorNamespaces := metav1ac.LabelSelector() // empty: every namespace
-	if opts.OperatorNamespace != "" {
-		operatorNamespaces.WithMatchLabels(map[string]string{corev1.LabelMetadataName: opts.OperatorNamespace})
-	}
+// desiredRedisNetworkPolicy admits only this room's chat pods to the
+// managed Redis. The operator is not admitted: it never talks to Redis (it
+// asks the chat pods for presence), and a peer for it would be one more way
+// in, from whatever namespace could pass for the operator's.
+func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom) *networkingv1ac.NetworkPolicyApplyConfiguration {
 	return networkingv1ac.NetworkPolicy(room.RedisName(), room.Namespace).
 		WithLabels(objectLabels(room, ComponentRedis)).
 		WithOwnerReferences(ownerRef(room)).
@@ -74,22 +104,18 @@ func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom, opts Options) *netwo
 			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
 			WithPolicyTypes(networkingv1.PolicyTypeIngress).
 			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
-				WithFrom(
-					networkingv1ac.NetworkPolicyPeer().
-						WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentChat))),
-					networkingv1ac.NetworkPolicyPeer().
-						WithNamespaceSelector(operatorNamespaces).
-						WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(opts.OperatorPodLabels)),
-				).
+				WithFrom(networkingv1ac.NetworkPolicyPeer().
+					WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentChat)))).
 				WithPorts(networkingv1ac.NetworkPolicyPort().
 					WithProtocol(corev1.ProtocolTCP).
 					WithPort(intstr.FromInt32(redisPort)))))
 }
 
 // desiredRedisStatefulSet runs one Redis with AOF persistence on a volume
-// from spec.redis.managed.storage. passwordHash changes when the password
-// Secret is replaced, which restarts Redis with the new password.
-func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash string) (*appsv1ac.StatefulSetApplyConfiguration, error) {
+// from spec.redis.managed.storage. passwordGeneration changes when the
+// operator creates a new password Secret, which restarts Redis with the new
+// password.
+func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordGeneration string) (*appsv1ac.StatefulSetApplyConfiguration, error) {
 	m := room.Spec.Redis.ManagedOrDefault()
 	resources, err := resourcesOr(m.Resources, defaultRedisResources)
 	if err != nil {
@@ -144,7 +170,7 @@ func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordHash st
 				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
 			WithTemplate(corev1ac.PodTemplateSpec().
 				WithLabels(objectLabels(room, ComponentRedis)).
-				WithAnnotations(map[string]string{RedisPasswordHashAnnotation: passwordHash}).
+				WithAnnotations(map[string]string{PasswordGenerationAnnotation: passwordGeneration}).
 				WithSpec(corev1ac.PodSpec().
 					WithAutomountServiceAccountToken(false).
 					WithEnableServiceLinks(false).

@@ -11,7 +11,7 @@ import (
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
 )
 
-// presenceState says how far reading the room's presence got.
+// presenceState says how far asking a chat pod for the room's presence got.
 type presenceState int
 
 const (
@@ -19,15 +19,20 @@ const (
 	presenceNotRead presenceState = iota
 	// presenceRedisStarting: the managed Redis has no ready pod yet.
 	presenceRedisStarting
-	// presenceSecretMissing: the Redis password Secret (or its key) is missing.
+	// presenceSecretMissing: chat pods cannot start for want of the Redis
+	// password Secret (or its key).
 	presenceSecretMissing
+	// presenceNoChatPods: no chat pod runs to be asked; count is 0.
+	presenceNoChatPods
 	// presenceRead: count is the number of users online.
 	presenceRead
-	// presenceFailed: err says why Redis could not be read.
+	// presenceFailed: a chat pod answered that it cannot read Redis; err says why.
 	presenceFailed
+	// presenceUnasked: the chat pod could not be asked; err says why.
+	presenceUnasked
 )
 
-// presenceResult is what observing the room's Redis found.
+// presenceResult is what asking the room's chat pods found.
 type presenceResult struct {
 	state presenceState
 	count int
@@ -44,9 +49,10 @@ type statusInputs struct {
 	selector     string
 	url          string
 	presence     presenceResult
-	// secretProblems are problems with Secrets the spec names ("Secret x not found").
+	// secretProblems are Secrets the spec names that pods cannot find
+	// ("Secret x not found"), as their kubelets report it.
 	secretProblems []string
-	// podProblem describes a chat pod that cannot pull its image.
+	// podProblem describes a pod that cannot pull its image.
 	podProblem string
 	// scaledToZero: the room asks for no pods.
 	scaledToZero bool
@@ -72,7 +78,7 @@ func computeStatus(in statusInputs, prev chatv1alpha1.ChatRoomStatus, now metav1
 		out.Replicas, out.ReadyReplicas = d.Status.Replicas, d.Status.ReadyReplicas
 	}
 	// An unreadable Redis keeps the last count: RedisReady says it is stale.
-	if in.presence.state == presenceRead {
+	if s := in.presence.state; s == presenceRead || s == presenceNoChatPods {
 		out.OnlineUsers = int32(min(in.presence.count, 1<<31-1))
 	}
 	for _, c := range []metav1.Condition{availableCondition(in), progressingCondition(in), redisReadyCondition(in), degradedCondition(in)} {
@@ -123,13 +129,17 @@ func redisReadyCondition(in statusInputs) metav1.Condition {
 	p := in.presence
 	switch p.state {
 	case presenceRead:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, chatv1alpha1.ReasonRedisReachable, "presence read from Redis"
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, chatv1alpha1.ReasonRedisReachable, "a chat pod read the room's presence from Redis"
 	case presenceRedisStarting:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisStarting, "the managed Redis has no ready pod yet"
 	case presenceSecretMissing:
 		c.Reason, c.Message = chatv1alpha1.ReasonSecretNotFound, strings.Join(in.secretProblems, "; ")
 	case presenceFailed:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisUnreachable, p.err.Error()
+	case presenceNoChatPods:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, chatv1alpha1.ReasonNoChatPods, "no chat pod is running to ask"
+	case presenceUnasked:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, chatv1alpha1.ReasonChatUnreachable, p.err.Error()
 	case presenceNotRead:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisStarting, "Redis not checked yet"
 	}
@@ -138,7 +148,8 @@ func redisReadyCondition(in statusInputs) metav1.Condition {
 
 // degradedCondition names the most pressing problem, in this order: a
 // missing Secret (nothing works without it), pods that cannot start, a stuck
-// rollout, an unreachable Redis.
+// rollout, an unreachable Redis. A chat pod the operator cannot ask is not
+// one: the room may serve its users well, only onlineUsers goes stale.
 func degradedCondition(in statusInputs) metav1.Condition {
 	c := metav1.Condition{Type: chatv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue}
 	switch {

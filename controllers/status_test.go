@@ -86,6 +86,20 @@ func TestComputeStatusConditions(t *testing.T) {
 		name: "redis unreachable",
 		in:   statusInputs{deployment: deployment(2, 2, depAvailable), presence: presenceResult{state: presenceFailed, err: errors.New("dial tcp: refused")}},
 		want: map[string]string{"RedisReady": "False/RedisUnreachable", "Degraded": "True/RedisUnreachable", "Available": "True/DeploymentAvailable"},
+	}, {
+		// The operator could not ask: that says nothing about Redis, and
+		// the room may serve everyone well.
+		name: "chat pod unreachable",
+		in:   statusInputs{deployment: deployment(2, 2, depAvailable), presence: presenceResult{state: presenceUnasked, err: errors.New("dial tcp: i/o timeout")}},
+		want: map[string]string{"RedisReady": "Unknown/ChatUnreachable", "Degraded": "False/AsExpected", "Available": "True/DeploymentAvailable"},
+	}, {
+		name: "no chat pod to ask",
+		in:   statusInputs{deployment: deployment(2, 0), presence: presenceResult{state: presenceNoChatPods}},
+		want: map[string]string{"RedisReady": "Unknown/NoChatPods", "Degraded": "False/AsExpected"},
+	}, {
+		name: "bootstrap users missing: not the Redis password",
+		in:   statusInputs{deployment: deployment(2, 0), presence: presenceResult{state: presenceNoChatPods}, secretProblems: []string{"Secret users not found"}},
+		want: map[string]string{"RedisReady": "Unknown/NoChatPods", "Degraded": "True/SecretNotFound"},
 	}}
 	now := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	for _, tt := range tests {
@@ -123,6 +137,15 @@ func TestComputeStatusFields(t *testing.T) {
 	in.presence = presenceResult{state: presenceFailed, err: errors.New("timeout")}
 	if got := computeStatus(in, prev, now).OnlineUsers; got != 4 {
 		t.Errorf("onlineUsers after a failed read: %d, want the previous 4", got)
+	}
+	in.presence = presenceResult{state: presenceUnasked, err: errors.New("refused")}
+	if got := computeStatus(in, prev, now).OnlineUsers; got != 4 {
+		t.Errorf("onlineUsers when the chat pod could not be asked: %d, want the previous 4", got)
+	}
+	// With no chat pod running, no one can be connected.
+	in.presence = presenceResult{state: presenceNoChatPods}
+	if got := computeStatus(in, prev, now).OnlineUsers; got != 0 {
+		t.Errorf("onlineUsers with no chat pod: %d, want 0", got)
 	}
 }
 

@@ -43,7 +43,7 @@ var (
 )
 
 // testCluster is a running API server, a direct client to it, the
-// operator's manager, and a real redis-server the rooms' presence is read from.
+// operator's manager, and the stand-in for the chat pods' stats endpoint.
 type testCluster struct {
 	cfg *rest.Config
 	env *envtest.Environment
@@ -54,15 +54,15 @@ type testCluster struct {
 	reconciler *Reconciler
 	cancel     context.CancelFunc
 	done       chan error
-	redis      *redisServer
+	presence   *fakePresence
 }
 
 // testChatImage is the operator's default chat image in tests.
 const testChatImage = "hubbub:test"
 
-// testRedisPassword is the password of the shared redis-server; the
-// external-Redis sample's Secret holds the same one.
-const testRedisPassword = "change-me"
+// testRedisURL is the external Redis of rooms in tests. Nothing listens
+// there, and nothing needs to: the operator never talks to Redis.
+const testRedisURL = "redis://redis.invalid:6379"
 
 func TestMain(m *testing.M) {
 	// The reconciler's expected errors (tests provoke them) would drown the
@@ -134,9 +134,7 @@ func startCluster() (_ *testCluster, err error) {
 			err = errors.Join(err, tc.stop())
 		}
 	}()
-	if tc.redis, err = startRedis(testRedisPassword); err != nil {
-		return nil, err
-	}
+	tc.presence = &fakePresence{}
 	tc.env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
@@ -168,11 +166,10 @@ func startCluster() (_ *testCluster, err error) {
 		APIReader: tc.mgr.GetAPIReader(),
 		Recorder:  tc.mgr.GetEventRecorder(ControllerName),
 		Options: Options{
-			ChatImage:         testChatImage,
-			OperatorNamespace: "hubbub-system",
+			ChatImage: testChatImage,
 			// Short, so tests see presence refreshes; production uses 30s.
 			PresenceInterval: 2 * time.Second,
-			Presence:         &testPresence{redis: tc.redis},
+			Presence:         tc.presence,
 		},
 	}
 	if err := tc.reconciler.SetupWithManager(tc.mgr); err != nil {
@@ -224,24 +221,50 @@ func (tc *testCluster) stop() error {
 	if tc.env != nil && tc.cfg != nil {
 		errs = append(errs, tc.env.Stop())
 	}
-	if tc.redis != nil {
-		errs = append(errs, tc.redis.stop())
-	}
 	return errors.Join(errs...)
 }
 
-// testPresence reads presence with the real RedisPresence. Managed rooms'
-// Redis addresses only resolve inside a cluster, so those reads go to the
-// shared redis-server instead (each room has its own keys there).
-type testPresence struct {
-	redis *redisServer
+// fakePresence stands in for the chat pods' stats endpoint, which envtest
+// cannot run (it has no kubelet): a test sets the answer of a pod address
+// (0 users by default), and every question is counted. HTTPPresence itself
+// is tested against a real chat server (presence_test.go).
+type fakePresence struct {
+	mu      sync.Mutex
+	answers map[string]presenceAnswer
+	asked   map[string]int
 }
 
-func (p *testPresence) OnlineUsers(ctx context.Context, conn RedisConn, room string) (int, error) {
-	if strings.HasSuffix(conn.URL, ".svc:6379") {
-		conn = RedisConn{URL: p.redis.url(), Password: p.redis.password}
+type presenceAnswer struct {
+	n   int
+	err error
+}
+
+func (p *fakePresence) OnlineUsers(_ context.Context, addr string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.asked == nil {
+		p.asked = map[string]int{}
 	}
-	return RedisPresence{}.OnlineUsers(ctx, conn, room)
+	p.asked[addr]++
+	a := p.answers[addr]
+	return a.n, a.err
+}
+
+// answer sets what the pod at addr says.
+func (p *fakePresence) answer(addr string, n int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.answers == nil {
+		p.answers = map[string]presenceAnswer{}
+	}
+	p.answers[addr] = presenceAnswer{n, err}
+}
+
+// askedOf is how often the pod at addr was asked.
+func (p *fakePresence) askedOf(addr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.asked[addr]
 }
 
 // redisServer is a redis-server child process on a free loopback port.
@@ -254,11 +277,6 @@ type redisServer struct {
 
 func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 func (s *redisServer) url() string  { return "redis://" + s.addr() }
-
-// client is a go-redis client to s.
-func (s *redisServer) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.addr(), Password: s.password})
-}
 
 func startRedis(password string) (*redisServer, error) {
 	dir, err := os.MkdirTemp("", "hubbub-redis-")

@@ -214,8 +214,7 @@ type RedisSpec struct {
 
 	// managed asks the operator to run a single Redis for this room: a
 	// StatefulSet with a persistent volume, a Service, a generated password
-	// Secret and a NetworkPolicy that admits only this room's chat pods and
-	// the operator.
+	// Secret and a NetworkPolicy that admits only this room's chat pods.
 	// +optional
 	Managed *ManagedRedisSpec `json:"managed,omitempty"`
 }
@@ -334,8 +333,9 @@ type ChatRoomStatus struct {
 	// +optional
 	URL string `json:"url,omitempty"`
 
-	// onlineUsers is the number of distinct users online, read from the
-	// room's Redis presence every 30 seconds or so.
+	// onlineUsers is the number of distinct users online, as one of the
+	// room's chat pods reports it every 30 seconds or so (0 while no chat pod
+	// runs).
 	// +optional
 	OnlineUsers int32 `json:"onlineUsers,omitempty"`
 

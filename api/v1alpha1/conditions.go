@@ -9,7 +9,9 @@ const (
 	// change or scales; False when the rollout is complete or stuck.
 	ConditionProgressing = "Progressing"
 	// ConditionRedisReady is True when the room's Redis is running (managed)
-	// and the operator could read the room's presence from it.
+	// and a chat pod, asked by the operator, read the room's presence from
+	// it. The operator never connects to Redis itself. Unknown when there was
+	// no chat pod to ask, or it could not be asked.
 	ConditionRedisReady = "RedisReady"
 	// ConditionDegraded is True when something needs a person's attention;
 	// its reason says what.
@@ -37,24 +39,32 @@ const (
 // Reasons of the RedisReady condition (RedisUnreachable and SecretNotFound
 // are shared with Degraded).
 const (
-	// ReasonRedisReachable: the operator read the room's presence from Redis.
+	// ReasonRedisReachable: a chat pod read the room's presence from Redis.
 	ReasonRedisReachable = "RedisReachable"
 	// ReasonRedisStarting: the managed Redis StatefulSet has no ready pod yet.
 	ReasonRedisStarting = "RedisStarting"
+	// ReasonNoChatPods: no chat pod is running to be asked (Unknown); with
+	// none running, no one can be online.
+	ReasonNoChatPods = "NoChatPods"
+	// ReasonChatUnreachable: the operator could not ask a chat pod (Unknown):
+	// a NetworkPolicy keeps it out, or the chat image predates the
+	// /api/v1/stats endpoint.
+	ReasonChatUnreachable = "ChatUnreachable"
 )
 
 // Reasons of the Degraded condition.
 const (
 	// ReasonAsExpected: nothing is wrong (Degraded is False).
 	ReasonAsExpected = "AsExpected"
-	// ReasonSecretNotFound: a Secret the spec names (Redis password, bootstrap
-	// users) does not exist, or lacks the named key. The room recovers by
-	// itself once the Secret appears.
+	// ReasonSecretNotFound: pods cannot start because a Secret the spec names
+	// (Redis password, bootstrap users) does not exist, or lacks the named
+	// key, as their kubelet reports it. The room recovers by itself once the
+	// Secret appears and the kubelet starts the pods.
 	ReasonSecretNotFound = "SecretNotFound"
-	// ReasonRedisUnreachable: the operator could not read presence from a
-	// Redis that should be up (wrong URL or password, network policy, outage).
+	// ReasonRedisUnreachable: a chat pod could not read presence from a Redis
+	// that should be up (wrong URL or password, network policy, outage).
 	ReasonRedisUnreachable = "RedisUnreachable"
-	// ReasonImagePullBackOff: a chat pod cannot pull its image.
+	// ReasonImagePullBackOff: a chat or managed Redis pod cannot pull its image.
 	ReasonImagePullBackOff = "ImagePullBackOff"
 	// ReasonRolloutStuck: the chat Deployment exceeded its progress deadline.
 	ReasonRolloutStuck = "RolloutStuck"

@@ -10,11 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -45,8 +43,6 @@ type flags struct {
 	metricsAddr, probeAddr  string
 	leaderElect             bool
 	leaderElectionNamespace string
-	operatorNamespace       string
-	operatorPodLabels       string
 	presenceInterval        time.Duration
 	maxConcurrentReconciles int
 	logLevel                slog.Level
@@ -62,9 +58,13 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles at a time")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the operator's own namespace")
-	fs.StringVar(&f.operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "namespace the operator runs in (default $POD_NAMESPACE); managed Redis NetworkPolicies admit the operator from it")
-	fs.StringVar(&f.operatorPodLabels, "operator-pod-labels", "app.kubernetes.io/name=hubbub-operator", "comma-separated key=value labels of the operator's pods, for managed Redis NetworkPolicies")
-	fs.DurationVar(&f.presenceInterval, "presence-interval", controllers.DefaultPresenceInterval, "how often each room's status.onlineUsers is refreshed")
+	// The operator no longer talks to any Redis, so managed Redis
+	// NetworkPolicies admit no operator pod and these say nothing. They are
+	// still accepted so that existing command lines (the Helm chart's among
+	// them) keep starting the operator.
+	fs.String("operator-namespace", "", "ignored: managed Redis NetworkPolicies admit only the room's chat pods")
+	fs.String("operator-pod-labels", "", "ignored: managed Redis NetworkPolicies admit only the room's chat pods")
+	fs.DurationVar(&f.presenceInterval, "presence-interval", controllers.DefaultPresenceInterval, "how often each room's status.onlineUsers is refreshed (by asking one of its chat pods)")
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "rooms reconciled at once")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -79,39 +79,12 @@ func parseFlags(args []string) (flags, error) {
 	return f, nil
 }
 
-// parseLabels parses "k=v,k2=v2".
-func parseLabels(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range config.SplitList(s) {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("label %q is not key=value", kv)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-// redisLog sends go-redis' own log lines to the operator's log at debug level.
-type redisLog struct{ log logr.Logger }
-
-func (l redisLog) Printf(_ context.Context, format string, v ...any) {
-	l.log.V(1).Info(fmt.Sprintf(format, v...))
-}
-
 func run(args []string) error {
 	f, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	podLabels, err := parseLabels(f.operatorPodLabels)
-	if err != nil {
-		return fmt.Errorf("--operator-pod-labels: %w", err)
-	}
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: f.logLevel})))
-	// go-redis logs dial failures itself; they also come back as errors and
-	// end up in a room's status, so its log is debug detail.
-	redis.SetLogger(redisLog{ctrl.Log.WithName("redis")})
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -138,8 +111,6 @@ func run(args []string) error {
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
 		ChatImage:               f.chatImage,
 		RedisImage:              f.redisImage,
-		OperatorNamespace:       f.operatorNamespace,
-		OperatorPodLabels:       podLabels,
 		PresenceInterval:        f.presenceInterval,
 		MaxConcurrentReconciles: f.maxConcurrentReconciles,
 	}); err != nil {

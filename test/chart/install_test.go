@@ -288,11 +288,6 @@ func startOperator(t *testing.T, cfg *rest.Config, ns, sa string, args map[strin
 	if w := args["watch-namespaces"]; w != "" {
 		watch = strings.Split(w, ",")
 	}
-	podLabels := map[string]string{}
-	for _, kv := range strings.Split(args["operator-pod-labels"], ",") {
-		k, v, _ := strings.Cut(kv, "=")
-		podLabels[k] = v
-	}
 	mgr, err := ctrl.NewManager(impersonatingConfig(cfg, ns, sa), ctrl.Options{
 		Scheme:                        testScheme(),
 		Cache:                         controllers.CacheOptions(watch),
@@ -309,10 +304,8 @@ func startOperator(t *testing.T, cfg *rest.Config, ns, sa string, args map[strin
 		t.Fatal(err)
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		ChatImage:         args["chat-image"],
-		OperatorNamespace: args["operator-namespace"],
-		OperatorPodLabels: podLabels,
-		// No Redis runs here: presence is the one thing not tested.
+		ChatImage: args["chat-image"],
+		// No chat pod runs here: presence is the one thing not tested.
 		Presence: noPresence{},
 	}); err != nil {
 		t.Fatal(err)
@@ -338,7 +331,7 @@ func startOperator(t *testing.T, cfg *rest.Config, ns, sa string, args map[strin
 
 type noPresence struct{}
 
-func (noPresence) OnlineUsers(context.Context, controllers.RedisConn, string) (int, error) {
+func (noPresence) OnlineUsers(context.Context, string) (int, error) {
 	return 0, nil
 }
 

@@ -88,14 +88,3 @@ Namespaces whose ChatRooms the operator may touch, as a list; empty means all.
 {{- define "hubbub.watchNamespaces" -}}
 {{- join "," (.Values.watchNamespaces | uniq) }}
 {{- end }}
-
-{{/*
-A label map as "k1=v1,k2=v2", keys sorted (for the operator's flags).
-*/}}
-{{- define "hubbub.labelList" -}}
-{{- $pairs := list }}
-{{- range $k := keys . | sortAlpha }}
-{{- $pairs = append $pairs (printf "%s=%s" $k (get $ $k)) }}
-{{- end }}
-{{- join "," $pairs }}
-{{- end }}
