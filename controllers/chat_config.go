@@ -56,11 +56,14 @@ func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
 	c.MessageBurst = int(s.Limits.MessageBurst)
 	c.MaxConnectionsPerUser = int(s.Limits.MaxConnectionsPerUser)
 	if in := s.Ingress; in != nil {
-		// Behind an ingress the browser's origin is the public host. No
-		// proxies are trusted: the operator does not know the ingress
-		// controller's addresses, and trusting a guess would let anyone
-		// who reaches a pod choose their X-Forwarded-For.
+		// Behind an ingress the browser's origin is the public host.
 		c.AllowedOrigins = []string{roomURLScheme(in) + "://" + in.Host}
+	}
+	// Only the proxies the room names are trusted: the operator does not
+	// know the ingress controller's addresses, and trusting a guess would
+	// let anyone who reaches a pod choose their X-Forwarded-For.
+	for _, p := range s.TrustedProxies {
+		c.TrustedProxies = append(c.TrustedProxies, string(p))
 	}
 	return c
 }

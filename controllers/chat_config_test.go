@@ -5,6 +5,7 @@ import (
 	"net"
 	"path"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,8 @@ func testRooms() map[string]*chatv1alpha1.ChatRoom {
 			Limits: chatv1alpha1.LimitsSpec{
 				MaxMessageBytes: 2048, MessagesPerSecond: 2, MessageBurst: 4, MaxConnectionsPerUser: 3,
 			},
-			Ingress: &chatv1alpha1.IngressSpec{Host: "chat.example.com", TLSSecretName: "tls"},
+			Ingress:        &chatv1alpha1.IngressSpec{Host: "chat.example.com", TLSSecretName: "tls"},
+			TrustedProxies: []chatv1alpha1.TrustedProxy{"10.244.0.0/16", "fd00::7"},
 		}},
 		"ingress without TLS": {ObjectMeta: meta, Spec: chatv1alpha1.ChatRoomSpec{
 			Ingress: &chatv1alpha1.IngressSpec{Host: "chat.example.com"},
@@ -175,7 +177,7 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 			return firstErr(
 				eq("origins", len(c.AllowedOrigins), 1),
 				eq("origin", c.AllowedOrigins[0], "https://chat.example.com"),
-				eq("trusted proxies", len(c.TrustedProxies), 0),
+				eq("trusted proxies", strings.Join(c.TrustedProxies, ","), "10.244.0.0/16,fd00::7"),
 				eq("ttl", c.SessionTTL, 90*time.Minute),
 				eq("history", c.HistoryMax, 500),
 				eq("rate", c.MessagesPerSecond, 2.0),

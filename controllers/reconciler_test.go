@@ -791,6 +791,9 @@ func TestValidation(t *testing.T) {
 		{"session TTL too short", func(r *chatv1alpha1.ChatRoom) { r.Spec.SessionTTL = &metav1.Duration{Duration: time.Second} }, "spec.sessionTTL", "at least 1m"},
 		{"service port", func(r *chatv1alpha1.ChatRoom) { r.Spec.Service.Port = 70000 }, "spec.service.port", "less than or equal to 65535"},
 		{"ingress host", func(r *chatv1alpha1.ChatRoom) { r.Spec.Ingress = &chatv1alpha1.IngressSpec{Host: "Not A Host"} }, "spec.ingress.host", "should match"},
+		{"trusted proxy not an address", func(r *chatv1alpha1.ChatRoom) {
+			r.Spec.TrustedProxies = []chatv1alpha1.TrustedProxy{"10.0.0.0/8", "ingress-nginx"}
+		}, "spec.trustedProxies[1]", "must be a CIDR (10.0.0.0/8) or an IP address"},
 		{"name too long", func(r *chatv1alpha1.ChatRoom) { r.Name = strings.Repeat("a", 47) }, "metadata.name", "at most 46 characters"},
 		{"name not a DNS label", func(r *chatv1alpha1.ChatRoom) { r.Name = "chat.room" }, "metadata.name", "DNS label"},
 	}

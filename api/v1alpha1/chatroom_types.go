@@ -110,6 +110,17 @@ type ChatRoomSpec struct {
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
 
+	// trustedProxies are the addresses (CIDRs or single IPs) of the proxies
+	// in front of the chat pods, usually the ingress controller's pods. Only
+	// from them do X-Forwarded-For (the client address that login throttling
+	// counts) and X-Forwarded-Proto (https: the Secure session cookie) count.
+	// Empty trusts none: behind an ingress every client then looks like the
+	// ingress, and shares its login budget.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +optional
+	TrustedProxies []TrustedProxy `json:"trustedProxies,omitempty"`
+
 	// autoscaling, when set, makes a HorizontalPodAutoscaler size the chat
 	// Deployment between minReplicas and maxReplicas; replicas is then ignored.
 	// +optional
@@ -256,6 +267,11 @@ type ServiceSpec struct {
 	// +optional
 	Port int32 `json:"port,omitempty"`
 }
+
+// TrustedProxy is a CIDR such as 10.244.0.0/16, or a single IP address.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isCIDR(self) || isIP(self)",message="must be a CIDR (10.0.0.0/8) or an IP address"
+type TrustedProxy string
 
 // IngressSpec exposes the room on a host name.
 type IngressSpec struct {

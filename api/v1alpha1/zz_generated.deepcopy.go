@@ -151,6 +151,11 @@ func (in *ChatRoomSpec) DeepCopyInto(out *ChatRoomSpec) {
 		*out = new(IngressSpec)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.TrustedProxies != nil {
+		in, out := &in.TrustedProxies, &out.TrustedProxies
+		*out = make([]TrustedProxy, len(*in))
+		copy(*out, *in)
+	}
 	if in.Autoscaling != nil {
 		in, out := &in.Autoscaling, &out.Autoscaling
 		*out = new(AutoscalingSpec)
