@@ -783,6 +783,7 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 	s := c.s
 	var unknown []string
+	recovered := map[string]bool{}
 	for channel, since := range f.Since {
 		if err := s.access(c.user, channel); err != nil {
 			c.sendError(accessError(err, channel, ""))
@@ -807,7 +808,7 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		}
 		c.resuming[channel] = c.resuming[channel][:0]
 		c.mu.Unlock()
-		err := c.replay(ctx, channel, since)
+		complete, err := c.replay(ctx, channel, since)
 		c.mu.Lock()
 		held := c.resuming[channel]
 		delete(c.resuming, channel)
@@ -817,8 +818,13 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		if err != nil {
 			s.backendError("resume", err)
 			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
+			continue
 		}
+		recovered[channel] = complete
 	}
+	// After the replays (queued above, in order): the client learns which
+	// channels it now holds whole, and reloads the others' history.
+	c.enqueue(protocol.TypeResumed, protocol.Encode(protocol.Resumed{Type: protocol.TypeResumed, Recovered: recovered}))
 	if len(unknown) > 0 {
 		// One error for them all: a made-up list must not buy a flood back.
 		slices.Sort(unknown)
@@ -836,8 +842,11 @@ func more(n int) string {
 }
 
 // replay queues channel's messages after since, in pages, holding live
-// messages back (in c.resuming) so the socket sees one ordered stream.
-func (c *conn) replay(ctx context.Context, channel, since string) error {
+// messages back (in c.resuming) so the socket sees one ordered stream. It
+// reports whether the client now has everything after since: not when the
+// channel no longer keeps since (what followed it may have been trimmed
+// too), nor when the replay stopped at its cap.
+func (c *conn) replay(ctx context.Context, channel, since string) (complete bool, err error) {
 	c.mu.Lock()
 	if since != "" {
 		// The client has everything up to since: do not send it again.
@@ -850,16 +859,33 @@ func (c *conn) replay(ctx context.Context, channel, since string) error {
 		}
 	}
 	c.mu.Unlock()
+	complete = true
+	if since != "" {
+		// The oldest message kept: past since, the client may have missed
+		// trimmed ones (the stream cannot say whether any came between).
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		oldest, err := c.s.b.After(cctx, channel, "", 1)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		if len(oldest) > 0 && oldest[0].ID != since && !idBefore(oldest[0].ID, since) {
+			complete = false
+		}
+	}
 	after := since
-	for total := 0; total < maxResumeTotal; {
+	for total := 0; ; {
+		if total >= maxResumeTotal {
+			return false, nil // more may follow than one resume replays
+		}
 		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
 		msgs, err := c.s.b.After(cctx, channel, after, maxResumeBatch)
 		cancel()
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(msgs) == 0 {
-			return nil
+			return complete, nil
 		}
 		out := make([]outMsg, len(msgs))
 		for i, m := range msgs {
@@ -873,10 +899,17 @@ func (c *conn) replay(ctx context.Context, channel, since string) error {
 		total += len(msgs)
 		after = msgs[len(msgs)-1].ID
 		if len(msgs) < maxResumeBatch {
-			return nil
+			return complete, nil
 		}
 	}
-	return nil
+}
+
+// idBefore reports whether message id a comes before b (both well formed:
+// stored ids, and since as Decode checked it).
+func idBefore(a, b string) bool {
+	x, _ := protocol.ParseID(a)
+	y, _ := protocol.ParseID(b)
+	return x.Compare(y) < 0
 }
 
 func (c *conn) handleTyping(ctx context.Context, f protocol.ClientFrame) {

@@ -137,7 +137,7 @@ func New(b Backend, opts Options) *Service {
 	s.frameRate, s.frameBurst = frameBudget(opts)
 	s.objByType = map[string]prometheus.Counter{}
 	for _, t := range []string{protocol.TypeHello, protocol.TypeAck, protocol.TypeMessage, protocol.TypePresence,
-		protocol.TypeTyping, protocol.TypeRead, protocol.TypeNotification, protocol.TypeError, protocol.TypeReconnect} {
+		protocol.TypeTyping, protocol.TypeRead, protocol.TypeNotification, protocol.TypeError, protocol.TypeReconnect, protocol.TypeResumed} {
 		s.objByType[t] = s.m.ObjectsOut.WithLabelValues(t)
 	}
 	s.objMessage = s.objByType[protocol.TypeMessage]

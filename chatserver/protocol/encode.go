@@ -80,6 +80,14 @@ type Reconnect struct {
 	Reason string `json:"reason"`
 }
 
+// Resumed follows a resume's replay: per channel, whether everything after
+// the id the client gave was still kept (false: some was trimmed, or the
+// replay hit its cap; the client reloads that channel's history).
+type Resumed struct {
+	Type      string          `json:"type"`
+	Recovered map[string]bool `json:"recovered"`
+}
+
 // Encode marshals a server object. The server's own types cannot fail to
 // marshal, so a failure is a programming error and panics.
 func Encode(v any) []byte {

@@ -30,6 +30,7 @@ const (
 	TypeNotification = "notification"
 	TypeError        = "error"
 	TypeReconnect    = "reconnect"
+	TypeResumed      = "resumed"
 )
 
 // Error codes carried by "error" objects.

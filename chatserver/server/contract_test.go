@@ -48,6 +48,7 @@ var contractTests = []struct {
 	{"FrameBudget", testFrameBudget},
 	{"ResumeOnlyOwnChannels", testResumeOnlyOwnChannels},
 	{"ReadMarkerBounded", testReadMarkerBounded},
+	{"ResumedSaysWhatWasKept", testResumedSaysWhatWasKept},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},
@@ -593,6 +594,47 @@ func testResumeOnlyOwnChannels(t *testing.T) {
 	alice.sendAndAck("general", "", "after the resume", "g1")
 	if n := alice.backlogged(typeIs("error")); n != 0 {
 		t.Errorf("%d more error objects, want 1 for the whole resume", n)
+	}
+}
+
+// After a resume's replay, resumed says per channel whether the client now
+// holds everything after the id it gave: not when that id was trimmed away.
+func testResumedSaysWhatWasKept(t *testing.T) {
+	cfg := testConfig()
+	cfg.HistoryMax = 5
+	ts := startServer(t, cfg, server.Options{})
+	tok := login(t, ts, "alice")
+	a := dial(t, ts, tok)
+	a.expect("hello", typeIs("hello"))
+	a.expect("resumed, for the empty resume every client sends first", typeIs("resumed"))
+	// Redis trims its streams in whole nodes (100 entries): send enough
+	// that the first messages are surely gone on both backends.
+	var ids []string
+	for i := range 300 {
+		ids = append(ids, a.sendAndAck("general", "", fmt.Sprint("m", i), fmt.Sprint("c", i)))
+	}
+	for _, tc := range []struct {
+		name, since string
+		want        bool
+	}{
+		{"since a trimmed message", ids[0], false},
+		{"since the newest but one", ids[len(ids)-2], true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := dial(t, ts, tok)
+			b.expect("hello", typeIs("hello"))
+			b.expect("resumed, for the empty resume", typeIs("resumed"))
+			b.send(map[string]any{"type": "resume", "since": map[string]string{"general": tc.since, "random": ""}})
+			r := b.expect("resumed", typeIs("resumed"))
+			rec, _ := r["recovered"].(map[string]any)
+			if rec["general"] != tc.want || rec["random"] != true {
+				t.Errorf("recovered %v, want general %t and random true", rec, tc.want)
+			}
+			// The newest message was replayed before resumed came.
+			if b.backlogged(typeIs("message", "id", ids[len(ids)-1])) != 1 {
+				t.Errorf("the newest message was not replayed before resumed")
+			}
+		})
 	}
 }
 

@@ -44,6 +44,8 @@ type Object struct {
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
 	Reason   string          `json:"reason"`
+	// Recovered is set on resumed: per channel, whether the replay was whole.
+	Recovered map[string]bool `json:"recovered"`
 }
 
 // Config configures a Client.
@@ -89,6 +91,9 @@ type Stats struct {
 	Redelivered int // messages dropped because their id was already seen
 	OutOfOrder  int // messages with an id below the newest seen that were new
 	Resumes     int // resumes sent again after the server could not serve one
+	// Unrecovered counts channels a resume could not bring back whole (the
+	// server no longer kept what followed the client's last id).
+	Unrecovered int
 	CloseCodes  []int
 }
 
@@ -266,6 +271,14 @@ func readObjects(ws *websocket.Conn) ([]Object, error) {
 
 func (c *Client) handle(o Object) {
 	switch o.Type {
+	case "resumed":
+		c.mu.Lock()
+		for _, whole := range o.Recovered {
+			if !whole {
+				c.stats.Unrecovered++
+			}
+		}
+		c.mu.Unlock()
 	case "message":
 		c.mu.Lock()
 		ch := o.Channel

@@ -77,6 +77,10 @@ type Report struct {
 	Retries    int // sends repeated after an error frame, a lost socket or no ack
 	Reconnects int
 	Drains     int // reconnect frames: a draining server asked this client to come back elsewhere
+	// Unrecovered counts resumes after which the server no longer kept all
+	// that followed this client's last id: what it then misses is trimmed,
+	// not lost by a fault, and shows here rather than as a mystery.
+	Unrecovered int
 	// DoubleCommits counts retried sends that were stored twice (the first
 	// attempt was committed but its ack was lost, and the retry got a new id).
 	DoubleCommits int
@@ -520,6 +524,10 @@ func (c *chatter) handle(f Frame) {
 					c.acked(cid, f.ID)
 				}
 			}
+		}
+	case "resumed":
+		if whole, ok := f.Recovered[c.conv.opts.Channel]; ok && !whole {
+			c.report.Unrecovered++
 		}
 	case "error":
 		if o := c.pending[f.ClientID]; o != nil && f.ClientID != "" {

@@ -38,6 +38,8 @@ type Frame struct {
 	User     string `json:"user,omitempty"`
 	Status   string `json:"status,omitempty"` // presence: online or offline
 	Kind     string `json:"kind,omitempty"`   // notification: dm or mention
+	// Recovered is set on resumed: per channel, whether the replay was whole.
+	Recovered map[string]bool `json:"recovered,omitempty"`
 	// Channels is set on hello: the channels with their last message id.
 	Channels []ChannelInfo `json:"channels,omitempty"`
 }

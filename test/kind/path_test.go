@@ -109,7 +109,8 @@ func (s *path) install(ctx context.Context, t *testing.T) {
 	s.e.helmRun(ctx, t, "install", release, s.e.chart, "--namespace", ns, "--wait", "--timeout", "4m",
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag,
 		"--set", "redisImage="+s.e.redisImage,
-		"--set", "replicaCount=2") // two operators: one leads, one waits (see OperatorFailover)
+		"--set", "replicaCount=2", // two operators: one leads, one waits (see OperatorFailover)
+		"--set", "presenceInterval=5s") // status.onlineUsers within seconds (ChatAcrossPods)
 	waitFor(ctx, t, 2*time.Minute, "2 Ready operator pods", func(ctx context.Context) (bool, string) {
 		ready, seen, err := readyPods(ctx, s.c, ns, opLabels)
 		if err != nil {
@@ -226,6 +227,16 @@ func (s *path) chatAcrossPods(ctx context.Context, t *testing.T) {
 	// And back: bob's reply reaches alice on the other pod.
 	id = bob.send(ctx, "general", "", "heard you "+s.suffix)
 	alice.expect(ctx, "bob's reply", func(f e2e.Frame) bool { return f.Type == "message" && f.ID == id && f.From == s.bob.Name })
+
+	// The operator counts them from a chat pod's /api/v1/stats: it holds no
+	// Redis password, and needs none.
+	waitFor(ctx, t, time.Minute, "status.onlineUsers to count both", func(ctx context.Context) (bool, string) {
+		var r chatv1alpha1.ChatRoom
+		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: room}, &r); err != nil {
+			return false, err.Error()
+		}
+		return r.Status.OnlineUsers >= 2, fmt.Sprintf("onlineUsers %d", r.Status.OnlineUsers)
+	})
 }
 
 // chatPodDeleted: a chat pod is deleted mid-conversation; every acked

@@ -206,6 +206,7 @@ function onFrame(m) {
     case 'notification': return onNotification(m);
     case 'error': return onServerError(m);
     case 'reconnect': return; // the connection handles the close that follows
+    case 'resumed': return onResumed(m);
     default: console.debug('hubbub: ignoring unknown frame type', m.type);
   }
 }
@@ -435,6 +436,29 @@ function markRead() {
   }
   if (newest && compareIds(newest, ch.readSent) > 0 && state.greeted && conn.open) {
     if (conn.send({ type: 'read', channel: ch.name, id: newest })) ch.readSent = newest;
+  }
+}
+
+// onResumed: after the replay of our resume, the server says which channels
+// we now hold whole. For the others, messages between what we had and what
+// came back are no longer kept: start their history afresh from the newest
+// page, and say so, rather than show a silent hole.
+function onResumed(m) {
+  for (const [name, whole] of Object.entries(m.recovered || {})) {
+    if (whole) continue;
+    const ch = state.channels.get(name);
+    if (!ch) continue;
+    ch.timeline = new Timeline();
+    ch.historyLoaded = false;
+    ch.hasMore = true;
+    ch.trimmed = true;
+    if (name === state.active) loadHistory(ch, false);
+    toast({
+      title: ch.dm ? `Conversation with ${ch.peer}` : `#${name}`,
+      body: 'Some messages sent while you were away are no longer kept; showing the latest.',
+      kind: 'info',
+      channel: name,
+    });
   }
 }
 
