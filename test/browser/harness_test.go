@@ -3,14 +3,12 @@ package browser
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
+	"github.com/hubbub-chat/hubbub/test/headless"
 )
 
 // stepTimeout bounds each browser step, so a broken page fails fast with the
@@ -47,23 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// chromiumPath finds Debian's chromium (or HUBBUB_CHROMIUM).
-func chromiumPath() (string, error) {
-	if p := os.Getenv("HUBBUB_CHROMIUM"); p != "" {
-		path, err := exec.LookPath(p)
-		if err != nil {
-			return "", fmt.Errorf("HUBBUB_CHROMIUM=%s: %w", p, err)
-		}
-		return path, nil
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium not found on PATH: run `make deps` (or `apt-get install chromium`), or set HUBBUB_CHROMIUM")
-}
-
 // browser returns the context of the shared headless Chromium, starting it
 // on first use. A missing browser fails the test: it must not pass by skipping.
 func browser(t *testing.T) context.Context {
@@ -72,7 +54,7 @@ func browser(t *testing.T) context.Context {
 		t.Skip("browser tests do not run with -short")
 	}
 	shared.once.Do(func() {
-		path, err := chromiumPath()
+		path, err := headless.Path()
 		if err != nil {
 			shared.err = err
 			return
@@ -82,29 +64,7 @@ func browser(t *testing.T) context.Context {
 			shared.err = err
 			return
 		}
-		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-			chromedp.ExecPath(path),
-			chromedp.Headless,
-			chromedp.NoSandbox, // tests run as root in CI containers
-			chromedp.DisableGPU,
-			chromedp.NoFirstRun,
-			chromedp.NoDefaultBrowserCheck,
-			chromedp.UserDataDir(dir),
-			chromedp.WindowSize(1280, 800),
-			chromedp.Flag("disable-quic", true),
-			chromedp.Flag("disable-background-networking", true),
-			chromedp.Flag("disable-component-update", true),
-			chromedp.Flag("disable-sync", true),
-			chromedp.Flag("disable-dev-shm-usage", true),
-			chromedp.Flag("disable-extensions", true),
-			chromedp.Flag("disable-default-apps", true),
-			chromedp.Flag("disable-background-timer-throttling", true),
-			chromedp.Flag("disable-renderer-backgrounding", true),
-			chromedp.Flag("disable-backgrounding-occluded-windows", true),
-			chromedp.Flag("force-color-profile", "srgb"),
-			chromedp.Flag("password-store", "basic"),
-			chromedp.Flag("lang", "en-US"),
-		)
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), headless.Options(path, dir)...)
 		ctx, cancelCtx := chromedp.NewContext(allocCtx)
 		shared.ctx = ctx
 		shared.cancel = func() {

@@ -5,15 +5,15 @@ package kind
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/hubbub-chat/hubbub/test/headless"
 )
 
 // pageStepTimeout bounds each browser step and wait: generous, because the
@@ -28,7 +28,7 @@ const pageStepTimeout = 60 * time.Second
 // text too. It fails t with what it was waiting for and what the page showed.
 func pageChat(ctx context.Context, t *testing.T, baseURL, user, password, sent string, incoming func(context.Context) (string, error)) {
 	t.Helper()
-	path, err := pageChromium()
+	path, err := headless.Path()
 	if err != nil {
 		t.Fatalf("pageChat: %v", err)
 	}
@@ -44,30 +44,8 @@ func pageChat(ctx context.Context, t *testing.T, baseURL, user, password, sent s
 		}
 	}()
 	// The same options as test/browser's harness, so both see the same page.
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox, // tests run as root in CI containers
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1280, 800), // wide enough that the sidebar is not a drawer
-		chromedp.WSURLReadTimeout(pageStepTimeout),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("lang", "en-US"),
-	)
+	// WSURLReadTimeout: Chromium's start may be slow on a busy machine.
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(headless.Options(path, dir), chromedp.WSURLReadTimeout(pageStepTimeout))...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
@@ -161,21 +139,4 @@ func pageMessageJS(text string) string {
 		panic(err) // a string always marshals
 	}
 	return fmt.Sprintf(`[...document.querySelectorAll('#messages .msg .text')].some(e => e.textContent === %s)`, quoted)
-}
-
-// pageChromium finds Debian's chromium (or HUBBUB_CHROMIUM), as test/browser does.
-func pageChromium() (string, error) {
-	if p := os.Getenv("HUBBUB_CHROMIUM"); p != "" {
-		path, err := exec.LookPath(p)
-		if err != nil {
-			return "", fmt.Errorf("HUBBUB_CHROMIUM=%s: %w", p, err)
-		}
-		return path, nil
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium not found on PATH: run `make deps` (or `apt-get install chromium`), or set HUBBUB_CHROMIUM")
 }

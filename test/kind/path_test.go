@@ -121,16 +121,7 @@ func (s *path) install(ctx context.Context, t *testing.T) {
 }
 
 func (s *path) applyRoom(ctx context.Context, t *testing.T) {
-	s.e.kubectl(ctx, t, fmt.Sprintf(`apiVersion: chat.hubbub.dev/v1alpha1
-kind: ChatRoom
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  replicas: 2
-  imagePullPolicy: IfNotPresent
-  channels: [general]
-`, room, ns), "apply", "-f", "-")
+	s.e.kubectl(ctx, t, roomYAML(room, "replicas: 2", "imagePullPolicy: IfNotPresent", "channels: [general]"), "apply", "-f", "-")
 	waitFor(ctx, t, 3*time.Minute, "the managed Redis' volume claim to bind", func(ctx context.Context) (bool, string) {
 		var pvc corev1.PersistentVolumeClaim
 		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data-" + room + "-redis-0"}, &pvc); err != nil {
@@ -168,6 +159,13 @@ func column(header, row, name string) string {
 		end = len(row)
 	}
 	return strings.TrimSpace(row[start:end])
+}
+
+// roomYAML is a ChatRoom manifest, as a person would write it, with the
+// given spec lines.
+func roomYAML(name string, spec ...string) string {
+	return fmt.Sprintf("apiVersion: chat.hubbub.dev/v1alpha1\nkind: ChatRoom\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  %s\n",
+		name, ns, strings.Join(spec, "\n  "))
 }
 
 func (s *path) chatPods(ctx context.Context, t *testing.T, n int) []corev1.Pod {
@@ -558,16 +556,7 @@ func (s *path) operatorFailover(ctx context.Context, t *testing.T) {
 // person can act on; an invalid spec is refused at apply, naming the field.
 func (s *path) badSpec(ctx context.Context, t *testing.T) {
 	const broken = "broken"
-	s.e.kubectl(ctx, t, fmt.Sprintf(`apiVersion: chat.hubbub.dev/v1alpha1
-kind: ChatRoom
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  replicas: 1
-  image: hubbub.local/no-such-image:1
-  imagePullPolicy: IfNotPresent
-`, broken, ns), "apply", "-f", "-")
+	s.e.kubectl(ctx, t, roomYAML(broken, "replicas: 1", "image: hubbub.local/no-such-image:1", "imagePullPolicy: IfNotPresent"), "apply", "-f", "-")
 	waitFor(ctx, t, 3*time.Minute, "room "+broken+" Degraded with reason ImagePullBackOff", func(ctx context.Context) (bool, string) {
 		var r chatv1alpha1.ChatRoom
 		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: broken}, &r); err != nil {
@@ -588,7 +577,7 @@ spec:
 		{"bad registration", "registration: Sometimes", "spec.registration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := s.e.kubectlErr(ctx, fmt.Sprintf("apiVersion: chat.hubbub.dev/v1alpha1\nkind: ChatRoom\nmetadata:\n  name: invalid\n  namespace: %s\nspec:\n  %s\n", ns, tc.spec), "apply", "-f", "-")
+			out, err := s.e.kubectlErr(ctx, roomYAML("invalid", tc.spec), "apply", "-f", "-")
 			if err == nil {
 				t.Fatalf("kubectl apply accepted %q:\n%s", tc.spec, out)
 			}
