@@ -18,7 +18,7 @@ cd "$REPO"
 
 CLUSTER=${KIND_CLUSTER:-hubbub}
 NS=hubbub
-ROOM=hubbub
+ROOM=lobby # not "hubbub": its ServiceAccount would collide with the operator's
 
 up() {
 	say "Docker"

@@ -79,6 +79,7 @@ func TestBadValuesFail(t *testing.T) {
 		{"presence interval not a duration", []string{"--set", "presenceInterval=30"}, "/presenceInterval"},
 		{"no concurrent reconciles", []string{"--set", "maxConcurrentReconciles=0"}, "/maxConcurrentReconciles"},
 		{"sample room name", []string{"--set", "sampleChatRoom.name=Lobby"}, "/sampleChatRoom/name"},
+		{"sample room named like the operator", []string{"--set", "sampleChatRoom.enabled=true", "--set", "sampleChatRoom.name=hubbub"}, "the room's ServiceAccount and the operator's would collide"},
 		{"extra arg not a flag", []string{"--set", "extraArgs[0]=oops"}, "/extraArgs/0"},
 		{"service monitor without service", []string{monitoringAPIs, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "metrics.service.enabled"},
 		{"service monitor without its CRD", []string{"--set", "metrics.serviceMonitor.enabled=true"}, "needs the Prometheus Operator's ServiceMonitor CRD"},
