@@ -2,6 +2,10 @@ module github.com/hubbub-chat/hubbub
 
 go 1.26.0
 
+// Patched: Go 1.26.8 has 11 standard-library vulnerabilities Hubbub reaches
+// (docs/supply-chain.md). The Makefile and hack/kind build with it.
+toolchain go1.27.3
+
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -109,8 +110,23 @@ func TestEncodeMessageMatchesEncodingJSON(t *testing.T) {
 			Type string `json:"type"`
 			Message
 		}{"message", m})
-		if string(got) != string(want) {
+		// The same JSON value, not the same bytes: Go's encoding/json itself
+		// changed how it writes invalid UTF-8 (1.27: a raw U+FFFD; 1.26 and
+		// ours: \ufffd), and both are the same string.
+		var gotV, wantV any
+		if err := json.Unmarshal(got, &gotV); err != nil {
+			t.Fatalf("text %q: EncodeMessage wrote invalid JSON %s: %v", text, got, err)
+		}
+		if err := json.Unmarshal(want, &wantV); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(gotV, wantV) {
 			t.Errorf("text %q:\n got %s\nwant %s", text, got, want)
+		}
+		// Like encoding/json, nothing that could end a <script> or a JS
+		// string when a page inlines the object.
+		if strings.ContainsAny(string(got), "<>&\u2028\u2029") {
+			t.Errorf("text %q: %s holds an unescaped <, >, &, U+2028 or U+2029", text, got)
 		}
 	}
 }

@@ -81,7 +81,7 @@ img=$(timed "hubbub image" hack/kind/images.sh hubbub)
 redis=$(timed "redis image" hack/kind/images.sh redis)
 echo "images: $img $redis"
 # A compile error should not cost a cluster.
-timed "compile test/kind" go test -c -tags kind -o "$WORK/kind.test" ./test/kind
+timed "compile test/kind" main_go test -c -tags kind -o "$WORK/kind.test" ./test/kind
 
 say "cluster $CLUSTER"
 mkdir -p "$CACHE"

@@ -23,7 +23,7 @@ hubbub() {
 	local out
 	out=$(mktemp -d)
 	trap 'rm -rf "$out"' RETURN
-	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" ./cmd/operator ./cmd/chatserver) ||
+	(cd "$REPO" && CGO_ENABLED=0 main_go build -trimpath -ldflags "-s -w" -o "$out/" ./cmd/operator ./cmd/chatserver) ||
 		die "go build of the operator and the chat server failed (above)"
 	local tag
 	tag=$(cat "$out/operator" "$out/chatserver" | sha256sum | cut -c1-12)

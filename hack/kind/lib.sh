@@ -8,6 +8,10 @@ KIND_BIN=$CACHE/cli/kind
 KUBECTL_BIN=$CACHE/k8s/kubectl
 
 die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+# main_go runs the go command for Hubbub's own module with go.mod's toolchain
+# line (these machines set GOTOOLCHAIN=local, which ignores it): the images
+# ship what it builds.
+main_go() { GOTOOLCHAIN="$(sed -n 's/^toolchain //p' "$REPO/go.mod")" go "$@"; }
 modver() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
 
 # dbuild runs the classic builder (no BuildKit, which needs buildx) and shows

@@ -5,6 +5,10 @@ module github.com/hubbub-chat/hubbub/hack/tools
 
 go 1.26.0
 
+// Built with the toolchain Hubbub builds with: staticcheck and govulncheck
+// type-check its standard library (../../go.mod).
+toolchain go1.27.3
+
 tool (
 	honnef.co/go/tools/cmd/staticcheck
 	sigs.k8s.io/controller-tools/cmd/controller-gen
