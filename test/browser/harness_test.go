@@ -229,7 +229,12 @@ func testConfig() config.Config {
 
 func startServer(t *testing.T) *chatServer {
 	t.Helper()
-	s := &chatServer{t: t, cfg: testConfig(), backend: memory.New(), addr: "127.0.0.1:0"}
+	return startServerWith(t, testConfig())
+}
+
+func startServerWith(t *testing.T, cfg config.Config) *chatServer {
+	t.Helper()
+	s := &chatServer{t: t, cfg: cfg, backend: memory.New(), addr: "127.0.0.1:0"}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
