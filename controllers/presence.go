@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // PresenceCounter counts the distinct users online in a room by asking one
@@ -28,10 +30,6 @@ type PresenceCounter interface {
 // ErrRedisUnavailable is what a chat pod reports when it cannot read the
 // room's Redis: the pod is up, its storage is not.
 var ErrRedisUnavailable = errors.New("the chat pod cannot reach its Redis")
-
-// StatsPath is the chat server's presence summary (chatserver/server):
-// unauthenticated, read-only, answered from a short-lived cache.
-const StatsPath = "/api/v1/stats"
 
 // Bounds of HTTPPresence.
 const (
@@ -78,7 +76,7 @@ func (p HTTPPresence) OnlineUsers(ctx context.Context, addr string) (int, error)
 		Transport:     transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: StatsPath}
+	u := url.URL{Scheme: "http", Host: addr, Path: protocol.StatsPath}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, fmt.Errorf("ask chat pod %s: %w", addr, err)
@@ -99,13 +97,13 @@ func (p HTTPPresence) OnlineUsers(ctx context.Context, addr string) (int, error)
 			OnlineUsers *int `json:"onlineUsers"`
 		}
 		if err := json.Unmarshal(body, &stats); err != nil || stats.OnlineUsers == nil || *stats.OnlineUsers < 0 {
-			return 0, fmt.Errorf("chat pod %s: GET %s: not a count of online users", addr, StatsPath)
+			return 0, fmt.Errorf("chat pod %s: GET %s: not a count of online users", addr, protocol.StatsPath)
 		}
 		return *stats.OnlineUsers, nil
 	case http.StatusServiceUnavailable:
 		return 0, fmt.Errorf("chat pod %s: %w: %s", addr, ErrRedisUnavailable, errorText(body))
 	default:
-		return 0, fmt.Errorf("chat pod %s: GET %s: %s", addr, StatsPath, resp.Status)
+		return 0, fmt.Errorf("chat pod %s: GET %s: %s", addr, protocol.StatsPath, resp.Status)
 	}
 }
 

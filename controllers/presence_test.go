@@ -14,6 +14,7 @@ import (
 
 	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
 
@@ -119,7 +120,7 @@ func TestHTTPPresenceErrors(t *testing.T) {
 	}
 	answer := func(status int, body string) string {
 		return serve(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != StatsPath || r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
+			if r.URL.Path != protocol.StatsPath || r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
 				http.Error(w, "unexpected request", http.StatusTeapot)
 				return
 			}
@@ -142,7 +143,7 @@ func TestHTTPPresenceErrors(t *testing.T) {
 		// Read only up to a bound: the pod runs the room author's image.
 		{"too long", answer(200, `{"onlineUsers":1,"pad":"`+strings.Repeat("x", 1<<20)+`"}`), "not a count", false},
 		{"redirect elsewhere", serve(func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, elsewhere.URL+StatsPath, http.StatusFound)
+			http.Redirect(w, r, elsewhere.URL+protocol.StatsPath, http.StatusFound)
 		}), "302", false},
 		{"nothing listening", closedAddr, "connection refused", false},
 		{"too slow", serve(func(w http.ResponseWriter, r *http.Request) {

@@ -104,7 +104,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("GET /api/v1/channels", a.authed(a.handleChannels))
 	route("GET /api/v1/channels/{channel}/messages", a.authed(a.handleHistory))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+		WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
 	// The handshake's session check is bounded too; the socket it starts
 	// runs under the server's context, not the request's.
@@ -136,13 +136,15 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+// WriteError answers with the API's error body, {"error":{"code","message"}}.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	var b errorBody
 	b.Error.Code, b.Error.Message = code, msg
-	writeJSON(w, status, b)
+	WriteJSON(w, status, b)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers v as JSON, never cached.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -153,25 +155,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (a *API) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, chat.ErrUnavailable) || errors.Is(err, auth.ErrBusy) || errors.Is(err, context.DeadlineExceeded) {
 		a.log.Warn("request failed: storage unavailable", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "storage unavailable, try again")
+		WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage unavailable, try again")
 		return
 	}
 	a.log.Error("request failed", "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+	WriteError(w, http.StatusInternalServerError, "internal", "internal error")
 }
 
 // decodeBody reads a JSON body into v: only application/json, bounded size,
 // no unknown fields.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+		WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
 		return false
 	}
 	// Only here, where a body is read: a deadline left on a connection that
 	// /ws then hijacks would cut the socket.
 	// A writer without a connection (a test's recorder) has no deadline to set.
 	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		writeError(w, http.StatusInternalServerError, "internal", "internal error")
+		WriteError(w, http.StatusInternalServerError, "internal", "internal error")
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
@@ -179,14 +181,14 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", maxBodyBytes))
+			WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", maxBodyBytes))
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+protocol.Truncate(err.Error(), 120))
+		WriteError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+protocol.Truncate(err.Error(), 120))
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "bad_request", "one JSON object per body")
+		WriteError(w, http.StatusBadRequest, "bad_request", "one JSON object per body")
 		return false
 	}
 	return true
@@ -265,14 +267,14 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request, needsOrigin b
 	if viaCookie && needsOrigin {
 		if present, ok := a.originAllowed(r); !present || !ok {
 			a.m.Auth.WithLabelValues("bad_origin").Inc()
-			writeError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
+			WriteError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
 			return auth.Session{}, false
 		}
 	}
 	sess, err := a.opts.Auth.Authenticate(r.Context(), token)
 	if errors.Is(err, auth.ErrUnauthenticated) {
 		a.m.Auth.WithLabelValues("unauthenticated").Inc()
-		writeError(w, http.StatusUnauthorized, "unauthorized", auth.ErrUnauthenticated.Error())
+		WriteError(w, http.StatusUnauthorized, "unauthorized", auth.ErrUnauthenticated.Error())
 		return auth.Session{}, false
 	}
 	if err != nil {
@@ -309,7 +311,7 @@ func (a *API) credentialsRequest(w http.ResponseWriter, r *http.Request) (creden
 		return body, false
 	}
 	if present, ok := a.originAllowed(r); present && !ok {
-		writeError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
+		WriteError(w, http.StatusForbidden, "bad_origin", "cross-origin request refused")
 		return body, false
 	}
 	return body, true
@@ -328,13 +330,13 @@ func (a *API) handleRegister(w http.ResponseWriter, r *http.Request) {
 			// The account exists; at worst old messages show as unread.
 			a.log.Warn("marking history read for a new account", "err", err)
 		}
-		writeJSON(w, http.StatusCreated, map[string]string{"username": name})
+		WriteJSON(w, http.StatusCreated, map[string]string{"username": name})
 	case errors.Is(err, auth.ErrRegistrationClosed):
-		writeError(w, http.StatusForbidden, "registration_closed", err.Error())
+		WriteError(w, http.StatusForbidden, "registration_closed", err.Error())
 	case errors.Is(err, auth.ErrUserExists):
-		writeError(w, http.StatusConflict, "username_taken", "that username is taken")
+		WriteError(w, http.StatusConflict, "username_taken", "that username is taken")
 	case errors.Is(err, auth.ErrInvalidUsername), errors.Is(err, auth.ErrPasswordTooShort), errors.Is(err, auth.ErrPasswordTooLong):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 	default:
 		a.internalError(w, r, err)
 	}
@@ -354,14 +356,14 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &throttled):
 		a.m.Auth.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int((throttled.RetryAfter+time.Second-1)/time.Second)))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", throttled.Error())
+		WriteError(w, http.StatusTooManyRequests, "rate_limited", throttled.Error())
 		return
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		a.m.Auth.WithLabelValues("login_failed").Inc()
-		writeError(w, http.StatusUnauthorized, "invalid_credentials", err.Error())
+		WriteError(w, http.StatusUnauthorized, "invalid_credentials", err.Error())
 		return
 	case errors.Is(err, auth.ErrPasswordTooLong):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	default:
 		a.internalError(w, r, err)
@@ -369,7 +371,7 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	a.m.Auth.WithLabelValues("login").Inc()
 	http.SetCookie(w, a.sessionCookie(r, token, int(a.opts.SessionTTL/time.Second)))
-	writeJSON(w, http.StatusOK, map[string]string{"username": sess.Username, "token": token})
+	WriteJSON(w, http.StatusOK, map[string]string{"username": sess.Username, "token": token})
 }
 
 func (a *API) clearCookie(w http.ResponseWriter, r *http.Request) {
@@ -390,7 +392,7 @@ func (a *API) handleLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleMe(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"username": sessionFrom(r).Username})
+	WriteJSON(w, http.StatusOK, map[string]string{"username": sessionFrom(r).Username})
 }
 
 type sessionView struct {
@@ -409,14 +411,14 @@ func (a *API) handleSessions(w http.ResponseWriter, r *http.Request) {
 	for _, s := range list {
 		out = append(out, sessionView{Session: s, Current: s.ID == me.ID})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
 
 func (a *API) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	me := sessionFrom(r)
 	id := r.PathValue("id")
 	if _, err := a.opts.Auth.Revoke(r.Context(), me.Username, id); errors.Is(err, auth.ErrSessionNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		WriteError(w, http.StatusNotFound, "not_found", err.Error())
 		return
 	} else if err != nil {
 		a.internalError(w, r, err)
@@ -452,7 +454,7 @@ func (a *API) handleChannels(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"channels": chans})
+	WriteJSON(w, http.StatusOK, map[string]any{"channels": chans})
 }
 
 func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
@@ -461,7 +463,7 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 	before := q.Get("before")
 	if before != "" {
 		if _, err := protocol.ParseID(before); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", "before: "+err.Error())
+			WriteError(w, http.StatusBadRequest, "bad_request", "before: "+err.Error())
 			return
 		}
 	}
@@ -469,7 +471,7 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > chat.MaxHistoryPage {
-			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be 1..%d", chat.MaxHistoryPage))
+			WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be 1..%d", chat.MaxHistoryPage))
 			return
 		}
 		limit = n
@@ -477,10 +479,10 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 	msgs, err := a.opts.Chat.History(r.Context(), sessionFrom(r).Username, channel, before, limit)
 	switch {
 	case errors.Is(err, chat.ErrForbidden):
-		writeError(w, http.StatusForbidden, "forbidden", "you are not a member of this channel")
+		WriteError(w, http.StatusForbidden, "forbidden", "you are not a member of this channel")
 		return
 	case errors.Is(err, chat.ErrUnknownChannel):
-		writeError(w, http.StatusNotFound, "unknown_channel", "no such channel")
+		WriteError(w, http.StatusNotFound, "unknown_channel", "no such channel")
 		return
 	case err != nil:
 		a.internalError(w, r, err)
@@ -489,7 +491,7 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if msgs == nil {
 		msgs = []protocol.Message{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+	WriteJSON(w, http.StatusOK, map[string]any{"messages": msgs})
 }
 
 // wsOriginAllowed is the WebSocket handshake's origin rule. Browsers always
@@ -505,7 +507,7 @@ func (a *API) wsOriginAllowed(r *http.Request) bool {
 func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !a.wsOriginAllowed(r) {
 		a.m.Auth.WithLabelValues("bad_origin").Inc()
-		writeError(w, http.StatusForbidden, "bad_origin", "WebSocket origin not allowed")
+		WriteError(w, http.StatusForbidden, "bad_origin", "WebSocket origin not allowed")
 		return
 	}
 	sess, ok := a.authenticate(w, r, false)

@@ -43,6 +43,11 @@ const (
 	CodeUnavailable    = "unavailable"
 )
 
+// StatsPath is the room's presence summary, GET {"onlineUsers": N}, which
+// needs no login: the operator reads it from a chat pod for the room's
+// status.onlineUsers, holding no Redis password.
+const StatsPath = "/api/v1/stats"
+
 // WebSocket close codes the server sends. Each has one meaning, and these
 // are all of them: Closes lists them for the docs (a test checks
 // docs/protocol.md names every one), for clients, and for metrics.

@@ -27,6 +27,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/chatserver/web"
 )
 
@@ -186,7 +187,7 @@ func (s *Server) Handler(ctx context.Context) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET "+StatsPath, newStatsHandler(s.backend, s.log))
+	mux.Handle("GET "+protocol.StatsPath, newStatsHandler(s.backend, s.log))
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle("/", web.Handler())
 	return mux

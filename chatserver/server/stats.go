@@ -2,19 +2,13 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
-)
 
-// StatsPath is the room's presence summary, for the operator's
-// status.onlineUsers: GET answers {"onlineUsers": N}, or 503 with the API's
-// error body when presence cannot be read from storage. It needs no login:
-// the operator holds no account and no credential, and the number is what
-// every signed-in person sees anyway.
-const StatsPath = "/api/v1/stats"
+	"github.com/hubbub-chat/hubbub/chatserver/api"
+)
 
 const (
 	// statsTTL is how long a count is reused. Anyone who reaches a pod can
@@ -31,7 +25,10 @@ type onlineLister interface {
 	Online(ctx context.Context, limit int) ([]string, error)
 }
 
-// statsHandler serves StatsPath.
+// statsHandler serves protocol.StatsPath: {"onlineUsers": N}, or 503 with
+// the API's error body when presence cannot be read from storage. It needs
+// no login: the operator holds no account and no credential, and the number
+// is what every signed-in person sees anyway.
 type statsHandler struct {
 	presence onlineLister
 	log      *slog.Logger
@@ -48,18 +45,13 @@ func newStatsHandler(presence onlineLister, log *slog.Logger) *statsHandler {
 }
 
 func (h *statsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
 	n, err := h.onlineUsers(r.Context())
 	if err != nil {
 		h.log.Warn("stats: presence unavailable", "err", err)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
-			"code": "unavailable", "message": "storage unavailable, try again",
-		}})
+		api.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage unavailable, try again")
 		return
 	}
-	_ = json.NewEncoder(w).Encode(struct {
+	api.WriteJSON(w, http.StatusOK, struct {
 		OnlineUsers int `json:"onlineUsers"`
 	}{n})
 }

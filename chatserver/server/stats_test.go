@@ -13,6 +13,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // countingLister counts Online calls and fails while err is set.
@@ -33,7 +34,7 @@ func (l *countingLister) Online(ctx context.Context, limit int) ([]string, error
 func getStats(t *testing.T, h http.Handler) (int, map[string]any) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, StatsPath, nil))
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, protocol.StatsPath, nil))
 	var body map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 		t.Fatalf("body %q: %v", rec.Body, err)
@@ -61,7 +62,7 @@ func TestStatsCountsDistinctUsersWithoutLogin(t *testing.T) {
 	// not shadow it.
 	code, body := getStats(t, srv.Handler(ctx))
 	if code != http.StatusOK || body["onlineUsers"] != 2.0 {
-		t.Fatalf("GET %s = %d %v, want 200 with onlineUsers 2", StatsPath, code, body)
+		t.Fatalf("GET %s = %d %v, want 200 with onlineUsers 2", protocol.StatsPath, code, body)
 	}
 }
 
