@@ -9,9 +9,17 @@
 # build is skipped when every binary exists and OUTDIR/.versions records exactly
 # the pinned versions and the binaries asked for. A version bump in go.mod
 # changes the stamp and rebuilds.
+#
+# hack/k8s/build.sh --stamp OUTDIR BINARY... prints the stamp such a build
+# would write, building nothing (the kind node image's cache key).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+print_stamp=0
+if [[ ${1:-} == --stamp ]]; then
+	print_stamp=1
+	shift
+fi
 out="${1:-$here/../../bin/k8s}"
 shift || true
 bins=("$@")
@@ -30,6 +38,10 @@ want="k8s.io/kubernetes $kver
 go.etcd.io/etcd/server/v3 $etcdver
 $(go env GOVERSION) ${bins[*]}"
 stamp="$out/.versions"
+if ((print_stamp)); then
+	printf '%s\n' "$want"
+	exit 0
+fi
 
 up_to_date() {
 	[[ -f $stamp && "$(cat "$stamp")" == "$want" ]] || return 1

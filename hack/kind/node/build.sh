@@ -43,7 +43,6 @@ sha() { sha256sum | cut -c1-16; }
 label_of() { docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
 
 KVER=$(modver "$REPO/hack/k8s" k8s.io/kubernetes)
-ETCDVER=$(modver "$REPO/hack/k8s/etcd" go.etcd.io/etcd/server/v3)
 NODE_IMAGE=hubbub.local/kind-node:$KVER
 BASE_IMAGE=hubbub.local/kind-base:$SUITE
 PROXY_IMAGE=registry.k8s.io/kube-proxy:$KVER
@@ -62,33 +61,46 @@ MIRROR=$(mirror)
 ROOTFS_STAMP="debian $SUITE $MIRROR; node: ${NODE_PKGS[*]}; kube-proxy: ${PROXY_PKGS[*]}"
 
 # ---- Go-built binaries: one stamp per module, so a bump rebuilds just it ----
-# tool NAME MODULE_DIR MAIN_MODULE TAGS LDFLAGS PACKAGE...
+# The node's tools other than Kubernetes' (hack/k8s builds those): for each,
+# its module folder under ../modules, its main module, its build tags and
+# the packages to build.
+CTRD_MOD=github.com/containerd/containerd/v2
+TOOLS=(containerd crictl coredns local-path-provisioner pause)
+declare -A TOOL_DIR=([containerd]=containerd [crictl]=crictl [coredns]=coredns [local-path-provisioner]=lpp [pause]=pause)
+declare -A TOOL_MOD=([containerd]=$CTRD_MOD [crictl]=sigs.k8s.io/cri-tools [coredns]=github.com/coredns/coredns
+	[local-path-provisioner]=github.com/rancher/local-path-provisioner [pause]=github.com/hubbub-chat/hubbub/hack/kind/modules/pause)
+declare -A TOOL_TAGS=([containerd]="no_btrfs no_devmapper no_zfs no_aufs")
+declare -A TOOL_PKGS=([containerd]="$CTRD_MOD/cmd/containerd $CTRD_MOD/cmd/containerd-shim-runc-v2 $CTRD_MOD/cmd/ctr"
+	[crictl]=sigs.k8s.io/cri-tools/cmd/crictl [coredns]=github.com/coredns/coredns
+	[local-path-provisioner]=github.com/rancher/local-path-provisioner [pause]=.)
+
+# tool_stamp NAME is what the tool's stamp says once it is built: its module
+# version, the Go that built it, its tags.
+tool_stamp() {
+	local name=$1
+	echo "${TOOL_MOD[$name]} $(modver "$KIND_DIR/modules/${TOOL_DIR[$name]}" "${TOOL_MOD[$name]}") $(go env GOVERSION) tags=${TOOL_TAGS[$name]:-}"
+}
+
+# tool NAME builds the tool into $CACHE/bin unless its stamp matches.
 tool() {
-	local name=$1 dir=$KIND_DIR/modules/$2 mod=$3 tags=$4 ldflags=$5
-	shift 5
-	local ver stamp out=$CACHE/bin
-	ver=$(modver "$dir" "$mod")
-	stamp="$mod $ver $(go env GOVERSION) tags=$tags"
+	local name=$1 dir=$KIND_DIR/modules/${TOOL_DIR[$1]} out=$CACHE/bin stamp ldflags=""
+	stamp=$(tool_stamp "$name")
 	if [[ -f $out/.$name.stamp && $(cat "$out/.$name.stamp") == "$stamp" ]]; then return; fi
-	say "building $name ($mod $ver)"
+	say "building $name (${TOOL_MOD[$name]})"
+	[[ $name == containerd ]] && ldflags="-X $CTRD_MOD/version.Version=$(modver "$dir" $CTRD_MOD)"
 	mkdir -p "$out"
 	local tmp
 	tmp=$(mktemp -d "$out/.build.XXXXXX")
-	(cd "$dir" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$tmp/" "$@") ||
+	# shellcheck disable=SC2086 # TOOL_PKGS holds several package paths
+	(cd "$dir" && CGO_ENABLED=0 go build -trimpath -tags "${TOOL_TAGS[$name]:-}" -ldflags "-s -w $ldflags" -o "$tmp/" ${TOOL_PKGS[$name]}) ||
 		{ rm -rf "$tmp"; die "building $name failed (above)"; }
 	mv "$tmp"/* "$out/"
 	rm -rf "$tmp"
 	echo "$stamp" >"$out/.$name.stamp"
 }
-CTRD_MOD=github.com/containerd/containerd/v2
 build_tools() {
-	tool containerd containerd $CTRD_MOD "no_btrfs no_devmapper no_zfs no_aufs" \
-		"-X $CTRD_MOD/version.Version=$(modver "$KIND_DIR/modules/containerd" $CTRD_MOD)" \
-		$CTRD_MOD/cmd/containerd $CTRD_MOD/cmd/containerd-shim-runc-v2 $CTRD_MOD/cmd/ctr
-	tool crictl crictl sigs.k8s.io/cri-tools "" "" sigs.k8s.io/cri-tools/cmd/crictl
-	tool coredns coredns github.com/coredns/coredns "" "" github.com/coredns/coredns
-	tool local-path-provisioner lpp github.com/rancher/local-path-provisioner "" "" github.com/rancher/local-path-provisioner
-	tool pause pause github.com/hubbub-chat/hubbub/hack/kind/modules/pause "" "" .
+	local name
+	for name in "${TOOLS[@]}"; do tool "$name"; done
 	"$REPO/hack/k8s/build.sh" "$CACHE/k8s" "${K8S_BINS[@]}" >&2
 }
 tools_stamp() {
@@ -96,16 +108,9 @@ tools_stamp() {
 }
 # The stamps the tools would have, without building them (for the fast path).
 wanted_tools_stamp() {
-	local gv
-	gv=$(go env GOVERSION)
-	{
-		echo "$CTRD_MOD $(modver "$KIND_DIR/modules/containerd" $CTRD_MOD) $gv tags=no_btrfs no_devmapper no_zfs no_aufs"
-		echo "github.com/coredns/coredns $(modver "$KIND_DIR/modules/coredns" github.com/coredns/coredns) $gv tags="
-		echo "sigs.k8s.io/cri-tools $(modver "$KIND_DIR/modules/crictl" sigs.k8s.io/cri-tools) $gv tags="
-		echo "github.com/rancher/local-path-provisioner $(modver "$KIND_DIR/modules/lpp" github.com/rancher/local-path-provisioner) $gv tags="
-		echo "github.com/hubbub-chat/hubbub/hack/kind/modules/pause $(modver "$KIND_DIR/modules/pause" github.com/hubbub-chat/hubbub/hack/kind/modules/pause) $gv tags="
-		printf 'k8s.io/kubernetes %s\ngo.etcd.io/etcd/server/v3 %s\n%s %s\n' "$KVER" "$ETCDVER" "$gv" "${K8S_BINS[*]}"
-	}
+	local name
+	for name in "${TOOLS[@]}"; do tool_stamp "$name"; done
+	"$REPO/hack/k8s/build.sh" --stamp "$CACHE/k8s" "${K8S_BINS[@]}"
 }
 
 # ---- Debian rootfs: the node's base image and kube-proxy's image ----
