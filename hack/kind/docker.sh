@@ -2,6 +2,8 @@
 # A Docker daemon for the kind cluster:
 #   hack/kind/docker.sh start   make sure one answers; start our own if none does
 #   hack/kind/docker.sh stop    stop the daemon `start` started (by its PID), if any
+#   hack/kind/docker.sh check   exit 0 if `start` could give a daemon here; else
+#                               say why on stderr and exit 1 (nothing changes)
 #
 # Where a daemon already answers (a developer's laptop) it is used as it is and
 # `stop` leaves it alone. Where none answers and this is Debian with root, the
@@ -75,20 +77,29 @@ stop_ours() {
 	rm -f "$STATE/dockerd.pid" "$STATE/ours"
 }
 
+# missing says why this script could not start a daemon here, or nothing.
+missing() {
+	if ! command -v dockerd >/dev/null && ! { [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; }; then
+		echo "no Docker daemon answers and dockerd is not installed: install Docker (Debian: apt-get install docker.io) and start it"
+	elif [[ $(id -u) != 0 ]]; then
+		echo "no Docker daemon answers, and starting one needs root (start Docker, or add yourself to its group)"
+	fi
+}
+
 start() {
 	if answers; then
 		[[ -f $STATE/ours ]] && echo "docker: our daemon (PID $(cat "$STATE/dockerd.pid")) already answers" ||
 			echo "docker: using the daemon that answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
 		return 0
 	fi
+	local why
+	why=$(missing)
+	[[ -z $why ]] || die "$why"
 	if ! command -v dockerd >/dev/null; then
-		[[ $(id -u) == 0 ]] && command -v apt-get >/dev/null ||
-			die "no Docker daemon answers and dockerd is not installed: install Docker (Debian: apt-get install docker.io) and start it"
 		echo "docker: installing Debian's docker.io"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static jq >/dev/null
 	fi
-	[[ $(id -u) == 0 ]] || die "no Docker daemon answers, and starting one needs root (start Docker, or add yourself to its group)"
 	command -v busybox >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
 	stop_ours # a daemon of ours left by a killed run
 	echo "docker: starting a daemon of our own (log: $STATE/dockerd.log)"
@@ -112,6 +123,11 @@ start() {
 
 case ${1:-} in
 start) start ;;
+check)
+	answers && exit 0
+	why=$(missing)
+	[[ -z $why ]] || { echo "$why" >&2; exit 1; }
+	;;
 stop) stop_ours ;;
-*) die "usage: docker.sh start|stop" ;;
+*) die "usage: docker.sh start|stop|check" ;;
 esac

@@ -31,13 +31,8 @@ cannot() {
 }
 
 # Preflight: what a machine needs before anything is built.
-if ! timeout 20 docker info >/dev/null 2>&1; then
-	if ! command -v dockerd >/dev/null; then
-		[[ $(id -u) == 0 ]] && command -v apt-get >/dev/null ||
-			cannot "no Docker daemon answers, and without root and apt this script cannot install and start one"
-	elif [[ $(id -u) != 0 ]]; then
-		cannot "no Docker daemon answers, and starting one needs root"
-	fi
+if ! why=$(hack/kind/docker.sh check 2>&1); then
+	cannot "$why"
 fi
 
 WORK=$(mktemp -d)
