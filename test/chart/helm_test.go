@@ -38,12 +38,19 @@ func chartDir(t testing.TB) string {
 // test: a skipped chart test would pass CI without testing the chart.
 func helmBinary(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv("HUBBUB_HELM")
+	return toolBinary(t, "HUBBUB_HELM", "helm", "make helm")
+}
+
+// toolBinary is the tool the Makefile built and exported as env (its path),
+// failing the test, with how to build it, when it is missing.
+func toolBinary(t testing.TB, env, name, build string) string {
+	t.Helper()
+	p := os.Getenv(env)
 	if p == "" {
-		t.Fatal("HUBBUB_HELM is not set: run the tests through `make test`, or `make helm` and export HUBBUB_HELM=$PWD/bin/helm")
+		t.Fatalf("%s is not set: run the tests through `make test`, or `%s` and export %s=$PWD/bin/%s", env, build, env, name)
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("helm binary %s: %v; run `make helm`", p, err)
+		t.Fatalf("%s binary %s: %v; run `%s`", name, p, err, build)
 	}
 	return p
 }

@@ -15,14 +15,7 @@ import (
 // promtoolBinary is the promtool `make tools` built from hack/promtool.
 func promtoolBinary(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("HUBBUB_PROMTOOL")
-	if p == "" {
-		t.Fatal("HUBBUB_PROMTOOL is not set: run the tests through `make test`, or `make tools` and export HUBBUB_PROMTOOL=$PWD/bin/promtool")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("promtool %s: %v; run `make tools`", p, err)
-	}
-	return p
+	return toolBinary(t, "HUBBUB_PROMTOOL", "promtool", "make tools")
 }
 
 // ruleGroups is a PrometheusRule's spec, as promtool reads a rules file.
@@ -91,12 +84,16 @@ func TestAlertRules(t *testing.T) {
 	run("check", "rules", write("checked.yaml", groups))
 
 	// The unit tests compare labels only (see the test file's header).
+	runbooks, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "runbooks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var alerts []string
 	for gi := range groups.Groups {
 		for ri := range groups.Groups[gi].Rules {
 			r := &groups.Groups[gi].Rules[ri]
 			alerts = append(alerts, r.Alert)
-			checkAnnotations(t, r)
+			checkAnnotations(t, r, runbooks)
 			r.Annotations = nil
 		}
 	}
@@ -141,8 +138,9 @@ func TestAlertRules(t *testing.T) {
 }
 
 // checkAnnotations: a page an on-call engineer gets says what broke, how
-// bad it is, and where the runbook is; the runbook has that section.
-func checkAnnotations(t *testing.T, r *rule) {
+// bad it is, and where the runbook is; runbooks (docs/runbooks.md) has that
+// section.
+func checkAnnotations(t *testing.T, r *rule, runbooks []byte) {
 	t.Helper()
 	if sev := r.Labels["severity"]; sev != "critical" && sev != "warning" {
 		t.Errorf("alert %s: severity %q, want critical or warning", r.Alert, sev)
@@ -155,10 +153,6 @@ func checkAnnotations(t *testing.T, r *rule) {
 	anchor := strings.ToLower(r.Alert)
 	if want := "https://github.com/hubbub-chat/hubbub/blob/main/docs/runbooks.md#" + anchor; r.Annotations["runbook_url"] != want {
 		t.Errorf("alert %s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
-	}
-	runbooks, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "runbooks.md"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	if !regexp.MustCompile(`(?m)^## ` + r.Alert + `$`).Match(runbooks) {
 		t.Errorf("docs/runbooks.md has no section \"## %s\" for the alert's runbook_url", r.Alert)
