@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
@@ -36,11 +34,7 @@ func isolatedCluster(t *testing.T) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{env: &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}}
+	tc := &testCluster{env: testEnvironment(assets)}
 	if tc.cfg, err = tc.env.Start(); err != nil {
 		t.Fatalf("start envtest: %v", err)
 	}
@@ -85,17 +79,7 @@ func startOperator(t *testing.T, cfg *rest.Config, opts ctrl.Options, wrap func(
 	if wrap != nil {
 		c = wrap(c)
 	}
-	r := &Reconciler{
-		Client:    c,
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder(ControllerName),
-		Options: Options{
-			ChatImage:        testChatImage,
-			PresenceInterval: 2 * time.Second, // as the shared suite's
-			Presence:         &fakePresence{},
-		},
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
+	if err := testReconciler(mgr, c, &fakePresence{}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

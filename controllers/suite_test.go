@@ -135,11 +135,7 @@ func startCluster() (_ *testCluster, err error) {
 		}
 	}()
 	tc.presence = &fakePresence{}
-	tc.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
+	tc.env = testEnvironment(assets)
 	if tc.cfg, err = tc.env.Start(); err != nil {
 		return nil, fmt.Errorf("start envtest: %w", err)
 	}
@@ -161,17 +157,7 @@ func startCluster() (_ *testCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tc.reconciler = &Reconciler{
-		Client:    tc.mgr.GetClient(),
-		APIReader: tc.mgr.GetAPIReader(),
-		Recorder:  tc.mgr.GetEventRecorder(ControllerName),
-		Options: Options{
-			ChatImage: testChatImage,
-			// Short, so tests see presence refreshes; production uses 30s.
-			PresenceInterval: 2 * time.Second,
-			Presence:         tc.presence,
-		},
-	}
+	tc.reconciler = testReconciler(tc.mgr, tc.mgr.GetClient(), tc.presence)
 	if err := tc.reconciler.SetupWithManager(tc.mgr); err != nil {
 		return nil, err
 	}
@@ -180,6 +166,31 @@ func startCluster() (_ *testCluster, err error) {
 	tc.done = make(chan error, 1)
 	go func() { tc.done <- tc.mgr.Start(ctx) }()
 	return tc, nil
+}
+
+// testEnvironment is an envtest control plane with the generated CRD.
+func testEnvironment(assets string) *envtest.Environment {
+	return &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+}
+
+// testReconciler is the ChatRoom reconciler as the tests run it on mgr,
+// writing through c.
+func testReconciler(mgr ctrl.Manager, c client.Client, presence PresenceCounter) *Reconciler {
+	return &Reconciler{
+		Client:    c,
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(ControllerName),
+		Options: Options{
+			ChatImage: testChatImage,
+			// Short, so tests see presence refreshes; production uses 30s.
+			PresenceInterval: 2 * time.Second,
+			Presence:         presence,
+		},
+	}
 }
 
 // operatorUser is the identity the tests' operator runs as.
