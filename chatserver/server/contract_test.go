@@ -768,7 +768,9 @@ func testConnectionChurn(t *testing.T) {
 }
 
 // churn opens 50 sockets and drops them, half politely, and waits until
-// the server has forgotten them.
+// the server has forgotten them. Each socket reads its first frame before
+// it goes: the server registers a socket after the upgrade, and a socket
+// dropped before that could register after the count was checked.
 func churn(t *testing.T, ts *testServer, tok string) {
 	t.Helper()
 	base := ts.Server.ConnectionCount()
@@ -776,6 +778,10 @@ func churn(t *testing.T, ts *testServer, tok string) {
 		c, _, err := dialRaw(ts, tok, ts.URL)
 		if err != nil {
 			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ReadMessage(); err != nil {
+			t.Fatalf("socket %d: reading hello: %v", i, err)
 		}
 		if i%2 == 0 {
 			// Half leave politely, half just drop the TCP connection.
