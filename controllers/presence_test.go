@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/chatserver/server"

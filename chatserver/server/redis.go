@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hubbub-chat/hubbub/chatserver/auth"
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/keys"

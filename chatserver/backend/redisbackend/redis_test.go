@@ -9,7 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hubbub-chat/hubbub/chatserver/backend/backendtest"
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	redisbackend "github.com/hubbub-chat/hubbub/chatserver/backend/redis"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
