@@ -12,26 +12,25 @@
 //
 // Every run is bounded: a fixed number of sockets and messages, a deadline
 // (--timeout), and only loopback addresses. See docs/benchmarks.md.
+//
+// This file is the command line only: the tool is internal/loadtest, whose
+// Run starts this same binary again as "worker" and "baseline".
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hubbub-chat/hubbub/test/baseline"
+	"github.com/hubbub-chat/hubbub/internal/loadtest"
+	"github.com/hubbub-chat/hubbub/internal/loadtest/baseline"
 )
 
 func main() {
@@ -46,7 +45,7 @@ func main() {
 	case "run":
 		err = runMain(ctx, os.Args[2:])
 	case "worker":
-		err = workerMain(ctx)
+		err = loadtest.RunWorker(ctx, os.Stdin, os.Stdout)
 	case "baseline":
 		err = baselineMain(ctx, os.Args[2:])
 	default:
@@ -60,8 +59,8 @@ func main() {
 
 func runMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var cfg config
-	var steps, serverArgs, serverEnv string
+	var cfg loadtest.Config
+	var steps, serverArgs, serverEnv, jsonOut string
 	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers) or baseline (gorilla's chat example shape, one process)")
 	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
@@ -87,79 +86,26 @@ func runMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 5*time.Minute, "how long workers may take to open their sockets")
 	fs.IntVar(&cfg.FirstWorkerIP, "first-worker-ip", 10, "workers bind source addresses 127.0.0.N, 127.0.0.N+1, ...")
-	fs.StringVar(&cfg.JSONOut, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&jsonOut, "json", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var err error
-	if cfg.Steps, err = parseSteps(steps); err != nil {
+	if cfg.Steps, err = loadtest.ParseSteps(steps); err != nil {
 		return err
 	}
 	cfg.ServerArgs = strings.Fields(serverArgs)
 	cfg.ServerEnv = strings.Fields(serverEnv)
-	if cfg.Users <= 0 {
-		cfg.Users = cfg.Conns
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = int(math.Ceil(float64(cfg.Conns) / 16000))
-	}
-	switch {
-	case cfg.Target != "hubbub" && cfg.Target != "baseline":
-		return fmt.Errorf("--target: want hubbub or baseline")
-	case cfg.Conns < 1 || cfg.Servers < 1 || cfg.Repeat < 1:
-		return fmt.Errorf("--conns, --servers and --repeat must be at least 1")
-	case cfg.Conns/cfg.Workers > 19000:
-		return fmt.Errorf("%d sockets per worker: over the 20,000 open files one process may have; raise --workers", cfg.Conns/cfg.Workers)
-	case cfg.Target == "baseline" && cfg.Servers != 1:
-		return fmt.Errorf("the baseline is one process: --servers=1")
-	case cfg.Backend == "memory" && cfg.Servers != 1:
-		return fmt.Errorf("the memory backend is one process: --servers=1")
-	case cfg.FirstWorkerIP+cfg.Workers > 254:
-		return fmt.Errorf("too many workers for 127.0.0.%d+", cfg.FirstWorkerIP)
-	case len(cfg.Steps)*cfg.Repeat > maxSteps:
-		return fmt.Errorf("at most %d steps in all", maxSteps)
-	}
-	if cfg.Target == "hubbub" && cfg.ChatServer == "" {
-		cfg.ChatServer = findChatServer()
-	}
-	if cfg.WorkDir == "" {
-		if cfg.WorkDir, err = os.MkdirTemp("", "hubbub-bench-"); err != nil {
-			return err
-		}
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	log.Info("logs", "dir", cfg.WorkDir)
-	res, err := runCoordinator(ctx, cfg, log)
+	res, err := loadtest.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if res != nil && len(res.Steps) > 0 {
-		if res.Medians == nil {
-			res.Medians = medians(res.Steps)
-		}
-		writeMarkdown(os.Stdout, res)
-		if cfg.JSONOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(cfg.JSONOut, b, 0o644); werr != nil {
+		res.WriteMarkdown(os.Stdout)
+		if jsonOut != "" {
+			if werr := res.WriteJSON(jsonOut); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
 	}
 	return err
-}
-
-func findChatServer() string {
-	if _, err := os.Stat("bin/chatserver"); err == nil {
-		p, _ := filepath.Abs("bin/chatserver")
-		return p
-	}
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "chatserver")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chatserver"); err == nil {
-		return p
-	}
-	return "bin/chatserver"
 }
 
 // baselineMain serves the baseline chat at --addr: /ws and /healthz.
@@ -169,26 +115,5 @@ func baselineMain(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	hub := baseline.NewHub()
-	hubDone := make(chan struct{})
-	go func() {
-		defer close(hubDone)
-		hub.Run(ctx)
-	}()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { hub.ServeWS(ctx, w, r) })
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	<-hubDone
-	return err
+	return baseline.ListenAndServe(ctx, *addr)
 }

@@ -1,6 +1,7 @@
-// Package load runs the load tool (cmd/hubbub-bench) small, to prove that it
-// works end to end and reports sane numbers. Real benchmark runs are manual:
-// see docs/benchmarks.md.
+// Package load runs the load tool (cmd/hubbub-bench, implemented in
+// internal/loadtest) small, to prove that it works end to end and reports
+// sane numbers; it reads the tool's --json file as loadtest.Results. Real
+// benchmark runs are manual: see docs/benchmarks.md.
 package load
 
 import (
@@ -11,30 +12,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
-)
 
-// The fields of hubbub-bench's JSON results that these tests read.
-type results struct {
-	Idle struct {
-		Connected  int     `json:"connected"`
-		Failed     int     `json:"failed"`
-		RSSPerConn float64 `json:"rssPerConnBytes"`
-	} `json:"idle"`
-	Steps []struct {
-		Rate        float64 `json:"rate"`
-		Conns       int     `json:"conns"`
-		Sent        uint64  `json:"sent"`
-		SendErrors  uint64  `json:"sendErrors"`
-		Expected    uint64  `json:"expected"`
-		Delivered   uint64  `json:"delivered"`
-		Duplicates  uint64  `json:"duplicates"`
-		Dropped     uint64  `json:"dropped"`
-		P50ms       float64 `json:"p50ms"`
-		P99ms       float64 `json:"p99ms"`
-		ServerCPUs  float64 `json:"serverCpuSeconds"`
-		CPUPerMsgUs float64 `json:"serverCpuPerDeliveredUs"`
-	} `json:"steps"`
-}
+	"github.com/hubbub-chat/hubbub/internal/loadtest"
+)
 
 // build compiles the chat server and the load tool once per test binary.
 func build(t *testing.T) (bench, chatserver string) {
@@ -47,7 +27,7 @@ func build(t *testing.T) (bench, chatserver string) {
 	return filepath.Join(dir, "hubbub-bench"), filepath.Join(dir, "chatserver")
 }
 
-func run(t *testing.T, bench string, args ...string) results {
+func run(t *testing.T, bench string, args ...string) loadtest.Results {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "results.json")
 	args = append([]string{"run", "--json", out, "--workdir", t.TempDir(), "--timeout", "60s"}, args...)
@@ -62,14 +42,14 @@ func run(t *testing.T, bench string, args ...string) results {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r results
+	var r loadtest.Results
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func check(t *testing.T, r results, conns int, rate float64, seconds float64) {
+func check(t *testing.T, r loadtest.Results, conns int, rate float64, seconds float64) {
 	t.Helper()
 	if r.Idle.Connected != conns || r.Idle.Failed != 0 {
 		t.Errorf("connected %d, failed %d; want %d, 0", r.Idle.Connected, r.Idle.Failed, conns)

@@ -8,7 +8,8 @@
 // client, newline-coalesced writes, ping at 9/10 of the pong wait) so that
 // `hubbub-bench --target=baseline` measures what the example costs. The only
 // changes: the hub stops with its context, and errors end a client instead
-// of being ignored.
+// of being ignored. It lives under internal/loadtest because the shipped
+// hubbub-bench binary serves it (`hubbub-bench baseline`).
 package baseline
 
 import (
@@ -173,4 +174,33 @@ func (c *client) writePump() {
 			}
 		}
 	}
+}
+
+// ListenAndServe is the baseline server process (`hubbub-bench baseline`):
+// the chat at addr's /ws and a /healthz the load tool waits on, until ctx
+// ends, so that the baseline is measured as a process of its own just like
+// a chat server.
+func ListenAndServe(ctx context.Context, addr string) error {
+	hub := NewHub()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		hub.Run(ctx)
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { hub.ServeWS(ctx, w, r) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-hubDone
+	return err
 }

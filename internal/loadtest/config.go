@@ -1,0 +1,137 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config describes one run in a single value, so that the command line (the
+// "run" subcommand's flags, which hold the defaults) and a test describe runs
+// the same way. Users, Workers, ChatServer and WorkDir may be left zero: Run
+// fills them in.
+type Config struct {
+	Target         string // "hubbub" or "baseline"
+	ChatServer     string // path of the chatserver binary
+	RedisServer    string // path of redis-server
+	Backend        string // "redis" or "memory" (memory: one server only)
+	Servers        int
+	Conns          int
+	Users          int
+	Workers        int
+	Channel        string
+	Steps          []StepSpec
+	StepDuration   time.Duration
+	DrainMax       time.Duration
+	Settle         time.Duration // idle wait before measuring memory
+	Repeat         int
+	DialRate       float64 // new sockets per second, all workers together; 0 = unpaced
+	DialConc       int     // concurrent dials per worker
+	BcryptCost     int
+	FloodCost      int
+	FloodConc      int
+	ServerArgs     []string
+	ServerEnv      []string
+	WorkDir        string
+	Timeout        time.Duration
+	FirstWorkerIP  int // workers bind 127.0.0.<FirstWorkerIP+w>
+	ConnectTimeout time.Duration
+}
+
+// StepSpec is one load level, and the key medians group runs by: a step is
+// compared with itself across repeats, never with another rate.
+type StepSpec struct {
+	Rate  float64 `json:"rate"`  // messages sent per second, all senders together
+	Flood float64 `json:"flood"` // logins per second during the step
+}
+
+// ParseSteps reads the --steps syntax ("10,20,40@5": messages per second,
+// and after @ logins per second), so that every caller writes steps the
+// way docs/benchmarks.md does.
+func ParseSteps(s string) ([]StepSpec, error) {
+	var out []StepSpec
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		rate, flood, hasFlood := strings.Cut(p, "@")
+		var st StepSpec
+		var err error
+		if st.Rate, err = strconv.ParseFloat(rate, 64); err != nil || st.Rate < 0 {
+			return nil, fmt.Errorf("step %q: bad rate", p)
+		}
+		if hasFlood {
+			if st.Flood, err = strconv.ParseFloat(flood, 64); err != nil || st.Flood < 0 {
+				return nil, fmt.Errorf("step %q: bad login rate", p)
+			}
+		}
+		out = append(out, st)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no steps")
+	}
+	return out, nil
+}
+
+// prepare fills in what cfg left to defaults and refuses a run that could
+// not work (more sockets than one process may open, more steps than the
+// workers keep counters for) before anything is started. Its messages name
+// the run subcommand's flags, which is where a Config comes from.
+func (cfg *Config) prepare() error {
+	if cfg.Users <= 0 {
+		cfg.Users = cfg.Conns
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = int(math.Ceil(float64(cfg.Conns) / 16000))
+	}
+	switch {
+	case cfg.Target != "hubbub" && cfg.Target != "baseline":
+		return fmt.Errorf("--target: want hubbub or baseline")
+	case cfg.Conns < 1 || cfg.Servers < 1 || cfg.Repeat < 1:
+		return fmt.Errorf("--conns, --servers and --repeat must be at least 1")
+	case cfg.Conns/cfg.Workers > 19000:
+		return fmt.Errorf("%d sockets per worker: over the 20,000 open files one process may have; raise --workers", cfg.Conns/cfg.Workers)
+	case cfg.Target == "baseline" && cfg.Servers != 1:
+		return fmt.Errorf("the baseline is one process: --servers=1")
+	case cfg.Backend == "memory" && cfg.Servers != 1:
+		return fmt.Errorf("the memory backend is one process: --servers=1")
+	case cfg.FirstWorkerIP+cfg.Workers > 254:
+		return fmt.Errorf("too many workers for 127.0.0.%d+", cfg.FirstWorkerIP)
+	case len(cfg.Steps)*cfg.Repeat > maxSteps:
+		return fmt.Errorf("at most %d steps in all", maxSteps)
+	}
+	if cfg.Target == "hubbub" && cfg.ChatServer == "" {
+		cfg.ChatServer = findChatServer()
+	}
+	if cfg.WorkDir == "" {
+		var err error
+		if cfg.WorkDir, err = os.MkdirTemp("", "hubbub-bench-"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func findChatServer() string {
+	if _, err := os.Stat("bin/chatserver"); err == nil {
+		p, _ := filepath.Abs("bin/chatserver")
+		return p
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "chatserver")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chatserver"); err == nil {
+		return p
+	}
+	return "bin/chatserver"
+}

@@ -1,0 +1,221 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// server is one process under test: a chat server or the baseline.
+type server struct {
+	p    *proc
+	addr string // host:port
+}
+
+func (s *server) url(path string) string { return "http://" + s.addr + path }
+
+func (c *coordinator) startServers(ctx context.Context) error {
+	cfg := c.cfg
+	if cfg.Target == "hubbub" && cfg.Backend == "redis" {
+		port, err := freePort("127.0.0.1")
+		if err != nil {
+			return err
+		}
+		c.redisAt = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		cmd := exec.Command(cfg.RedisServer, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", cfg.WorkDir)
+		if c.redis, err = startProc("redis", cmd, filepath.Join(cfg.WorkDir, "redis.log")); err != nil {
+			return err
+		}
+		if err := waitRedis(ctx, c.redisAt, c.redis, 20*time.Second); err != nil {
+			return err
+		}
+		if err := c.createFloodUser(ctx); err != nil {
+			return err
+		}
+	}
+	perUser := (cfg.Conns+cfg.Users-1)/cfg.Users + 1
+	for i := range cfg.Servers {
+		port, err := freePort("127.0.0.1")
+		if err != nil {
+			return err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		var cmd *exec.Cmd
+		name := fmt.Sprintf("server-%d", i)
+		if cfg.Target == "baseline" {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cmd = exec.Command(self, "baseline", "--addr", addr)
+		} else {
+			args := []string{"--addr", addr, "--room", "bench/load", "--channels", cfg.Channel,
+				"--bcrypt-cost", strconv.Itoa(cfg.BcryptCost),
+				"--messages-per-second", "1000000", "--message-burst", "1000000",
+				"--max-connections-per-user", strconv.Itoa(perUser),
+				"--login-attempts-per-minute", "1000000", "--login-attempts-per-ip-per-minute", "1000000", "--log-level", "warn"}
+			if cfg.Backend == "redis" {
+				args = append(args, "--redis-url", "redis://"+c.redisAt)
+			}
+			args = append(args, cfg.ServerArgs...)
+			cmd = exec.Command(cfg.ChatServer, args...)
+		}
+		cmd.Env = cleanEnv()
+		cmd.Env = append(cmd.Env, cfg.ServerEnv...)
+		p, err := startProc(name, cmd, filepath.Join(cfg.WorkDir, name+".log"))
+		if err != nil {
+			return err
+		}
+		c.servers = append(c.servers, &server{p: p, addr: addr})
+	}
+	for _, s := range c.servers {
+		if err := waitHTTP(ctx, s.url("/healthz"), s.p, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	c.log.Info("servers up", "target", cfg.Target, "servers", len(c.servers), "redis", c.redisAt)
+	return nil
+}
+
+// createFloodUser makes the account the login flood uses, hashed at the
+// production bcrypt cost: a short-lived chat server with that cost creates
+// it from a bootstrap file (the benchmark's servers hash at a low cost so
+// that creating thousands of users is quick, but a flood must cost what
+// real logins cost).
+func (c *coordinator) createFloodUser(ctx context.Context) error {
+	needed := false
+	for _, s := range c.cfg.Steps {
+		needed = needed || s.Flood > 0
+	}
+	if !needed {
+		return nil
+	}
+	c.flood.user, c.flood.pass = "flood-user", "flood-password-123"
+	file := filepath.Join(c.cfg.WorkDir, "flood-users")
+	if err := os.WriteFile(file, []byte(c.flood.user+":"+c.flood.pass+"\n"), 0o600); err != nil {
+		return err
+	}
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cmd := exec.Command(c.cfg.ChatServer, "--addr", addr, "--room", "bench/load", "--channels", c.cfg.Channel,
+		"--redis-url", "redis://"+c.redisAt, "--bcrypt-cost", strconv.Itoa(c.cfg.FloodCost),
+		"--bootstrap-users-file", file, "--log-level", "warn")
+	cmd.Env = cleanEnv()
+	p, err := startProc("flood-setup", cmd, filepath.Join(c.cfg.WorkDir, "flood-setup.log"))
+	if err != nil {
+		return err
+	}
+	defer p.stop(10 * time.Second)
+	// The server listens only after creating its bootstrap users.
+	return waitHTTP(ctx, "http://"+addr+"/healthz", p, 60*time.Second)
+}
+
+func (c *coordinator) postJSON(ctx context.Context, url string, body any, out any) (int, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, err
+		}
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, nil
+}
+
+// createUsers registers and logs in the benchmark's users through the API,
+// spread over the servers, and keeps their tokens.
+func (c *coordinator) createUsers(ctx context.Context) error {
+	t0 := time.Now()
+	c.tokens = make([]string, c.cfg.Users)
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= c.cfg.Users || ctx.Err() != nil {
+					return
+				}
+				srv := c.servers[i%len(c.servers)]
+				cred := map[string]string{"username": fmt.Sprintf("bench%d", i), "password": "bench-password"}
+				code, err := c.postJSON(ctx, srv.url("/api/v1/register"), cred, nil)
+				if err == nil && code != http.StatusCreated && code != http.StatusConflict {
+					err = fmt.Errorf("register: HTTP %d", code)
+				}
+				var tok struct{ Token string }
+				if err == nil {
+					code, err = c.postJSON(ctx, srv.url("/api/v1/login"), cred, &tok)
+					if err == nil && code != http.StatusOK {
+						err = fmt.Errorf("login: HTTP %d", code)
+					}
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("user %d: %w", i, err) })
+					return
+				}
+				c.tokens[i] = tok.Token
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	c.log.Info("users created", "users", c.cfg.Users, "seconds", time.Since(t0).Seconds())
+	return nil
+}
+
+type serverSample struct {
+	rss                     int64
+	cpu                     time.Duration
+	heap, stack, goroutines float64
+	frames, messages        float64
+}
+
+func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
+	out := make([]serverSample, len(c.servers))
+	for i, s := range c.servers {
+		if st, err := readProc(s.p.pid()); err == nil {
+			out[i].rss, out[i].cpu = st.RSSBytes, st.CPU
+		}
+		if c.cfg.Target != "hubbub" {
+			continue
+		}
+		m, err := scrape(ctx, s.url("/metrics"), "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+			"go_goroutines", "hubbub_frames_out_total", `hubbub_objects_out_total{type="message"}`)
+		if err != nil {
+			c.log.Warn("scraping metrics", "server", s.addr, "err", err)
+			continue
+		}
+		out[i].heap, out[i].stack, out[i].goroutines = m["go_memstats_heap_inuse_bytes"], m["go_memstats_stack_inuse_bytes"], m["go_goroutines"]
+		out[i].frames, out[i].messages = m["hubbub_frames_out_total"], m[`hubbub_objects_out_total{type="message"}`]
+	}
+	return out
+}

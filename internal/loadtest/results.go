@@ -1,0 +1,90 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"os"
+)
+
+// Results is what a run reports, as one value so that the Markdown tables,
+// the --json file and the tests that read that file cannot disagree: its
+// JSON field names are the file's format.
+type Results struct {
+	Config  ResultConfig `json:"config"`
+	Machine string       `json:"machine"`
+	Idle    IdleResult   `json:"idle"`
+	Steps   []StepResult `json:"steps"`
+	Medians []StepResult `json:"medians"`
+}
+
+// ResultConfig is the part of a Config that shapes the figures, kept with
+// them so that a results file says what was measured.
+type ResultConfig struct {
+	Target       string     `json:"target"`
+	Backend      string     `json:"backend"`
+	Servers      int        `json:"servers"`
+	Conns        int        `json:"conns"`
+	Users        int        `json:"users"`
+	Workers      int        `json:"workers"`
+	Steps        []StepSpec `json:"steps"`
+	StepDuration string     `json:"stepDuration"`
+	Repeat       int        `json:"repeat"`
+	ServerArgs   []string   `json:"serverArgs"`
+	ServerEnv    []string   `json:"serverEnv"`
+}
+
+// IdleResult is what connected sockets cost while nothing is sent: the
+// memory per connection a deployment has to plan for.
+type IdleResult struct {
+	Connected      int     `json:"connected"`
+	Failed         int     `json:"failed"`
+	ConnectSeconds float64 `json:"connectSeconds"`
+	// Per connection, over all servers: the growth of RSS, and of the Go
+	// heap and stacks in use, from before the sockets to after they settled.
+	RSSPerConn        float64 `json:"rssPerConnBytes"`
+	HeapPerConn       float64 `json:"heapPerConnBytes"`
+	StackPerConn      float64 `json:"stackPerConnBytes"`
+	GoroutinesPerConn float64 `json:"goroutinesPerConn"`
+	ServerRSSMiB      float64 `json:"serverRssMiB"` // all servers together, idle
+}
+
+// StepResult is one step of one run (or, in Results.Medians, the medians
+// of a step over the runs, with Run the number of runs): what arrived, how
+// late, and what it cost.
+type StepResult struct {
+	Run             int     `json:"run"`
+	Rate            float64 `json:"rate"`
+	Flood           float64 `json:"flood"`
+	Conns           int     `json:"conns"`
+	Sent            uint64  `json:"sent"`
+	SendErrors      uint64  `json:"sendErrors"` // failed writes, error frames, missing acks
+	Expected        uint64  `json:"expected"`
+	Delivered       uint64  `json:"delivered"`
+	Duplicates      uint64  `json:"duplicates"`
+	Dropped         uint64  `json:"dropped"`
+	DeliveredRatio  float64 `json:"deliveredRatio"`
+	DeliveredPerSec float64 `json:"deliveredPerSec"`
+	P50ms           float64 `json:"p50ms"`
+	P90ms           float64 `json:"p90ms"`
+	P99ms           float64 `json:"p99ms"`
+	MaxMs           float64 `json:"maxMs"`
+	ServerCPUs      float64 `json:"serverCpuSeconds"`
+	CPUPerMsgUs     float64 `json:"serverCpuPerDeliveredUs"`
+	RedisCPUs       float64 `json:"redisCpuSeconds"`
+	WorkerCPUs      float64 `json:"workerCpuSeconds"`
+	// OtherCPUs is the CPU everything else on the machine used meanwhile
+	// (the machine is shared: a busy neighbour shows here).
+	OtherCPUs       float64 `json:"otherCpuSeconds"`
+	Seconds         float64 `json:"seconds"` // the step's wall time, drain included
+	ObjectsPerFrame float64 `json:"objectsPerFrame"`
+	Logins          uint64  `json:"logins"`
+	LoginErrors     uint64  `json:"loginErrors"`
+	LoginP50ms      float64 `json:"loginP50ms"`
+	LoginP99ms      float64 `json:"loginP99ms"`
+}
+
+// WriteJSON writes the --json file: it keeps every run's figures, where the
+// Markdown tables keep only the medians.
+func (r *Results) WriteJSON(path string) error {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return os.WriteFile(path, b, 0o644)
+}
