@@ -13,28 +13,11 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
-
-// redisForTest starts a redis-server of its own for one test.
-func redisForTest(t *testing.T, password string) *redisServer {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs redis-server; not run with -short")
-	}
-	s, err := startRedis(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return s
-}
 
 // chatServerForTest serves a real chat server's HTTP handler for room, on
 // the Redis at url, and returns its address.
@@ -61,10 +44,10 @@ func chatServerForTest(t *testing.T, room, url, password string) string {
 // server's stats endpoint agree on the contract, on presence a real Redis
 // holds: distinct users of this room, and "Redis unavailable" told apart.
 func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
-	srv := redisForTest(t, "s3cret")
+	srv := redistest.Start(t, redistest.WithPassword("s3cret"))
 	ctx := t.Context()
 	const room = "team-a/lobby"
-	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: srv.url(), Password: "s3cret", PodID: "seed"})
+	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: srv.URL(), Password: "s3cret", PodID: "seed"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +57,7 @@ func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	other, err := redisbackend.New(ctx, redisbackend.Options{Room: "team-b/lobby", URL: srv.url(), Password: "s3cret", PodID: "seed"})
+	other, err := redisbackend.New(ctx, redisbackend.Options{Room: "team-b/lobby", URL: srv.URL(), Password: "s3cret", PodID: "seed"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,16 +66,14 @@ func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := chatServerForTest(t, room, srv.url(), "s3cret")
+	addr := chatServerForTest(t, room, srv.URL(), "s3cret")
 	if n, err := (HTTPPresence{}).OnlineUsers(ctx, addr); err != nil || n != 2 {
 		t.Fatalf("OnlineUsers = %d, %v; want 2 (alice on two pods, bob; not carol of another room)", n, err)
 	}
 
-	if err := srv.stop(); err != nil {
-		t.Fatal(err)
-	}
+	srv.Kill()
 	// A server that has not counted yet: nothing cached.
-	addr = chatServerForTest(t, room, srv.url(), "s3cret")
+	addr = chatServerForTest(t, room, srv.URL(), "s3cret")
 	_, err = HTTPPresence{}.OnlineUsers(ctx, addr)
 	if !errors.Is(err, ErrRedisUnavailable) {
 		t.Fatalf("with Redis stopped: %v, want ErrRedisUnavailable", err)

@@ -1,17 +1,12 @@
 package controllers
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,72 +271,6 @@ func (p *fakePresence) askedOf(addr string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.asked[addr]
-}
-
-// redisServer is a redis-server child process on a free loopback port.
-type redisServer struct {
-	cmd      *exec.Cmd
-	dir      string
-	port     int
-	password string
-}
-
-func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-func (s *redisServer) url() string  { return "redis://" + s.addr() }
-
-func startRedis(password string) (*redisServer, error) {
-	dir, err := os.MkdirTemp("", "hubbub-redis-")
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return nil, err
-	}
-	s := &redisServer{dir: dir, port: port, password: password}
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"}
-	if password != "" {
-		args = append(args, "--requirepass", password)
-	}
-	s.cmd = exec.Command("redis-server", args...)
-	s.cmd.SysProcAttr = childProcAttr()
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start redis-server (is it installed? `make deps`): %w", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Ready to accept connections") {
-				close(ready)
-				break
-			}
-		}
-		for sc.Scan() { // keep draining so redis never blocks on its log
-		}
-	}()
-	select {
-	case <-ready:
-		return s, nil
-	case <-time.After(10 * time.Second):
-		return nil, errors.Join(errors.New("redis-server did not become ready in 10s"), s.stop())
-	}
-}
-
-func (s *redisServer) stop() error {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait() // "signal: killed" is the expected outcome
-	}
-	return os.RemoveAll(s.dir)
 }
 
 // newNamespace creates a namespace for one test. Pods in it must meet the

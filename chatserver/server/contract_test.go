@@ -15,26 +15,42 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
-	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 	"github.com/hubbub-chat/hubbub/test/chart"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(thenStopSharedRedis{m},
 		// http.DefaultClient's idle keep-alive connections outlive single tests.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
 
-// The contract holds on both backends: every test below runs against the
-// in-memory backend and against a real redis-server.
-var contractTests = []struct {
+// thenStopSharedRedis runs the tests, then stops the redis-server they
+// shared, before goleak looks for goroutines left behind.
+type thenStopSharedRedis struct{ m *testing.M }
+
+func (r thenStopSharedRedis) Run() int {
+	code := r.m.Run()
+	if err := stopSharedRedis(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the shared redis-server:", err)
+		code = max(code, 1)
+	}
+	return code
+}
+
+// contractTest is one test of the contract, run once per backend.
+type contractTest struct {
 	name string
-	fn   func(*testing.T)
-}{
+	fn   func(*testing.T, backend)
+}
+
+// The contract holds on every backend: each test below runs against the
+// in-memory backend and against a real redis-server (backends), in
+// parallel, each on servers and a room of its own.
+var contractTests = []contractTest{
 	{"Accounts", testAccounts},
 	{"RegistrationClosed", testRegistrationClosed},
 	{"LoginThrottling", testLoginThrottling},
@@ -52,7 +68,6 @@ var contractTests = []struct {
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},
-	{"ConnectionChurn", testConnectionChurn},
 	{"DeadPeer", testDeadPeer},
 	{"HelloFirst", testHelloFirst},
 	{"ServerFull", testServerFull},
@@ -61,22 +76,45 @@ var contractTests = []struct {
 	{"WriteTimeout", testWriteTimeout},
 }
 
+// aloneContractTests are the contract tests that count what the whole
+// process holds (goroutines, open files), which tests running beside them
+// would change: they run one at a time, with no other test running.
+var aloneContractTests = []contractTest{
+	{"ConnectionChurn", testConnectionChurn},
+}
+
+// TestContract runs contractTests, all in parallel.
 func TestContract(t *testing.T) {
-	for _, backend := range []string{"memory", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			redisURL = ""
-			if backend == "redis" {
-				redisURL = redistest.Start(t).URL()
-			}
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
 			for _, ct := range contractTests {
-				t.Run(ct.name, ct.fn)
+				t.Run(ct.name, func(t *testing.T) {
+					t.Parallel()
+					ct.fn(t, b)
+				})
 			}
 		})
 	}
 }
 
-func testAccounts(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+// TestContractAlone runs aloneContractTests, one at a time. It must not
+// call t.Parallel: the testing package starts parallel tests (TestContract's
+// and the rest) only once every sequential top-level test, this one
+// included, has returned, so nothing else runs meanwhile.
+func TestContractAlone(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, ct := range aloneContractTests {
+				t.Run(ct.name, func(t *testing.T) { ct.fn(t, b) })
+			}
+		})
+	}
+}
+
+func testAccounts(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	reg := func(u, p string) apiResult {
 		return call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": u, "password": p})
 	}
@@ -136,8 +174,8 @@ func testAccounts(t *testing.T) {
 	})
 }
 
-func testRegistrationClosed(t *testing.T) {
-	cfg := testConfig()
+func testRegistrationClosed(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.Registration = config.RegistrationClosed
 	ts := startServer(t, cfg, server.Options{})
 	r := call(t, "POST", ts.URL+"/api/v1/register", "", map[string]string{"username": "alice", "password": "password1"})
@@ -146,8 +184,8 @@ func testRegistrationClosed(t *testing.T) {
 	}
 }
 
-func testSessions(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testSessions(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	phone := login(t, ts, "alice")
 	laptop := login(t, ts, "alice")
 	r := call(t, "GET", ts.URL+"/api/v1/sessions", laptop, nil, "User-Agent", "laptop-browser")
@@ -203,8 +241,8 @@ func testSessions(t *testing.T) {
 	})
 }
 
-func testCSRFAndOrigins(t *testing.T) {
-	cfg := testConfig()
+func testCSRFAndOrigins(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.AllowedOrigins = []string{"https://chat.example.com"}
 	ts := startServer(t, cfg, server.Options{})
 	tok := login(t, ts, "alice")
@@ -272,8 +310,8 @@ func testCSRFAndOrigins(t *testing.T) {
 	})
 }
 
-func testChat(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testChat(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	aliceTok, bobTok, carolTok := login(t, ts, "alice"), login(t, ts, "bob"), login(t, ts, "carol")
 
 	alice := dial(t, ts, aliceTok)
@@ -444,8 +482,8 @@ func testChat(t *testing.T) {
 
 }
 
-func testPresenceOffline(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testPresenceOffline(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
 	bobTok := login(t, ts, "bob")
@@ -458,8 +496,8 @@ func testPresenceOffline(t *testing.T) {
 	alice.expect("bob offline", typeIs("presence", "user", "bob", "status", "offline"))
 }
 
-func testBadInput(t *testing.T) {
-	cfg := testConfig()
+func testBadInput(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MaxMessageBytes = 100
 	cfg.MessageBurst = 100
 	ts := startServer(t, cfg, server.Options{})
@@ -526,8 +564,8 @@ func testBadInput(t *testing.T) {
 	})
 }
 
-func testRateLimit(t *testing.T) {
-	cfg := testConfig()
+func testRateLimit(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MessagesPerSecond = 0.001 // no refill during the test
 	cfg.MessageBurst = 3
 	ts := startServer(t, cfg, server.Options{})
@@ -543,8 +581,8 @@ func testRateLimit(t *testing.T) {
 // Every frame type spends one budget per socket (the room's send limit comes
 // on top): past it frames get rate_limited, and a socket that keeps flooding
 // is closed with 1008. Other people's sockets are not touched.
-func testFrameBudget(t *testing.T) {
-	cfg := testConfig()
+func testFrameBudget(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MessagesPerSecond, cfg.MessageBurst = 5, 10 // the defaults: the frame budget is 20/s, burst 60
 	ts := startServer(t, cfg, server.Options{})
 	bob := dial(t, ts, login(t, ts, "bob"))
@@ -573,8 +611,8 @@ func testFrameBudget(t *testing.T) {
 // A resume may name only channels the person may read: a made-up DM with
 // their own name in it is refused, in one error for the lot, and costs no
 // subscription; their real DMs and public channels resume.
-func testResumeOnlyOwnChannels(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testResumeOnlyOwnChannels(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
 	login(t, ts, "bob")
@@ -599,8 +637,8 @@ func testResumeOnlyOwnChannels(t *testing.T) {
 
 // After a resume's replay, resumed says per channel whether the client now
 // holds everything after the id it gave: not when that id was trimmed away.
-func testResumedSaysWhatWasKept(t *testing.T) {
-	cfg := testConfig()
+func testResumedSaysWhatWasKept(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.HistoryMax = 5
 	ts := startServer(t, cfg, server.Options{})
 	tok := login(t, ts, "alice")
@@ -639,8 +677,8 @@ func testResumedSaysWhatWasKept(t *testing.T) {
 }
 
 // A read marker cannot move past the channel's last message.
-func testReadMarkerBounded(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testReadMarkerBounded(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	token := login(t, ts, "alice")
 	phone := dial(t, ts, token)
 	phone.expect("hello", typeIs("hello"))
@@ -653,8 +691,8 @@ func testReadMarkerBounded(t *testing.T) {
 	laptop.expect("the marker at the last message", typeIs("read", "channel", "general", "id", id))
 }
 
-func testConnectionLimit(t *testing.T) {
-	cfg := testConfig()
+func testConnectionLimit(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MaxConnectionsPerUser = 2
 	ts := startServer(t, cfg, server.Options{})
 	tok := login(t, ts, "alice")
@@ -666,8 +704,8 @@ func testConnectionLimit(t *testing.T) {
 	}
 }
 
-func testServerFull(t *testing.T) {
-	cfg := testConfig()
+func testServerFull(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MaxConnections = 2
 	ts := startServer(t, cfg, server.Options{})
 	for _, u := range []string{"alice", "bob"} {
@@ -678,8 +716,8 @@ func testServerFull(t *testing.T) {
 	}
 }
 
-func testDrain(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testDrain(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	c := dial(t, ts, login(t, ts, "alice"))
 	c.expect("hello", typeIs("hello"))
 	stopped := make(chan struct{})
@@ -695,8 +733,9 @@ func testDrain(t *testing.T) {
 	}
 }
 
-func testHealth(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testHealth(t *testing.T, b backend) {
+	cfg := b.config(t)
+	ts := startServer(t, cfg, server.Options{})
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(ts.URL + p)
 		if err != nil {
@@ -715,7 +754,7 @@ func testHealth(t *testing.T) {
 	body := metrics(t, ts)
 	want := []string{`hubbub_connections 1`, `hubbub_frames_in_total{type="invalid"} 1`, `hubbub_errors_total{code="bad_request"} 1`, `hubbub_auth_total{outcome="login"} 1`,
 		"hubbub_delivery_latency_seconds_bucket", "hubbub_ack_latency_seconds_count 1"}
-	if redisURL != "" {
+	if cfg.RedisURL != "" {
 		want = append(want, "hubbub_redis_reconnects_total 0", "hubbub_redis_delivered_total")
 		// Every chat-server metric the chart's dashboard reads (the rest
 		// are the operator's) exists on a production chat server.
@@ -737,9 +776,11 @@ func testHealth(t *testing.T) {
 }
 
 // Connections that come and go leave nothing behind: the hub forgets them
-// (and TestMain's goleak check finds no goroutine left over).
-func testConnectionChurn(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+// (and TestMain's goleak check finds no goroutine left over). It counts the
+// goroutines and open files of the whole process, which any other test
+// running meanwhile would move: it is one of aloneContractTests.
+func testConnectionChurn(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	tok := login(t, ts, "alice")
 	warm := dial(t, ts, tok)
 	warm.expect("hello", typeIs("hello"))
@@ -810,8 +851,8 @@ func openFDs(t *testing.T) int {
 
 // A peer that never answers pings (nor sends anything) is closed once the
 // pong wait passes, and forgotten.
-func testDeadPeer(t *testing.T) {
-	cfg := testConfig()
+func testDeadPeer(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.PongWait = time.Second
 	ts := startServer(t, cfg, server.Options{})
 	c, _, err := dialRaw(ts, login(t, ts, "alice"), ts.URL)
@@ -849,8 +890,8 @@ func testDeadPeer(t *testing.T) {
 
 // hello is always a socket's first object, even while other sockets'
 // presence events are being fanned out to it as it opens.
-func testHelloFirst(t *testing.T) {
-	cfg := testConfig()
+func testHelloFirst(t *testing.T, b backend) {
+	cfg := b.config(t)
 	ts := startServer(t, cfg, server.Options{})
 	var toks []string
 	for i := 0; i < 12; i++ {
@@ -883,8 +924,8 @@ func testHelloFirst(t *testing.T) {
 
 // testSlowConsumer: a client that stops reading is cut off once its send
 // queue overflows, and nobody else is held up meanwhile.
-func testSlowConsumer(t *testing.T) {
-	cfg := testConfig()
+func testSlowConsumer(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MaxMessageBytes = 60000
 	cfg.SendQueueMax = 32
 	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000
@@ -921,8 +962,8 @@ func testSlowConsumer(t *testing.T) {
 // testPresenceBatch: many people coming online at once reach an observer
 // as one presence object each (batches are pre-joined objects, which the
 // client splits like any coalesced frame), none lost, none malformed.
-func testPresenceBatch(t *testing.T) {
-	ts := startServer(t, testConfig(), server.Options{})
+func testPresenceBatch(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
 	observer := dial(t, ts, login(t, ts, "observer"))
 	observer.expect("hello", typeIs("hello"))
 	const n = 40
@@ -938,8 +979,8 @@ func testPresenceBatch(t *testing.T) {
 // testWriteTimeout: a client that stops reading in a quiet room (its queue
 // never overflows) is closed once a write to it has blocked for
 // --write-timeout.
-func testWriteTimeout(t *testing.T) {
-	cfg := testConfig()
+func testWriteTimeout(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.MaxMessageBytes = 60000
 	cfg.WriteTimeout = time.Second
 	cfg.MessagesPerSecond, cfg.MessageBurst = 10000, 10000

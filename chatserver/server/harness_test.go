@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
@@ -29,16 +31,60 @@ type testServer struct {
 	Server *server.Server
 }
 
-// redisURL selects the backend of servers started by startServer: empty for
-// memory. Each server gets a room of its own, so servers sharing a Redis do
-// not see each other's data.
-var redisURL string
+// backend is one storage the contract tests run on. Its config is a server
+// configuration for one test (testConfig, on this storage); the test
+// adjusts it and starts its servers with it.
+type backend struct {
+	name   string
+	config func(testing.TB) config.Config
+}
+
+// backends are what the contract tests run on: the in-memory backend, and
+// a real redis-server. Every test gets a room of its own (testConfig), so
+// its Redis keys ("hb:{room}:...") and topics are its own, and the tests
+// share one redis-server (sharedRedis) without seeing each other's data.
+// A test that kills, freezes or restarts Redis starts its own
+// (redistest.Start) instead.
+var backends = []backend{
+	{"memory", func(testing.TB) config.Config { return testConfig() }},
+	{"redis", func(t testing.TB) config.Config {
+		cfg := testConfig()
+		cfg.RedisURL = sharedRedis(t).URL()
+		return cfg
+	}},
+}
+
+// The redis-server of the redis backend, started by the first test that
+// needs it and stopped by TestMain once every test has run.
+var (
+	sharedRedisOnce sync.Once
+	sharedRedisSrv  *redistest.Server
+	sharedRedisErr  error
+)
+
+func sharedRedis(t testing.TB) *redistest.Server {
+	t.Helper()
+	sharedRedisOnce.Do(func() { sharedRedisSrv, sharedRedisErr = redistest.New() })
+	if sharedRedisErr != nil {
+		t.Fatal(sharedRedisErr)
+	}
+	return sharedRedisSrv
+}
+
+// stopSharedRedis stops the shared redis-server if a test started it.
+func stopSharedRedis() error {
+	if sharedRedisSrv == nil {
+		return nil
+	}
+	return sharedRedisSrv.Close()
+}
 
 var roomSeq atomic.Int64
 
+// testConfig is a server configuration for tests, on the in-memory backend,
+// with a room of its own.
 func testConfig() config.Config {
 	cfg := config.Default()
-	cfg.RedisURL = redisURL
 	cfg.Room = fmt.Sprintf("test/room-%d-%d", time.Now().UnixNano(), roomSeq.Add(1))
 	cfg.Addr = "127.0.0.1:0"
 	cfg.BcryptCost = 4

@@ -55,8 +55,8 @@ func wantOK(t *testing.T, what string, r apiResult) {
 // Over real sockets from two loopback addresses: a flood against alice from
 // one address is cut off there, alice still logs in from the other, and the
 // flooding address, its own budget spent, is refused for bob as well.
-func testLoginThrottling(t *testing.T) {
-	cfg := testConfig()
+func testLoginThrottling(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.LoginAttemptsPerMinute, cfg.LoginAttemptsPerIPPerMinute = 3, 5
 	ts := startServer(t, cfg, server.Options{})
 	login(t, ts, "alice")
@@ -81,8 +81,8 @@ func testLoginThrottling(t *testing.T) {
 // that is not a trusted proxy: clients relayed by one proxy get budgets of
 // their own, and an entry a client wrote itself changes nothing. A peer
 // outside --trusted-proxies has its X-Forwarded-* headers ignored.
-func testTrustedProxies(t *testing.T) {
-	cfg := testConfig()
+func testTrustedProxies(t *testing.T, b backend) {
+	cfg := b.config(t)
 	cfg.TrustedProxies = []string{"127.0.0.2/32"}
 	cfg.LoginAttemptsPerMinute, cfg.LoginAttemptsPerIPPerMinute = 2, 100
 	ts := startServer(t, cfg, server.Options{})

@@ -1,7 +1,9 @@
 // Package redistest runs a real redis-server for tests: on a free loopback
-// port, with its own temporary directory and AOF on, stopped when the test
-// ends. Fault tests can kill, stop and restart it; a restarted server keeps
-// its port and directory, so it reloads what the AOF holds.
+// port, with its own temporary directory and AOF on. Start ties one to a
+// test, which stops it when it ends; New starts one outside any test (from
+// a TestMain, say), which its caller stops with Close. Fault tests can kill,
+// stop and restart it; a restarted server keeps its port and directory, so
+// it reloads what the AOF holds.
 package redistest
 
 import (
@@ -31,25 +33,37 @@ const startTimeout = 20 * time.Second
 type Option func(*config)
 
 type config struct {
-	args []string
+	args     []string
+	password string
 }
 
 // WithConfig adds redis-server configuration directives, each a name and its
 // values, e.g. WithConfig("client-output-buffer-limit", "pubsub 64kb 32kb 1").
+// A "requirepass" directive is also the password the readiness check
+// authenticates with.
 func WithConfig(name string, values ...string) Option {
 	return func(c *config) {
 		c.args = append(c.args, "--"+name)
 		c.args = append(c.args, values...)
+		if name == "requirepass" && len(values) == 1 {
+			c.password = values[0]
+		}
 	}
+}
+
+// WithPassword makes the server require password (requirepass).
+func WithPassword(password string) Option {
+	return WithConfig("requirepass", password)
 }
 
 // Server is one redis-server process (and its restarts).
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-	args []string
+	t        failer // the test of a server from Start; noTest for one from New
+	bin      string
+	dir      string
+	port     int
+	args     []string
+	password string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -60,15 +74,39 @@ type Server struct {
 // if redis-server is not on PATH or does not answer PING in time.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	s, err := New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.t = t
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("redistest: %v", err)
+		}
+	})
+	return s
+}
+
+// New starts a redis-server that belongs to no test, for a TestMain or a
+// server shared by many tests; the caller stops it with Close. It fails if
+// redis-server is not on PATH or does not answer PING in time.
+//
+// Kill, Stop, Freeze, Thaw and Restart fail the test of a server from
+// Start; on a server from New, having no test to fail, they panic.
+func New(opts ...Option) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatal(NotFound)
+		return nil, errors.New(NotFound)
 	}
 	var c config
 	for _, o := range opts {
 		o(&c)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: c.args}
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	s := &Server{t: noTest{}, bin: bin, dir: dir, args: c.args, password: c.password}
 	// A free port can be taken by someone else between finding and binding
 	// it; try a few.
 	var lastErr error
@@ -81,14 +119,34 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("redistest: %v", lastErr)
+		return nil, errors.Join(fmt.Errorf("redistest: %w", lastErr), os.RemoveAll(dir))
 	}
-	t.Cleanup(func() {
-		if err := s.signal(syscall.SIGKILL); err != nil {
-			t.Errorf("redistest: stopping redis-server: %v", err)
-		}
-	})
-	return s
+	return s, nil
+}
+
+// failer is what a Server needs of its test.
+type failer interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// noTest is the failer of a server from New: failures panic, and there is
+// no cleanup to register (a frozen server needs no thaw before Close:
+// SIGKILL ends a stopped process too).
+type noTest struct{}
+
+func (noTest) Helper()                           {}
+func (noTest) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+func (noTest) Cleanup(func())                    {}
+
+// Close kills the server (SIGKILL), waits for it to exit and removes its
+// directory. Closing a closed server does nothing.
+func (s *Server) Close() error {
+	if err := s.signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("stopping redis-server: %w", err)
+	}
+	return os.RemoveAll(s.dir)
 }
 
 // Addr is the server's "host:port".
@@ -204,7 +262,7 @@ func (s *Server) start() error {
 	}()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if err := ping(s.Addr()); err == nil {
+		if err := ping(s.Addr(), s.password); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
@@ -241,8 +299,9 @@ func (s *Server) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// ping sends one PING and expects +PONG (a loading server answers -LOADING).
-func ping(addr string) error {
+// ping sends one PING and expects +PONG (a loading server answers -LOADING),
+// after an AUTH with password if it is set.
+func ping(addr, password string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
@@ -251,15 +310,32 @@ func ping(addr string) error {
 	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
 		return err
 	}
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+	var req []byte
+	if password != "" {
+		// RESP, not an inline command: the password may hold spaces.
+		req = fmt.Appendf(req, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+	}
+	req = append(req, "PING\r\n"...)
+	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	if password != "" {
+		if err := expectLine(r, "AUTH", "+OK"); err != nil {
+			return err
+		}
+	}
+	return expectLine(r, "PING", "+PONG")
+}
+
+// expectLine reads one reply line from r and checks it is want.
+func expectLine(r *bufio.Reader, cmd, want string) error {
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	if got := strings.TrimSpace(line); got != want {
+		return fmt.Errorf("%s answered %q", cmd, got)
 	}
 	return nil
 }
