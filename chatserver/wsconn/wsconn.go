@@ -19,11 +19,13 @@ package wsconn
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -206,4 +208,13 @@ func unmask(dst, frame []byte) int {
 		dst[i] = b ^ key[i%maskLen]
 	}
 	return len(p)
+}
+
+// DiscardInput reads and drops up to max bytes of input for at most wait.
+// After a frame over the read limit, the rest of it is still arriving:
+// closing TCP with it unread would reset the connection, and the reset
+// could beat the close frame to the client.
+func (c *Conn) DiscardInput(max int64, wait time.Duration) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, max))
 }
