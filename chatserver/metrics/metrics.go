@@ -72,9 +72,18 @@ func New() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that exist from the start, at zero: an alert's rate() then
 	// sees the first error, and a dashboard shows 0 rather than no data.
-	for _, code := range []string{protocol.CodeBadRequest, protocol.CodeTooLarge, protocol.CodeRateLimited,
-		protocol.CodeUnknownChannel, protocol.CodeForbidden, protocol.CodeUnavailable} {
-		m.Errors.WithLabelValues(code)
+	// The labels come from protocol's tables: every code the WebSocket
+	// side counts (HTTP errors are counted as auth outcomes and by
+	// status), and every close but the normal one.
+	for _, e := range protocol.Errors {
+		if e.By&(protocol.InFrame|protocol.OnlyCount) != 0 {
+			m.Errors.WithLabelValues(e.Code)
+		}
+	}
+	for _, c := range protocol.Closes {
+		if c.Code != protocol.CloseNormal {
+			m.Errors.WithLabelValues(c.Label)
+		}
 	}
 	for _, outcome := range []string{"registered", "login", "login_failed", "throttled", "unauthenticated", "bad_origin"} {
 		m.Auth.WithLabelValues(outcome)
