@@ -32,8 +32,6 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// SessionTTL sets the cookie's Max-Age (the server-side expiry slides).
 	SessionTTL time.Duration
-	// Context is the server's lifetime; sockets are served under it.
-	Context context.Context
 }
 
 // API serves /api/v1 and /ws.

@@ -37,7 +37,7 @@ func (a *API) handleWS(w http.ResponseWriter, r *http.Request) {
 	token, _ := credentials(r)
 	// The socket runs on the chat service's goroutine; returning here lets
 	// net/http free this request's buffers and stack.
-	a.opts.Chat.Start(a.opts.Context, ws, chat.Peer{
+	a.opts.Chat.Start(ws, chat.Peer{
 		User: user, Session: id,
 		Check: func(ctx context.Context) error {
 			_, err := a.opts.Auth.Authenticate(ctx, token)

@@ -13,11 +13,14 @@ const (
 	floodLimit = 100  // refusals in a row before the socket is closed
 )
 
-// frameBudget is the rate and burst of the frame budget: the defaults above,
-// raised where a room allows more sends, so that the send limit, not the
-// frame budget, is what a busy sender meets first.
-func frameBudget(opts Options) (rate, burst float64) {
-	return max(frameRate, 2*opts.MessagesPerSecond), max(frameBurst, 2*float64(opts.MessageBurst))
+// frameBudget is the rate and burst of every socket's frame budget.
+type frameBudget struct{ rate, burst float64 }
+
+// newFrameBudget is the defaults above, raised where a room allows more
+// sends, so that the send limit, not the frame budget, is what a busy
+// sender meets first.
+func newFrameBudget(opts Options) frameBudget {
+	return frameBudget{max(frameRate, 2*opts.MessagesPerSecond), max(frameBurst, 2*float64(opts.MessageBurst))}
 }
 
 // bucket is a token bucket on a monotonic clock in nanoseconds (the pacer's):

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,7 @@ type pacer struct {
 	queued atomic.Int64 // message objects queued since the last load sample
 
 	mu      sync.Mutex
-	waiting []*conn // sockets whose next frame waits for its gap
+	waiting []*outbox // sockets whose next frame waits for its gap
 }
 
 // pacingSwitch decides from load samples whether pacing is on.
@@ -69,32 +70,31 @@ func (w *pacingSwitch) update(window time.Duration, rate float64) bool {
 // now is monotonic nanoseconds since the pacer's epoch.
 func (p *pacer) now() int64 { return int64(time.Since(p.epoch)) }
 
-// holdLocked reports whether c must wait before its next frame, and if so
-// puts it on the waiting list. Caller holds c.mu.
-func (c *conn) holdLocked() bool {
-	p := &c.s.pace
+// holdLocked reports whether o must wait before its next frame, and if so
+// puts it on the waiting list. Caller holds o.mu.
+func (o *outbox) holdLocked() bool {
+	p := &o.w.pace
 	gap := p.gap.Load()
-	if gap == 0 || c.closing || c.pingDue || c.pongDue != nil || c.lastFrame == 0 || p.now()-c.lastFrame >= gap {
+	if gap == 0 || o.end.closing || o.ctl.due() || o.pace.lastFrame == 0 || p.now()-o.pace.lastFrame >= gap {
 		return false
 	}
-	if !c.paced {
-		c.paced = true
+	if !o.pace.waiting {
+		o.pace.waiting = true
 		p.mu.Lock()
-		p.waiting = append(p.waiting, c)
+		p.waiting = append(p.waiting, o)
 		p.mu.Unlock()
 	}
 	return true
 }
 
-// paceLoop samples the load, sets the gap, and starts the writers of
-// waiting sockets whose gap has passed.
-func (s *Service) paceLoop(ctx context.Context) {
-	p := &s.pace
+// run samples the load, sets the gap, and starts the writers of waiting
+// sockets whose gap has passed, until ctx ends.
+func (p *pacer) run(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(pacerTick)
 	defer t.Stop()
 	sampled := time.Now()
 	var sw pacingSwitch
-	var due []*conn
+	var due []*outbox
 	for {
 		select {
 		case <-ctx.Done():
@@ -110,19 +110,19 @@ func (s *Service) paceLoop(ctx context.Context) {
 					gap = frameGap
 				}
 				p.gap.Store(int64(gap))
-				s.log.Debug("write pacing", "on", on, "objectsPerSecond", int(rate))
+				log.Debug("write pacing", "on", on, "objectsPerSecond", int(rate))
 			}
 		}
 		p.mu.Lock()
 		due, p.waiting = p.waiting, due[:0]
 		p.mu.Unlock()
-		for _, c := range due {
-			c.mu.Lock()
-			c.paced = false
-			if len(c.queue) > 0 || c.closing || c.pingDue || c.pongDue != nil {
-				c.kickLocked() // waits again if its gap has not passed
+		for _, o := range due {
+			o.mu.Lock()
+			o.pace.waiting = false
+			if len(o.queue) > 0 || o.end.closing || o.ctl.due() {
+				o.kickLocked() // waits again if its gap has not passed
 			}
-			c.mu.Unlock()
+			o.mu.Unlock()
 		}
 		clear(due)
 	}

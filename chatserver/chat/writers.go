@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 )
 
 // Writer goroutines. A socket with something to write is handed to a
@@ -17,14 +19,16 @@ import (
 // those after WriteTimeout) cannot stall everyone else's delivery.
 //
 // Idle writers exit after writerIdle, so an idle server holds none, and at
-// once when Run has returned.
+// once when the server has stopped.
 const writerIdle = 2 * time.Second
 
 func maxWriters() int { return max(256, 64*runtime.GOMAXPROCS(0)) }
 
+// writerPool is a server's bounded set of writer goroutines and the FIFO
+// of outboxes waiting for one.
 type writerPool struct {
 	mu      sync.Mutex
-	queue   []*conn // sockets waiting for a writer, from head
+	queue   []*outbox // sockets waiting for a writer, from head
 	head    int
 	idle    int // writers parked on wake
 	running int
@@ -32,19 +36,21 @@ type writerPool struct {
 	// wake carries one token per idle writer that was given work. Buffered
 	// to max, so handing over never blocks.
 	wake chan struct{}
+	// stopped is closed when the server has stopped: idle writers exit.
+	stopped chan struct{}
 }
 
 func (w *writerPool) init(max int) {
 	w.max = max
 	w.wake = make(chan struct{}, max)
+	w.stopped = make(chan struct{})
 }
 
-// startWriter gets c written: by an idle writer, a new one, or, with max
+// start gets o written: by an idle writer, a new one, or, with max
 // running, the first to finish its current socket.
-func (s *Service) startWriter(c *conn) {
-	w := &s.writers
+func (w *writerPool) start(o *outbox) {
 	w.mu.Lock()
-	w.queue = append(w.queue, c)
+	w.queue = append(w.queue, o)
 	switch {
 	case w.idle > 0:
 		w.idle--
@@ -53,14 +59,14 @@ func (s *Service) startWriter(c *conn) {
 	case w.running < w.max:
 		w.running++
 		w.mu.Unlock()
-		go s.writer()
+		go w.writer()
 	default:
 		w.mu.Unlock()
 	}
 }
 
 // next pops the first waiting socket, or registers the caller as idle.
-func (w *writerPool) next() *conn {
+func (w *writerPool) next() *outbox {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.head < len(w.queue) {
@@ -95,13 +101,12 @@ func (w *writerPool) leave() bool {
 	return true
 }
 
-func (s *Service) writer() {
-	w := &s.writers
+func (w *writerPool) writer() {
 	idle := time.NewTimer(writerIdle)
 	defer idle.Stop()
 	for {
-		if c := w.next(); c != nil {
-			c.writeLoop()
+		if o := w.next(); o != nil {
+			o.writeLoop()
 			continue
 		}
 		idle.Reset(writerIdle)
@@ -109,7 +114,7 @@ func (s *Service) writer() {
 		case <-w.wake:
 			continue
 		case <-idle.C:
-		case <-s.stopped:
+		case <-w.stopped:
 		}
 		if w.leave() {
 			return
@@ -117,3 +122,23 @@ func (s *Service) writer() {
 		<-w.wake // a token is on its way for us
 	}
 }
+
+// wire is what all of a server's outboxes share: the writer pool, the
+// pacer, the queue bound, and the counters they feed.
+type wire struct {
+	writers  writerPool
+	pace     pacer
+	queueMax int
+	m        *metrics.Metrics
+	stopOnce sync.Once
+}
+
+func newWire(queueMax int, m *metrics.Metrics) *wire {
+	w := &wire{queueMax: queueMax, m: m}
+	w.pace.epoch = time.Now()
+	w.writers.init(maxWriters())
+	return w
+}
+
+// stop lets idle writers exit at once.
+func (w *wire) stop() { w.stopOnce.Do(func() { close(w.writers.stopped) }) }

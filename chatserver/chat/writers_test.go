@@ -7,10 +7,10 @@ import "testing"
 func TestWriterQueueIsFIFOAndBounded(t *testing.T) {
 	var w writerPool
 	w.init(8)
-	var in, out []*conn
+	var in, out []*outbox
 	for round := range 200 {
 		for range 100 {
-			c := &conn{}
+			c := &outbox{}
 			in = append(in, c)
 			w.queue = append(w.queue, c)
 		}

@@ -180,7 +180,7 @@ func (s *Server) Handler(ctx context.Context) http.Handler {
 	api.New(api.Options{
 		Auth: s.auth, Chat: s.chat, Metrics: s.metrics, Logger: s.log,
 		AllowedOrigins: s.cfg.AllowedOrigins, TrustedProxies: s.proxies,
-		SessionTTL: s.cfg.SessionTTL, Context: ctx,
+		SessionTTL: s.cfg.SessionTTL,
 	}).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -1,0 +1,119 @@
+package chat
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// feedHandler adapts Service to the Feed's Handler without exporting its
+// methods.
+type feedHandler struct{ s *Service }
+
+func (h feedHandler) Messages(channel string, msgs []protocol.Message) { h.s.deliver(channel, msgs) }
+func (h feedHandler) Event(e Event)                                    { h.s.handleEvent(e) }
+
+// deliver fans committed messages out to the channel's local sockets, then
+// notifications to the people they name. Each message is encoded once per
+// server, not once per socket.
+func (s *Service) deliver(channel string, msgs []protocol.Message) {
+	now := time.Now().UnixMilli()
+	out := make([]outMsg, len(msgs))
+	for i, m := range msgs {
+		out[i] = newOutMsg(m)
+		s.m.DeliveryLatency.Observe(float64(max(0, now-m.TS)) / 1000)
+	}
+	queued := 0
+	s.hub.fanout(inChannel(channel), func(c *conn) { queued += c.deliver(channel, out) })
+	s.objs.message.Add(float64(queued))
+	s.wire.pace.queued.Add(int64(queued))
+	s.notify(channel, out)
+}
+
+// notify sends DM and @mention notifications to the local sockets of the
+// people they are for.
+func (s *Service) notify(channel string, msgs []outMsg) {
+	a, b, isDM := protocol.SplitDM(channel)
+	for _, om := range msgs {
+		m := om.m
+		var targets []string
+		kind := "mention"
+		if isDM {
+			kind = "dm"
+			targets = []string{a}
+			if m.From == a {
+				targets = []string{b}
+			}
+		} else {
+			targets = mentions(m.Text)
+		}
+		for _, u := range targets {
+			if u == m.From {
+				continue
+			}
+			var frame []byte // encoded only if u has a socket here
+			s.hub.fanout(ofUser(u), func(c *conn) {
+				if frame == nil {
+					frame = protocol.Encode(protocol.Notification{
+						Type: protocol.TypeNotification, Kind: kind, Channel: channel, From: m.From, ID: m.ID, Text: m.Text,
+					})
+				}
+				c.enqueue(protocol.TypeNotification, frame)
+			})
+		}
+	}
+}
+
+// handleEvent acts on a room event from any server, this one included.
+func (s *Service) handleEvent(e Event) {
+	switch e.Kind {
+	case EventPresence:
+		s.pres.note(e.User, e.Status)
+	case EventTyping:
+		frame := protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Channel: e.Channel, User: e.User})
+		s.hub.fanout(inChannel(e.Channel), func(c *conn) {
+			if c.user != e.User {
+				c.enqueue(protocol.TypeTyping, frame)
+			}
+		})
+	case EventRead:
+		frame := protocol.Encode(protocol.Read{Type: protocol.TypeRead, Channel: e.Channel, ID: e.ID})
+		s.hub.fanout(ofUser(e.User), func(c *conn) { c.enqueue(protocol.TypeRead, frame) })
+	case EventRevoke:
+		s.hub.fanout(ofUser(e.User), func(c *conn) {
+			if len(e.Sessions) == 0 || slices.Contains(e.Sessions, c.session) {
+				c.out.close(protocol.CloseUnauthorized, "session revoked")
+			}
+		})
+	case EventDM:
+		if a, b, ok := protocol.SplitDM(e.Channel); ok {
+			s.hub.joinDM(e.Channel, a, b)
+		}
+	}
+}
+
+// mentions returns the distinct @usernames in text.
+func mentions(text string) []string {
+	var out []string
+	for i := 0; i < len(text); i++ {
+		if text[i] != '@' || (i > 0 && isNameByte(text[i-1])) {
+			continue
+		}
+		j := i + 1
+		for j < len(text) && isNameByte(text[j]|0x20) {
+			j++
+		}
+		name := strings.ToLower(strings.TrimRight(text[i+1:j], "."))
+		if protocol.ValidUsername(name) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+		i = j - 1
+	}
+	return out
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}

@@ -1,0 +1,123 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// handleResume replays, per channel, what the client missed after the last
+// id it saw, ahead of the live messages that arrive meanwhile, then says
+// which channels it now holds whole (resumed).
+func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
+	s := c.s
+	var unknown []string
+	recovered := map[string]bool{}
+	for channel, since := range f.Since {
+		if err := s.access(c.user, channel); err != nil {
+			c.sendError(accessError(err, channel, ""))
+			continue
+		}
+		if !s.hub.public[channel] && !s.hub.follows(c, channel) {
+			// The socket follows every DM of its person: those that existed
+			// when it connected and those created since (EventDM). A DM it
+			// does not follow does not exist; following it would cost a
+			// subscription and stream reads per made-up name.
+			unknown = append(unknown, channel)
+			continue
+		}
+		sinceID, err := protocol.ParseID(since) // Decode checked its form
+		c.out.mu.Lock()
+		c.ord.beginReplay(channel, sinceID, since != "" && err == nil)
+		c.out.mu.Unlock()
+		complete, err := c.replay(ctx, channel, since)
+		c.out.mu.Lock()
+		queued := c.ord.endReplay(&c.out, channel)
+		c.out.mu.Unlock()
+		s.objs.message.Add(float64(queued))
+		if err != nil {
+			s.backendError("resume", err)
+			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
+			continue
+		}
+		recovered[channel] = complete
+	}
+	// After the replays (queued above, in order): the client learns which
+	// channels it now holds whole, and reloads the others' history.
+	c.enqueue(protocol.TypeResumed, protocol.Encode(protocol.Resumed{Type: protocol.TypeResumed, Recovered: recovered}))
+	if len(unknown) > 0 {
+		// One error for them all: a made-up list must not buy a flood back.
+		slices.Sort(unknown)
+		c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel,
+			Message: fmt.Sprintf("no such direct message channel: %s", strings.Join(unknown[:min(len(unknown), 3)], ", ")) + more(len(unknown)-3)})
+	}
+}
+
+// more says how many more there were, if any.
+func more(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" and %d more", n)
+}
+
+// replay queues channel's messages after since, in pages, while its live
+// messages wait (order.beginReplay). It reports whether the client now has
+// everything after since: not when the channel no longer keeps since (what
+// followed it may have been trimmed too), nor when the replay stopped at
+// its cap.
+func (c *conn) replay(ctx context.Context, channel, since string) (complete bool, err error) {
+	complete = true
+	if since != "" {
+		// The oldest message kept: past since, the client may have missed
+		// trimmed ones (the stream cannot say whether any came between).
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		oldest, err := c.s.b.After(cctx, channel, "", 1)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		if len(oldest) > 0 && oldest[0].ID != since && !idBefore(oldest[0].ID, since) {
+			complete = false
+		}
+	}
+	after := since
+	for total := 0; ; {
+		if total >= maxResumeTotal {
+			return false, nil // more may follow than one resume replays
+		}
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		msgs, err := c.s.b.After(cctx, channel, after, maxResumeBatch)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		if len(msgs) == 0 {
+			return complete, nil
+		}
+		out := make([]outMsg, len(msgs))
+		for i, m := range msgs {
+			out[i] = newOutMsg(m)
+		}
+		c.out.mu.Lock()
+		queued := c.ord.queue(&c.out, channel, out)
+		c.out.mu.Unlock()
+		c.s.objs.message.Add(float64(queued))
+		total += len(msgs)
+		after = msgs[len(msgs)-1].ID
+		if len(msgs) < maxResumeBatch {
+			return complete, nil
+		}
+	}
+}
+
+// idBefore reports whether message id a comes before b (both well formed:
+// stored ids, and since as Decode checked it).
+func idBefore(a, b string) bool {
+	x, _ := protocol.ParseID(a)
+	y, _ := protocol.ParseID(b)
+	return x.Compare(y) < 0
+}

@@ -1,0 +1,89 @@
+package chat
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// handleSend commits a message (to a channel, or to a person: their DM
+// channel, made on the first message) and acks it with its id. Nothing is
+// acked that is not stored: a failure gets an error naming the clientId.
+func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
+	if !c.allowSend() {
+		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "sending too fast, slow down", ClientID: f.ClientID})
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, storageTimeout)
+	defer cancel()
+	s := c.s
+	channel := f.Channel
+	if f.To != "" {
+		var perr *protocol.Error
+		if channel, perr = c.dmChannel(ctx, f); perr != nil {
+			c.sendError(perr)
+			return
+		}
+	} else if err := s.access(c.user, channel); err != nil {
+		c.sendError(accessError(err, channel, f.ClientID))
+		return
+	}
+	m, err := s.b.Append(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
+	if err != nil {
+		s.backendError("append", err)
+		c.sendError(unavailable(f.ClientID))
+		return
+	}
+	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
+	s.m.AckLatency.Observe(time.Since(start).Seconds())
+}
+
+// dmChannel is the DM channel between the sender and f.To, made (and
+// followed by both people's sockets on every server) if it is new.
+func (c *conn) dmChannel(ctx context.Context, f protocol.ClientFrame) (string, *protocol.Error) {
+	s := c.s
+	to := strings.ToLower(f.To)
+	if !protocol.ValidUsername(to) || to == c.user {
+		return "", &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("cannot message %q", protocol.Truncate(f.To, 40)), ClientID: f.ClientID}
+	}
+	exists, err := s.b.UserExists(ctx, to)
+	if err != nil {
+		s.backendError("user_exists", err)
+		return "", unavailable(f.ClientID)
+	}
+	if !exists {
+		return "", &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no user %q", to), ClientID: f.ClientID}
+	}
+	channel := protocol.DMChannel(c.user, to)
+	created, err := s.b.AddDM(ctx, channel)
+	if err != nil {
+		s.backendError("add_dm", err)
+		return "", unavailable(f.ClientID)
+	}
+	if created {
+		// Join locally at once (our own socket must see the message),
+		// and tell the other servers so the recipient's sockets join too.
+		s.handleEvent(Event{Kind: EventDM, Channel: channel})
+		s.publish(ctx, Event{Kind: EventDM, Channel: channel})
+	}
+	return channel, nil
+}
+
+// allowSend spends a token of the socket's send rate limit: MessageBurst
+// sends at once, refilled at MessagesPerSecond.
+func (c *conn) allowSend() bool {
+	return c.in.sends.take(c.s.wire.pace.now(), c.s.opts.MessagesPerSecond, float64(c.s.opts.MessageBurst))
+}
+
+// dedupKey turns (user, clientId) into a storage-safe key: the clientId is
+// client-chosen, so it is hashed rather than embedded.
+func dedupKey(user, clientID string) string {
+	sum := sha256.Sum256([]byte(clientID))
+	return user + ":" + hex.EncodeToString(sum[:16])
+}

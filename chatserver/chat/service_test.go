@@ -1,0 +1,382 @@
+package chat_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/auth"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
+	"github.com/hubbub-chat/hubbub/chatserver/chat"
+	"github.com/hubbub-chat/hubbub/chatserver/chat/chattest"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// The chat core end to end within one process: a real Service on the
+// memory backend, each client a chattest.Socket. What the server writes is
+// what a client would read; no network, no HTTP.
+
+type room struct {
+	t  *testing.T
+	s  *chat.Service
+	b  *memory.Backend
+	ws map[string]*chattest.Socket
+}
+
+func testOptions() chat.Options {
+	return chat.Options{
+		Pod: "pod-a", Channels: []string{"general", "random"}, HistoryMax: 100, MaxMessageBytes: 4096,
+		MessagesPerSecond: 5, MessageBurst: 10, MaxConnsPerUser: 3,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// newRoom runs a Service with the given users until the test ends.
+func newRoom(t *testing.T, opts chat.Options, users ...string) *room {
+	t.Helper()
+	b := memory.New()
+	for _, u := range users {
+		if err := b.CreateUser(context.Background(), auth.User{Username: u, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := chat.New(b, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &room{t: t, s: s, b: b, ws: map[string]*chattest.Socket{}}
+}
+
+// connect opens a socket for user, as a client that has nothing to resume.
+// A new socket holds live messages back until the client's first frame (a
+// resume, to replay first), so the client sends one.
+func (r *room) connect(user string) *chattest.Socket {
+	r.t.Helper()
+	ws := chattest.New()
+	r.s.Start(ws, chat.Peer{User: user, Session: "session-" + user})
+	ws.Next(r.t, protocol.TypeHello)
+	ws.Send(`{"type":"resume","since":{}}`)
+	ws.Next(r.t, protocol.TypeResumed)
+	return ws
+}
+
+// send sends a message frame and returns its ack's id.
+func send(t *testing.T, ws *chattest.Socket, channel, text, clientID string) string {
+	t.Helper()
+	ws.Send(fmt.Sprintf(`{"type":"send","channel":%q,"text":%q,"clientId":%q}`, channel, text, clientID))
+	ack := ws.Next(t, protocol.TypeAck)
+	if ack["clientId"] != clientID {
+		t.Fatalf("ack %v, want clientId %s", ack, clientID)
+	}
+	return ack["id"].(string)
+}
+
+func TestSendIsAckedAndDeliveredToEveryone(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice, bob := r.connect("alice"), r.connect("bob")
+	id := send(t, alice, "general", "hello all", "c1")
+	for name, ws := range map[string]*chattest.Socket{"alice": alice, "bob": bob} {
+		m := ws.Next(t, protocol.TypeMessage)
+		if m["id"] != id || m["from"] != "alice" || m["text"] != "hello all" || m["channel"] != "general" {
+			t.Errorf("%s got %v, want alice's message %s", name, m, id)
+		}
+	}
+	// A retried send (same clientId) is acked with the first id.
+	if again := send(t, alice, "general", "hello all", "c1"); again != id {
+		t.Errorf("retried send acked %s, want %s", again, id)
+	}
+}
+
+// Bad frames get an error object naming what is wrong; the socket stays
+// open and the next frame works.
+func TestBadFramesGetErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame string
+		code  string
+	}{
+		{"not JSON", `nonsense`, protocol.CodeBadRequest},
+		{"unknown type", `{"type":"shout"}`, protocol.CodeBadRequest},
+		{"text too long", `{"type":"send","channel":"general","text":"` + strings.Repeat("x", 4097) + `","clientId":"c"}`, protocol.CodeTooLarge},
+		{"no such channel", `{"type":"send","channel":"nowhere","text":"hi","clientId":"c"}`, protocol.CodeUnknownChannel},
+		{"someone else's DM", `{"type":"send","channel":"dm:bob:carol","text":"hi","clientId":"c"}`, protocol.CodeForbidden},
+		{"a DM to nobody", `{"type":"send","to":"nobody","text":"hi","clientId":"c"}`, protocol.CodeUnknownChannel},
+		{"a DM to oneself", `{"type":"send","to":"alice","text":"hi","clientId":"c"}`, protocol.CodeUnknownChannel},
+		{"typing in no channel", `{"type":"typing","channel":"nowhere"}`, protocol.CodeUnknownChannel},
+		{"read marker past the end", `{"type":"read","channel":"general","id":"99999999999999-0"}`, protocol.CodeBadRequest},
+		{"resume of a made-up DM", `{"type":"resume","since":{"dm:alice:zed":""}}`, protocol.CodeUnknownChannel},
+	}
+	opts := testOptions()
+	opts.MessageBurst = 100
+	r := newRoom(t, opts, "alice", "bob", "carol")
+	alice := r.connect("alice")
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			alice.Send(tt.frame)
+			e := alice.Next(t, protocol.TypeError)
+			if e["code"] != tt.code || e["message"] == "" {
+				t.Fatalf("error %v, want code %s and a message", e, tt.code)
+			}
+			send(t, alice, "general", "still here", fmt.Sprint("ok-", i))
+		})
+	}
+	t.Run("binary frame", func(t *testing.T) {
+		alice.SendBinary([]byte{1, 2, 3})
+		if e := alice.Next(t, protocol.TypeError); e["code"] != protocol.CodeBadRequest {
+			t.Fatalf("error %v, want bad_request", e)
+		}
+	})
+}
+
+func TestSendRateLimit(t *testing.T) {
+	opts := testOptions()
+	opts.MessagesPerSecond, opts.MessageBurst = 0.001, 3
+	r := newRoom(t, opts, "alice")
+	alice := r.connect("alice")
+	for i := range 3 {
+		send(t, alice, "general", "burst", fmt.Sprint("b", i))
+	}
+	alice.Send(`{"type":"send","channel":"general","text":"one too many","clientId":"over"}`)
+	e := alice.Next(t, protocol.TypeError)
+	if e["code"] != protocol.CodeRateLimited || e["clientId"] != "over" {
+		t.Fatalf("error %v, want rate_limited for clientId over", e)
+	}
+}
+
+// A socket that goes on sending past its frame budget is closed with 1008.
+func TestFloodingCloses(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice")
+	alice := r.connect("alice")
+	for range 300 {
+		alice.Send(`{"type":"typing","channel":"general"}`)
+	}
+	if code := alice.CloseCode(t); code != protocol.ClosePolicy {
+		t.Fatalf("close %d, want %d", code, protocol.ClosePolicy)
+	}
+}
+
+func TestDirectMessage(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob", "carol")
+	alice, bob, carol := r.connect("alice"), r.connect("bob"), r.connect("carol")
+	alice.Send(`{"type":"send","to":"Bob","text":"psst","clientId":"d1"}`)
+	id := alice.Next(t, protocol.TypeAck)["id"]
+	for name, ws := range map[string]*chattest.Socket{"alice": alice, "bob": bob} {
+		m := ws.Next(t, protocol.TypeMessage)
+		if m["channel"] != "dm:alice:bob" || m["id"] != id {
+			t.Errorf("%s got %v, want the DM %v", name, m, id)
+		}
+	}
+	if n := bob.Next(t, protocol.TypeNotification); n["kind"] != "dm" || n["from"] != "alice" {
+		t.Errorf("bob's notification %v, want a dm from alice", n)
+	}
+	// carol is not in it: her next message is the one in general.
+	send(t, alice, "general", "public", "p1")
+	if m := carol.Next(t, protocol.TypeMessage); m["channel"] != "general" {
+		t.Errorf("carol got %v: someone else's DM", m)
+	}
+}
+
+func TestMentionNotifies(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice, bob := r.connect("alice"), r.connect("bob")
+	send(t, alice, "general", "hey @Bob, look", "m1")
+	n := bob.Next(t, protocol.TypeNotification)
+	if n["kind"] != "mention" || n["channel"] != "general" || n["from"] != "alice" {
+		t.Fatalf("notification %v, want alice's mention in general", n)
+	}
+}
+
+// A reconnecting client's resume replays what it missed, in order, then
+// says which channels it holds whole.
+func TestResumeReplaysWhatWasMissed(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice := r.connect("alice")
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, send(t, alice, "general", fmt.Sprint("m", i), fmt.Sprint("c", i)))
+	}
+	ws := chattest.New()
+	r.s.Start(ws, chat.Peer{User: "bob", Session: "b"})
+	ws.Send(fmt.Sprintf(`{"type":"resume","since":{"general":%q}}`, ids[1]))
+	ws.Next(t, protocol.TypeHello)
+	for _, want := range ids[2:] {
+		if m := ws.Next(t, protocol.TypeMessage); m["id"] != want {
+			t.Fatalf("replayed %v, want %s", m["id"], want)
+		}
+	}
+	resumed := ws.Next(t, protocol.TypeResumed)
+	if rec, _ := resumed["recovered"].(map[string]any); rec["general"] != true {
+		t.Fatalf("resumed %v, want general recovered", resumed)
+	}
+	// Live messages follow, not repeats.
+	next := send(t, alice, "general", "live", "live")
+	if m := ws.Next(t, protocol.TypeMessage); m["id"] != next {
+		t.Fatalf("after the replay got %v, want the live %s", m["id"], next)
+	}
+}
+
+func TestReadMarkerReachesTheOtherDevices(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice")
+	phone, laptop := r.connect("alice"), r.connect("alice")
+	id := send(t, phone, "general", "note to self", "n1")
+	phone.Send(fmt.Sprintf(`{"type":"read","channel":"general","id":%q}`, id))
+	if m := laptop.Next(t, protocol.TypeRead); m["channel"] != "general" || m["id"] != id {
+		t.Fatalf("laptop got %v, want the read marker %s", m, id)
+	}
+}
+
+func TestTypingReachesOthersOnly(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice, bob := r.connect("alice"), r.connect("bob")
+	alice.Send(`{"type":"typing","channel":"general"}`)
+	if m := bob.Next(t, protocol.TypeTyping); m["user"] != "alice" || m["channel"] != "general" {
+		t.Fatalf("bob got %v", m)
+	}
+	for _, o := range alice.Objects(t) {
+		if o["type"] == protocol.TypeTyping {
+			t.Fatalf("alice was told she is typing: %v", o)
+		}
+	}
+}
+
+func TestPresence(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice := r.connect("alice")
+	bob := r.connect("bob")
+	if p := alice.Next(t, protocol.TypePresence); p["user"] != "alice" && p["user"] != "bob" {
+		t.Fatalf("presence %v", p)
+	}
+	bob.SendClose(protocol.CloseNormal)
+	alice.Await(t, "bob offline", func() bool {
+		for _, o := range alice.Objects(t) {
+			if o["type"] == protocol.TypePresence && o["user"] == "bob" && o["status"] == "offline" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestPingIsAnswered(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice")
+	alice := r.connect("alice")
+	alice.SendPing("are you there")
+	alice.Await(t, "a pong", func() bool {
+		for _, c := range alice.Controls() {
+			if c.Op == 10 && string(c.Payload) == "are you there" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestClosingCodes(t *testing.T) {
+	t.Run("the client's close is echoed and the socket forgotten", func(t *testing.T) {
+		r := newRoom(t, testOptions(), "alice")
+		alice := r.connect("alice")
+		alice.SendClose(protocol.CloseNormal)
+		if code := alice.CloseCode(t); code != protocol.CloseNormal {
+			t.Fatalf("close %d, want the echo %d", code, protocol.CloseNormal)
+		}
+		alice.Await(t, "the socket closed", alice.Closed)
+	})
+	t.Run("too many sockets for one person", func(t *testing.T) {
+		r := newRoom(t, testOptions(), "alice")
+		for range 3 {
+			r.connect("alice")
+		}
+		ws := chattest.New()
+		r.s.Start(ws, chat.Peer{User: "alice"})
+		if code := ws.CloseCode(t); code != protocol.CloseTooManyConnections {
+			t.Fatalf("close %d, want %d", code, protocol.CloseTooManyConnections)
+		}
+	})
+	t.Run("a revoked session", func(t *testing.T) {
+		r := newRoom(t, testOptions(), "alice")
+		alice := r.connect("alice")
+		if err := r.s.RevokeSessions(context.Background(), "alice", []string{"session-alice"}); err != nil {
+			t.Fatal(err)
+		}
+		if code := alice.CloseCode(t); code != protocol.CloseUnauthorized {
+			t.Fatalf("close %d, want %d", code, protocol.CloseUnauthorized)
+		}
+	})
+	t.Run("a session found gone at its check", func(t *testing.T) {
+		opts := testOptions()
+		opts.SessionCheck = 40 * time.Millisecond
+		r := newRoom(t, opts, "alice")
+		ws := chattest.New()
+		r.s.Start(ws, chat.Peer{User: "alice", Check: func(context.Context) error { return chat.ErrSessionGone }})
+		if code := ws.CloseCode(t); code != protocol.CloseUnauthorized {
+			t.Fatalf("close %d, want %d", code, protocol.CloseUnauthorized)
+		}
+	})
+}
+
+// Drain tells every client to reconnect, closes with 1012, refuses new
+// sockets, and returns once the sockets are gone.
+func TestDrain(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice, bob := r.connect("alice"), r.connect("bob")
+	drained := make(chan struct{})
+	go func() {
+		r.s.Drain(context.Background(), 10*time.Millisecond)
+		close(drained)
+	}()
+	for _, ws := range []*chattest.Socket{alice, bob} {
+		ws.Next(t, protocol.TypeReconnect)
+		if code := ws.CloseCode(t); code != protocol.CloseServiceRestart {
+			t.Fatalf("close %d, want %d", code, protocol.CloseServiceRestart)
+		}
+		ws.SendClose(protocol.CloseServiceRestart) // the client answers
+	}
+	<-drained
+	if n := r.s.ConnectionCount(); n != 0 {
+		t.Errorf("%d sockets after drain", n)
+	}
+	late := chattest.New()
+	r.s.Start(late, chat.Peer{User: "alice"})
+	if code := late.CloseCode(t); code != protocol.CloseServiceRestart {
+		t.Fatalf("a socket after drain: close %d, want %d", code, protocol.CloseServiceRestart)
+	}
+}
+
+// When Run ends, every socket still open is closed, and Run returns only
+// after their goroutines have.
+func TestRunEndClosesEverySocket(t *testing.T) {
+	b := memory.New()
+	s := chat.New(b, testOptions())
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	var socks []*chattest.Socket
+	for _, u := range []string{"alice", "bob", "carol"} {
+		ws := chattest.New()
+		s.Start(ws, chat.Peer{User: u})
+		ws.Next(t, protocol.TypeHello)
+		socks = append(socks, ws)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	for i, ws := range socks {
+		if !ws.Closed() {
+			t.Errorf("socket %d open after Run returned", i)
+		}
+	}
+	if n := s.ConnectionCount(); n != 0 {
+		t.Errorf("%d sockets registered after Run returned", n)
+	}
+}
