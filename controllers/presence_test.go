@@ -24,7 +24,7 @@ import (
 func chatServerForTest(t *testing.T, room, url, password string) string {
 	t.Helper()
 	ctx := t.Context()
-	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: url, Password: password, PodID: "lobby-test"})
+	b, err := redisbackend.New(redisbackend.Options{Room: room, URL: url, Password: password, PodID: "lobby-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func chatServerForTest(t *testing.T, room, url, password string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler(ctx))
+	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return ts.Listener.Addr().String()
 }
@@ -47,7 +47,7 @@ func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithPassword("s3cret"))
 	ctx := t.Context()
 	const room = "team-a/lobby"
-	b, err := redisbackend.New(ctx, redisbackend.Options{Room: room, URL: srv.URL(), Password: "s3cret", PodID: "seed"})
+	b, err := redisbackend.New(redisbackend.Options{Room: room, URL: srv.URL(), Password: "s3cret", PodID: "seed"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	other, err := redisbackend.New(ctx, redisbackend.Options{Room: "team-b/lobby", URL: srv.URL(), Password: "s3cret", PodID: "seed"})
+	other, err := redisbackend.New(redisbackend.Options{Room: "team-b/lobby", URL: srv.URL(), Password: "s3cret", PodID: "seed"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,8 +10,8 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 )
 
-func openRedis(ctx context.Context, cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
-	return redisbackend.New(ctx, redisbackend.Options{
+func openRedis(cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
+	return redisbackend.New(redisbackend.Options{
 		Room: cfg.Room, URL: cfg.RedisURL, Password: cfg.RedisPassword, PodID: pod, Logger: log,
 	})
 }

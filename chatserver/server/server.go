@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	pod := podID()
 	s := &Server{cfg: cfg, log: log, backend: opts.Backend, metrics: metrics.New(), proxies: proxies}
 	if s.backend == nil {
-		b, err := OpenBackend(ctx, cfg, pod, log)
+		b, err := OpenBackend(cfg, pod, log)
 		if err != nil {
 			return nil, err
 		}
@@ -109,11 +109,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 }
 
 // OpenBackend opens the backend cfg names: memory when RedisURL is empty.
-func OpenBackend(ctx context.Context, cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
+func OpenBackend(cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
 	if cfg.RedisURL == "" {
 		return memory.New(), nil
 	}
-	return openRedis(ctx, cfg, pod, log)
+	return openRedis(cfg, pod, log)
 }
 
 func podID() string {
@@ -175,7 +175,7 @@ func (s *Server) bootstrapUsers(ctx context.Context) error {
 }
 
 // Handler is the server's HTTP handler (for tests that bring their own listener).
-func (s *Server) Handler(ctx context.Context) http.Handler {
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	api.New(api.Options{
 		Auth: s.auth, Chat: s.chat, Metrics: s.metrics, Logger: s.log,
@@ -228,7 +228,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer wg.Wait()
 
 	srv := &http.Server{
-		Handler:           s.Handler(runCtx),
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

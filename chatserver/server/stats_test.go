@@ -60,7 +60,7 @@ func TestStatsCountsDistinctUsersWithoutLogin(t *testing.T) {
 	}
 	// Through the server's own routes: the API's catch-all for /api/ must
 	// not shadow it.
-	code, body := getStats(t, srv.Handler(ctx))
+	code, body := getStats(t, srv.Handler())
 	if code != http.StatusOK || body["onlineUsers"] != 2.0 {
 		t.Fatalf("GET %s = %d %v, want 200 with onlineUsers 2", protocol.StatsPath, code, body)
 	}

@@ -127,8 +127,7 @@ type Backend struct {
 
 // New connects lazily: it checks the options and builds the client, but does
 // not need Redis to be up (readiness is Ping's business).
-func New(ctx context.Context, opt Options) (*Backend, error) {
-	_ = ctx // nothing is dialled here; kept for symmetry with other constructors
+func New(opt Options) (*Backend, error) {
 	if opt.Room == "" {
 		return nil, errors.New("redis backend: Room is required")
 	}

@@ -1,7 +1,6 @@
 package redisbackend_test
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -29,7 +28,7 @@ func newBackend(t *testing.T, url, room string, opts ...func(*redisbackend.Optio
 	for _, f := range opts {
 		f(&o)
 	}
-	b, err := redisbackend.New(context.Background(), o)
+	b, err := redisbackend.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
