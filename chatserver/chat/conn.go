@@ -34,11 +34,10 @@ type conn struct {
 // the room's send limit, the budget for every frame (limit.go), and the
 // typing throttle.
 type inbound struct {
-	sends     bucket
-	frames    bucket
-	refused   int // frames refused in a row
-	readLimit int64
-	typingAt  map[string]time.Time // per channel: last typing event sent
+	sends    bucket
+	frames   bucket
+	refused  int                  // frames refused in a row
+	typingAt map[string]time.Time // per channel: last typing event sent
 }
 
 // Start serves ws on goroutines the Service owns and returns at once. The
@@ -78,9 +77,8 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		out:       newOutbox(ws, s.wire),
 		ord:       order{holding: true},
 		in: inbound{
-			readLimit: ReadLimit(s.opts.MaxMessageBytes),
-			sends:     newBucket(s.wire.pace.now(), float64(s.opts.MessageBurst)),
-			frames:    newBucket(s.wire.pace.now(), s.budget.burst),
+			sends:  newBucket(s.wire.pace.now(), float64(s.opts.MessageBurst)),
+			frames: newBucket(s.wire.pace.now(), s.budget.burst),
 		},
 	}
 	c.out.mu.Lock()

@@ -60,12 +60,13 @@ type pacing struct {
 	lastFrame int64 // pacer clock at the last frame written
 }
 
-// ending is how the socket closes, once it is closing.
+// ending is how the socket closes, once it is closing. (code is an int32
+// beside the flags: every byte of a socket counts, times 10,000.)
 type ending struct {
 	closing bool
 	byPeer  bool // the client began the closing handshake
 	sent    bool // a close frame went out already (gorilla sends one on a read-limit error)
-	code    int
+	code    int32
 	text    string
 }
 
@@ -183,7 +184,7 @@ func (o *outbox) closeLocked(code int, text string) {
 	if o.end.closing {
 		return
 	}
-	o.end.closing, o.end.code, o.end.text = true, code, text
+	o.end.closing, o.end.code, o.end.text = true, int32(code), text
 	o.kickLocked()
 }
 
@@ -263,10 +264,10 @@ func (o *outbox) writeLoop() {
 // and closes the socket.
 func (o *outbox) closeHandshake(end ending) {
 	if end.code != protocol.CloseNormal && !end.byPeer {
-		o.w.m.Errors.WithLabelValues(protocol.CloseLabel(end.code)).Inc()
+		o.w.m.Errors.WithLabelValues(protocol.CloseLabel(int(end.code))).Inc()
 	}
 	if !end.sent {
-		_ = o.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(end.code, end.text))
+		_ = o.ws.WriteControlFrame(websocket.CloseMessage, websocket.FormatCloseMessage(int(end.code), end.text))
 	}
 	t := time.NewTimer(time.Second)
 	select {

@@ -19,7 +19,7 @@ import (
 // storage calls) is gone again when it ends. Frames are still handled one at
 // a time, in order.
 func (c *conn) readLoop(ctx context.Context) {
-	c.ws.SetReadLimit(c.in.readLimit)
+	c.ws.SetReadLimit(ReadLimit(c.s.opts.MaxMessageBytes))
 	pongWait := c.s.opts.PongWait
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
