@@ -98,11 +98,11 @@ func (s *Service) handleEvent(e Event) {
 func mentions(text string) []string {
 	var out []string
 	for i := 0; i < len(text); i++ {
-		if text[i] != '@' || (i > 0 && isNameByte(text[i-1])) {
+		if text[i] != '@' || (i > 0 && isNameByte(lower(text[i-1]))) {
 			continue
 		}
 		j := i + 1
-		for j < len(text) && isNameByte(text[j]|0x20) {
+		for j < len(text) && isNameByte(lower(text[j])) {
 			j++
 		}
 		name := strings.ToLower(strings.TrimRight(text[i+1:j], "."))
@@ -112,6 +112,15 @@ func mentions(text string) []string {
 		i = j - 1
 	}
 	return out
+}
+
+// lower folds an ASCII letter to lower case. (c|0x20 would too, but it
+// also turns '_' into DEL: @under_score was never mentioned.)
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isNameByte(c byte) bool {
