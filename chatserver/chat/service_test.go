@@ -2,9 +2,11 @@ package chat_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +46,18 @@ func newRoom(t *testing.T, opts chat.Options, users ...string) *room {
 			t.Fatal(err)
 		}
 	}
+	return runService(t, b, opts)
+}
+
+// secondPod runs another Service on r's store, as a second pod on the same
+// Redis would.
+func (r *room) secondPod(opts chat.Options) *room {
+	opts.Pod = "pod-b"
+	return runService(r.t, r.b.Peer(), opts)
+}
+
+func runService(t *testing.T, b *memory.Backend, opts chat.Options) *room {
+	t.Helper()
 	s := chat.New(b, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
@@ -378,5 +392,179 @@ func TestRunEndClosesEverySocket(t *testing.T) {
 	}
 	if n := s.ConnectionCount(); n != 0 {
 		t.Errorf("%d sockets registered after Run returned", n)
+	}
+}
+
+// Two servers on one store, as two pods on one Redis: whatever reaches one
+// reaches the other's sockets.
+func TestAcrossServers(t *testing.T) {
+	a := newRoom(t, testOptions(), "alice", "bob")
+	b := a.secondPod(testOptions())
+	alice, bob := a.connect("alice"), b.connect("bob")
+
+	t.Run("a channel message", func(t *testing.T) {
+		id := send(t, alice, "general", "hello from pod a", "x1")
+		if m := bob.Next(t, protocol.TypeMessage); m["id"] != id {
+			t.Fatalf("bob on pod b got %v, want %s", m["id"], id)
+		}
+	})
+	t.Run("a first DM: pod b's socket follows the new channel", func(t *testing.T) {
+		alice.Send(`{"type":"send","to":"bob","text":"first DM","clientId":"x2"}`)
+		id := alice.Next(t, protocol.TypeAck)["id"]
+		if m := bob.Next(t, protocol.TypeMessage); m["id"] != id || m["channel"] != "dm:alice:bob" {
+			t.Fatalf("bob got %v, want the DM %v", m, id)
+		}
+		// bob resumes it: it is his, though it did not exist when he connected.
+		bob.Send(`{"type":"resume","since":{"dm:alice:bob":""}}`)
+		if r := bob.Next(t, protocol.TypeResumed); r["recovered"].(map[string]any)["dm:alice:bob"] != true {
+			t.Fatalf("resumed %v", r)
+		}
+	})
+	t.Run("presence", func(t *testing.T) {
+		alice.Await(t, "bob online, seen from pod a", func() bool {
+			for _, o := range alice.Objects(t) {
+				if o["type"] == protocol.TypePresence && o["user"] == "bob" && o["status"] == "online" {
+					return true
+				}
+			}
+			return false
+		})
+	})
+	t.Run("logout everywhere", func(t *testing.T) {
+		if err := a.s.RevokeSessions(context.Background(), "bob", nil); err != nil {
+			t.Fatal(err)
+		}
+		if code := bob.CloseCode(t); code != protocol.CloseUnauthorized {
+			t.Fatalf("bob's socket on pod b: close %d, want %d", code, protocol.CloseUnauthorized)
+		}
+	})
+}
+
+// Typing is advisory: a socket's typing frames for one channel become at
+// most one event a second.
+func TestTypingIsThrottled(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	alice, bob := r.connect("alice"), r.connect("bob")
+	for range 5 {
+		alice.Send(`{"type":"typing","channel":"general"}`)
+	}
+	// Another channel has its own throttle; its event comes after any the
+	// burst made (events reach a server in the order they were published).
+	alice.Send(`{"type":"typing","channel":"random"}`)
+	bob.Await(t, "typing in random", func() bool {
+		for _, o := range bob.Objects(t) {
+			if o["type"] == protocol.TypeTyping && o["channel"] == "random" {
+				return true
+			}
+		}
+		return false
+	})
+	n := 0
+	for _, o := range bob.Objects(t) {
+		if o["type"] == protocol.TypeTyping && o["channel"] == "general" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bob was told %d times that alice is typing in general, want once", n)
+	}
+}
+
+// A resume past what the channel still keeps is not "recovered": the
+// client reloads history instead of trusting a gap.
+func TestResumeAfterTrimmedHistory(t *testing.T) {
+	opts := testOptions()
+	opts.HistoryMax, opts.MessageBurst = 3, 100
+	r := newRoom(t, opts, "alice", "bob")
+	alice := r.connect("alice")
+	first := send(t, alice, "general", "soon trimmed", "t0")
+	for i := range 5 {
+		send(t, alice, "general", "newer", fmt.Sprint("t", i+1))
+	}
+	ws := chattest.New()
+	r.s.Start(ws, chat.Peer{User: "bob"})
+	ws.Send(fmt.Sprintf(`{"type":"resume","since":{"general":%q}}`, first))
+	resumed := ws.Next(t, protocol.TypeResumed)
+	if rec := resumed["recovered"].(map[string]any); rec["general"] != false {
+		t.Fatalf("resumed %v: general should not count as recovered", resumed)
+	}
+	// What is kept still came, in order.
+	var prev string
+	for range 3 {
+		id := ws.Next(t, protocol.TypeMessage)["id"].(string)
+		if prev != "" && protocol.CompareIDs(prev, id) >= 0 {
+			t.Fatalf("replayed %s after %s", id, prev)
+		}
+		prev = id
+	}
+}
+
+func TestChannelsAndHistory(t *testing.T) {
+	opts := testOptions()
+	opts.MessageBurst = 100
+	r := newRoom(t, opts, "alice", "bob")
+	alice := r.connect("alice")
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, send(t, alice, "general", fmt.Sprint("m", i), fmt.Sprint("h", i)))
+	}
+	ctx := context.Background()
+	alice.Send(fmt.Sprintf(`{"type":"read","channel":"general","id":%q}`, ids[1]))
+	send(t, alice, "random", "sync point", "sync") // the read marker is stored before this is acked
+
+	chans, err := r.s.Channels(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chans) != 2 || chans[0].Name != "general" || chans[0].LastID != ids[4] || chans[0].Unread != 3 {
+		t.Fatalf("channels %+v, want general first with last %s and 3 unread", chans, ids[4])
+	}
+
+	tests := []struct {
+		name, channel, before string
+		limit                 int
+		want                  []string
+		err                   error
+	}{
+		{"the newest page", "general", "", 2, ids[3:], nil},
+		{"the page before", "general", ids[3], 2, ids[1:3], nil},
+		{"a limit past the bound is bounded", "general", "", 100000, ids, nil},
+		{"someone else's DM", "dm:bob:carol", "", 10, nil, chat.ErrForbidden},
+		{"no such channel", "nowhere", "", 10, nil, chat.ErrUnknownChannel},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs, err := r.s.History(ctx, "alice", tt.channel, tt.before, tt.limit)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+			var got []string
+			for _, m := range msgs {
+				got = append(got, m.ID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("history %v, want %v (oldest first)", got, tt.want)
+			}
+		})
+	}
+}
+
+// MarkAllRead starts a new account with nothing unread.
+func TestMarkAllRead(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "newcomer")
+	alice := r.connect("alice")
+	send(t, alice, "general", "before you came", "b1")
+	ctx := context.Background()
+	if err := r.s.MarkAllRead(ctx, "newcomer"); err != nil {
+		t.Fatal(err)
+	}
+	chans, err := r.s.Channels(ctx, "newcomer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chans {
+		if c.Unread != 0 {
+			t.Errorf("%s: %d unread for a new account", c.Name, c.Unread)
+		}
 	}
 }
