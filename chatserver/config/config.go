@@ -40,6 +40,13 @@ type Config struct {
 	// RedisPassword overrides any password in RedisURL (kept out of args so it
 	// never shows in `ps` or the pod spec).
 	RedisPassword string
+	// RedisMinReplicaAcks is how many replicas must confirm a message before
+	// it is acked: -1 (auto) means 1 when the primary has replicas, 0 for a
+	// lone Redis; 0 never waits.
+	RedisMinReplicaAcks int
+	// RedisReplicaAckTimeout bounds that wait; past it the send gets
+	// "unavailable" and the client resends (its clientId stores it once).
+	RedisReplicaAckTimeout time.Duration
 	// Channels are the public channels.
 	Channels []string
 	// Registration is Open or Closed.
@@ -107,6 +114,8 @@ func Default() Config {
 	return Config{
 		Addr:                        ":8080",
 		Room:                        "default/hubbub",
+		RedisMinReplicaAcks:         -1,
+		RedisReplicaAckTimeout:      2 * time.Second,
 		Channels:                    []string{"general"},
 		Registration:                RegistrationOpen,
 		SessionTTL:                  24 * time.Hour,
@@ -155,6 +164,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	fs.StringVar(&c.Room, "room", c.Room, "room identity `namespace/name`; prefixes every Redis key")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://, rediss://, redis-sentinel://host:port/?master=NAME, redis-cluster://host:port,...); empty = in-process memory backend")
 	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password (prefer the environment variable)")
+	fs.IntVar(&c.RedisMinReplicaAcks, "redis-min-replica-acks", c.RedisMinReplicaAcks, "replicas that must confirm a message before it is acked (-1 = 1 when the primary has replicas, else 0)")
+	fs.DurationVar(&c.RedisReplicaAckTimeout, "redis-replica-ack-timeout", c.RedisReplicaAckTimeout, "how long a send waits for its replicas before it is refused as unavailable (the client resends)")
 	fs.StringVar(&channels, "channels", channels, "comma-separated public channels")
 	fs.StringVar(&registration, "registration", registration, "Open or Closed")
 	fs.StringVar(&c.BootstrapUsersFile, "bootstrap-users-file", c.BootstrapUsersFile, "file of username:password lines to create at start")
@@ -307,6 +318,13 @@ func (c Config) Validate() error {
 	}
 	if c.SendQueueMax < 16 || c.SendQueueMax > 1<<20 {
 		bad("send-queue-max", "must be 16..1048576, got %d", c.SendQueueMax)
+	}
+	if c.RedisMinReplicaAcks < -1 || c.RedisMinReplicaAcks > 10 {
+		bad("redis-min-replica-acks", "must be -1 (auto) or 0..10, got %d", c.RedisMinReplicaAcks)
+	}
+	// Under go-redis' 3 s read timeout, and under the 5 s a send may take.
+	if c.RedisReplicaAckTimeout < 10*time.Millisecond || c.RedisReplicaAckTimeout > 3*time.Second {
+		bad("redis-replica-ack-timeout", "must be 10ms..3s, got %s", c.RedisReplicaAckTimeout)
 	}
 	if c.PongWait < time.Second || c.PongWait > 10*time.Minute {
 		bad("pong-wait", "must be 1s..10m, got %s", c.PongWait)

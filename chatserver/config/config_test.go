@@ -44,6 +44,8 @@ func TestLoad(t *testing.T) {
 		{name: "trusted proxies from env", env: map[string]string{"HUBBUB_TRUSTED_PROXIES": "172.16.0.0/12"},
 			want: func(c *Config) { c.TrustedProxies = []string{"172.16.0.0/12"} }},
 		{name: "bad trusted proxy", args: []string{"--trusted-proxies=10.0.0.0/33"}, wantErr: "--trusted-proxies"},
+		{name: "replica acks below auto", args: []string{"--redis-min-replica-acks=-2"}, wantErr: "--redis-min-replica-acks"},
+		{name: "replica ack timeout past the read timeout", args: []string{"--redis-replica-ack-timeout=5s"}, wantErr: "--redis-replica-ack-timeout"},
 		{name: "hostname is no trusted proxy", args: []string{"--trusted-proxies=ingress.local"}, wantErr: "--trusted-proxies"},
 		{name: "old boolean flag is gone", args: []string{"--trust-proxy-headers"}, wantErr: "not defined"},
 		{name: "per-IP login budget below per-user", args: []string{"--login-attempts-per-minute=20", "--login-attempts-per-ip-per-minute=10"},

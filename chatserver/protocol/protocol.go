@@ -42,6 +42,26 @@ var ServerTypes = []string{TypeHello, TypeAck, TypeMessage, TypePresence, TypeTy
 // status.onlineUsers, holding no Redis password.
 const StatsPath = "/api/v1/stats"
 
+// Stats is the answer at StatsPath.
+type Stats struct {
+	OnlineUsers int `json:"onlineUsers"`
+	// Redis is the room's Redis replication as the chat pod sees it;
+	// absent on the memory backend, or when it could not be read.
+	Redis *RedisStats `json:"redis,omitempty"`
+}
+
+// RedisStats describes the room's Redis primary and its replicas.
+type RedisStats struct {
+	// Primary is the primary's address ("host:port"); through Sentinel,
+	// the one Sentinel announces. Empty on a Redis Cluster.
+	Primary string `json:"primary,omitempty"`
+	// Replicas is how many replicas are connected to the primary.
+	Replicas int `json:"replicas"`
+	// ReplicasInSync is how many are online and acknowledged the
+	// replication stream within the last 10 s.
+	ReplicasInSync int `json:"replicasInSync"`
+}
+
 // MaxClientIDLen bounds a clientId (a UUID is 36 bytes).
 const MaxClientIDLen = 64
 

@@ -13,6 +13,7 @@ import (
 func openRedis(cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
 	return redisbackend.New(redisbackend.Options{
 		Room: cfg.Room, URL: cfg.RedisURL, Password: cfg.RedisPassword, PodID: pod, Logger: log,
+		MinReplicaAcks: cfg.RedisMinReplicaAcks, ReplicaAckTimeout: cfg.RedisReplicaAckTimeout,
 	})
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/chatserver/api"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 const (
@@ -25,19 +27,25 @@ type onlineLister interface {
 	Online(ctx context.Context, limit int) ([]string, error)
 }
 
-// statsHandler serves protocol.StatsPath: {"onlineUsers": N}, or 503 with
-// the API's error body when presence cannot be read from storage. It needs
-// no login: the operator holds no account and no credential, and the number
-// is what every signed-in person sees anyway.
+// replicationReader is what a Redis backend adds: its replication state.
+type replicationReader interface {
+	Replication(ctx context.Context) (redisbackend.Replication, error)
+}
+
+// statsHandler serves protocol.StatsPath: protocol.Stats, or 503 with the
+// API's error body when presence cannot be read from storage. It needs no
+// login: the operator holds no account and no credential (not even the
+// Redis password: it learns the room's Redis primary and replicas here),
+// and the number is what every signed-in person sees anyway.
 type statsHandler struct {
 	presence onlineLister
 	log      *slog.Logger
 	now      func() time.Time
 
 	// mu is held while counting, so that concurrent requests share one read.
-	mu sync.Mutex
-	at time.Time // when n was counted; zero: never
-	n  int
+	mu    sync.Mutex
+	at    time.Time // when stats were read; zero: never
+	stats protocol.Stats
 }
 
 func newStatsHandler(presence onlineLister, log *slog.Logger) *statsHandler {
@@ -45,31 +53,39 @@ func newStatsHandler(presence onlineLister, log *slog.Logger) *statsHandler {
 }
 
 func (h *statsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n, err := h.onlineUsers(r.Context())
+	st, err := h.read(r.Context())
 	if err != nil {
 		h.log.Warn("stats: presence unavailable", "err", err)
-		api.WriteError(w, http.StatusServiceUnavailable, "unavailable", "storage unavailable, try again")
+		api.WriteError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "storage unavailable, try again")
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, struct {
-		OnlineUsers int `json:"onlineUsers"`
-	}{n})
+	api.WriteJSON(w, http.StatusOK, st)
 }
 
-// onlineUsers is the number of distinct users online in the room, counted
-// at most once per statsTTL. A failed count is not remembered.
-func (h *statsHandler) onlineUsers(ctx context.Context) (int, error) {
+// read counts the distinct users online in the room and, on Redis, reads
+// its replication, at most once per statsTTL. A failed count is not
+// remembered; a failed replication read leaves Redis out.
+func (h *statsHandler) read(ctx context.Context) (protocol.Stats, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.at.IsZero() && h.now().Sub(h.at) < statsTTL {
-		return h.n, nil
+		return h.stats, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
 	users, err := h.presence.Online(ctx, maxStatsUsers)
 	if err != nil {
-		return 0, err
+		return protocol.Stats{}, err
 	}
-	h.n, h.at = len(users), h.now()
-	return h.n, nil
+	st := protocol.Stats{OnlineUsers: len(users)}
+	if rr, ok := h.presence.(replicationReader); ok {
+		rep, err := rr.Replication(ctx)
+		if err != nil {
+			h.log.Warn("stats: Redis replication unknown", "err", err)
+		} else {
+			st.Redis = &protocol.RedisStats{Primary: rep.Primary, Replicas: rep.Replicas, ReplicasInSync: rep.InSync}
+		}
+	}
+	h.stats, h.at = st, h.now()
+	return st, nil
 }

@@ -31,6 +31,9 @@ local dedup = KEYS[2]
 if dedup then
   local old = redis.call('GET', dedup)
   if old then
+    -- A write, though nothing new is stored: the WAIT behind a retry must
+    -- cover the original append, and replication is ordered.
+    redis.call('PEXPIRE', dedup, ARGV[5])
     local e = redis.call('XRANGE', KEYS[1], old, old)
     if e[1] then
       local f = e[1][2]
@@ -70,8 +73,8 @@ func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey strin
 	if dedupKey != "" {
 		ks = append(ks, keys.Dedup(b.room, m.From, dedupKey))
 	}
-	res, err := appendScript.Run(ctx, b.client, ks,
-		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds()).Slice()
+	res, err := b.runAppend(ctx, ks,
+		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds())
 	if err != nil {
 		return protocol.Message{}, b.wrap("append", err)
 	}

@@ -76,7 +76,17 @@ type Options struct {
 	// ResyncInterval is how often every followed channel is re-read from its
 	// last delivered id as a safety net. 0 means 30s; negative disables it.
 	ResyncInterval time.Duration
+
+	// MinReplicaAcks is how many replicas must confirm an append before it
+	// is acked (replication.go). AutoReplicaAcks means 1 when the primary
+	// has replicas and 0 for a lone Redis; 0 never waits.
+	MinReplicaAcks int
+	// ReplicaAckTimeout bounds that wait. Default DefaultReplicaAckTimeout.
+	ReplicaAckTimeout time.Duration
 }
+
+// AutoReplicaAcks is the MinReplicaAcks that follows the topology.
+const AutoReplicaAcks = autoAcks
 
 func (o *Options) defaults() {
 	if o.PodID == "" {
@@ -108,6 +118,9 @@ func (o *Options) defaults() {
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = 30 * time.Second
 	}
+	if o.ReplicaAckTimeout <= 0 {
+		o.ReplicaAckTimeout = DefaultReplicaAckTimeout
+	}
 }
 
 // Backend is a Redis-backed chat.Backend and auth.Store. It is safe for
@@ -123,6 +136,10 @@ type Backend struct {
 
 	feed feed
 	st   stats
+	acks replicaAcks
+	// sentinel answers which primary Sentinel announces (nil without Sentinel).
+	sentinel   *redis.SentinelClient
+	masterName string
 }
 
 // New connects lazily: it checks the options and builds the client, but does
@@ -130,6 +147,9 @@ type Backend struct {
 func New(opt Options) (*Backend, error) {
 	if opt.Room == "" {
 		return nil, errors.New("redis backend: Room is required")
+	}
+	if opt.MinReplicaAcks < autoAcks {
+		return nil, fmt.Errorf("redis backend: MinReplicaAcks %d: want -1 (auto), 0 or more", opt.MinReplicaAcks)
 	}
 	if opt.URL == "" {
 		return nil, errors.New("redis backend: URL is required")
@@ -155,6 +175,13 @@ func New(opt Options) (*Backend, error) {
 		log:         opt.Logger.With("component", "redis"),
 		topicPrefix: keys.Topic(opt.Room, ""),
 		eventsTopic: keys.Events(opt.Room),
+		acks:        replicaAcks{want: opt.MinReplicaAcks},
+	}
+	if uo.MasterName != "" {
+		b.masterName = uo.MasterName
+		b.sentinel = redis.NewSentinelClient(&redis.Options{
+			Addr: uo.Addrs[0], Username: uo.SentinelUsername, Password: uo.SentinelPassword, TLSConfig: uo.TLSConfig,
+		})
 	}
 	b.feed.init(b)
 	return b, nil
@@ -170,7 +197,11 @@ func (b *Backend) Ping(ctx context.Context) error {
 
 // Close closes the Redis connections. Call it after Run has returned.
 func (b *Backend) Close() error {
-	if err := b.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+	err := b.client.Close()
+	if b.sentinel != nil {
+		err = errors.Join(err, b.sentinel.Close())
+	}
+	if err != nil && !errors.Is(err, redis.ErrClosed) {
 		return fmt.Errorf("redis backend: close: %w", err)
 	}
 	return nil

@@ -1,0 +1,245 @@
+package redisbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Replica acknowledgements. Redis replicates asynchronously: a primary that
+// dies before its replicas have a write takes that write with it, and the
+// replica Sentinel promotes never had it. An append is therefore acked to
+// the sender only after MinReplicaAcks replicas confirmed it: WAIT, on the
+// connection that ran the append script, pipelined right behind it (one
+// round trip). Replication is ordered, so confirming the append's offset
+// confirms everything before it too.
+//
+// A retried send whose clientId was stored already writes nothing new, yet
+// its WAIT must cover the original append: the script then refreshes the
+// dedup key's expiry, a write whose replication implies the original's.
+
+// DefaultReplicaAckTimeout bounds how long an append waits for its replicas.
+// Past it the send gets "unavailable" and the client resends with the same
+// clientId, which stores nothing twice.
+const DefaultReplicaAckTimeout = 2 * time.Second
+
+// autoAcks is MinReplicaAcks' "auto": 1 when the primary has replicas,
+// else 0. How many it has is checked at most every replicaCheckEvery.
+const (
+	autoAcks          = -1
+	replicaCheckEvery = 10 * time.Second
+)
+
+// errReplicaAcks says fewer replicas than required confirmed an append.
+var errReplicaAcks = errors.New("not enough replicas confirmed the write")
+
+// replicaAcks resolves how many replicas must confirm an append on node.
+type replicaAcks struct {
+	want int // Options.MinReplicaAcks: autoAcks or a fixed count
+
+	mu      sync.Mutex
+	checked map[*redis.Client]checkedAcks
+}
+
+type checkedAcks struct {
+	n  int
+	at time.Time
+}
+
+func (r *replicaAcks) needed(ctx context.Context, node *redis.Client) (int, error) {
+	if r.want != autoAcks {
+		return r.want, nil
+	}
+	r.mu.Lock()
+	c, ok := r.checked[node]
+	r.mu.Unlock()
+	if ok && time.Since(c.at) < replicaCheckEvery {
+		return c.n, nil
+	}
+	rep, err := readReplication(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if rep.Replicas > 0 {
+		n = 1
+	}
+	r.mu.Lock()
+	if r.checked == nil {
+		r.checked = map[*redis.Client]checkedAcks{}
+	}
+	r.checked[node] = checkedAcks{n, time.Now()}
+	r.mu.Unlock()
+	return n, nil
+}
+
+// primaryFor is the client of the primary that holds key: the client
+// itself, except on a Cluster, where it is the primary of key's slot.
+// WAIT counts the writes of its own connection, so the append and its WAIT
+// must go to one node, over one connection (a pipeline on a single-node
+// client runs on one).
+func (b *Backend) primaryFor(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := b.client.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case *redis.Client:
+		return c, nil
+	}
+	return nil, fmt.Errorf("redis backend: unexpected client %T", b.client)
+}
+
+// runAppend runs the append script and, where replicas must confirm it,
+// WAITs for them on the same connection.
+func (b *Backend) runAppend(ctx context.Context, ks []string, args ...any) ([]any, error) {
+	node, err := b.primaryFor(ctx, ks[0])
+	if err != nil {
+		return nil, err
+	}
+	need, err := b.acks.needed(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	if need == 0 {
+		return appendScript.Run(ctx, node, ks, args...).Slice()
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := node.Pipeline()
+		eval := pipe.EvalSha(ctx, appendScript.Hash(), ks, args...)
+		// Pipeliner leaves out Wait, which go-redis' pipeline has: it also
+		// stretches the read timeout to the wait's.
+		wait := pipe.(interface {
+			Wait(ctx context.Context, numReplicas int, timeout time.Duration) *redis.IntCmd
+		}).Wait(ctx, need, b.opt.ReplicaAckTimeout)
+		_, err := pipe.Exec(ctx)
+		if attempt == 0 && redis.HasErrorPrefix(eval.Err(), "NOSCRIPT") {
+			// The script cache is per node and empty after a restart or a
+			// failover: load it and go again. (The WAIT behind it waited
+			// for nothing.)
+			if err := appendScript.Load(ctx, node).Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if got, err := wait.Result(); err != nil || got < int64(need) {
+			return nil, fmt.Errorf("%w: %d of %d within %v (%v)", errReplicaAcks, got, need, b.opt.ReplicaAckTimeout, err)
+		}
+		return eval.Slice()
+	}
+}
+
+// Replication is what a chat server sees of its room's Redis replication.
+type Replication struct {
+	// Primary is the primary's address as this server reaches it
+	// ("host:port"); empty on a Cluster, where each slot has its own.
+	Primary string
+	// Replicas is how many replicas are connected to the primary.
+	Replicas int
+	// InSync is how many of them are online and acknowledged the
+	// replication stream within the last inSyncLag.
+	InSync int
+}
+
+// inSyncLag is how stale a replica's last acknowledgement may be for it to
+// count as in sync: a managed primary refuses writes (min-replicas-max-lag)
+// past the same bound.
+const inSyncLag = 10
+
+// Replication reads the room's primary's replication state (INFO
+// replication on it). On a Cluster it describes the primary of the room's
+// slot.
+func (b *Backend) Replication(ctx context.Context) (Replication, error) {
+	node, err := b.primaryFor(ctx, b.eventsTopic)
+	if err != nil {
+		return Replication{}, b.wrap("replication", err)
+	}
+	rep, err := readReplication(ctx, node)
+	if err != nil {
+		return Replication{}, b.wrap("replication", err)
+	}
+	if _, cluster := b.client.(*redis.ClusterClient); !cluster {
+		rep.Primary, err = b.primaryAddr(ctx, node)
+		if err != nil {
+			return Replication{}, b.wrap("replication", err)
+		}
+	}
+	return rep, nil
+}
+
+// primaryAddr is the address node reaches the primary at: through
+// Sentinel, the address Sentinel announces for it.
+func (b *Backend) primaryAddr(ctx context.Context, node *redis.Client) (string, error) {
+	if b.sentinel == nil {
+		return node.Options().Addr, nil
+	}
+	addr, err := b.sentinel.GetMasterAddrByName(ctx, b.masterName).Result()
+	if err != nil {
+		return "", err
+	}
+	if len(addr) != 2 {
+		return "", fmt.Errorf("sentinel: master %q: unexpected address %q", b.masterName, addr)
+	}
+	return net.JoinHostPort(addr[0], addr[1]), nil
+}
+
+// readReplication parses INFO replication.
+func readReplication(ctx context.Context, node *redis.Client) (Replication, error) {
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return Replication{}, err
+	}
+	return parseReplication(info)
+}
+
+func parseReplication(info string) (Replication, error) {
+	var rep Replication
+	role := ""
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "role":
+			role = v
+		case k == "connected_slaves":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return Replication{}, fmt.Errorf("INFO replication: connected_slaves %q", v)
+			}
+			rep.Replicas = n
+		case strings.HasPrefix(k, "slave") && strings.Contains(v, "state="):
+			if replicaInSync(v) {
+				rep.InSync++
+			}
+		}
+	}
+	if role != "master" {
+		return Replication{}, fmt.Errorf("INFO replication: role %q, want master", role)
+	}
+	return rep, nil
+}
+
+// replicaInSync reads one "slaveN:ip=...,port=...,state=online,offset=...,lag=0" value.
+func replicaInSync(v string) bool {
+	online, lag := false, -1
+	for field := range strings.SplitSeq(v, ",") {
+		k, val, _ := strings.Cut(field, "=")
+		switch k {
+		case "state":
+			online = val == "online"
+		case "lag":
+			lag, _ = strconv.Atoi(val)
+		}
+	}
+	return online && lag >= 0 && lag <= inSyncLag
+}
