@@ -64,6 +64,7 @@ func runMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers) or baseline (gorilla's chat example shape, one process)")
 	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
+	fs.IntVar(&cfg.RedisReplicas, "redis-replicas", 0, "replicas of the Redis (0..5): the chat servers then wait for one to confirm each message (--redis-min-replica-acks auto)")
 	fs.StringVar(&cfg.Backend, "backend", "redis", "redis, or memory (one server only)")
 	fs.IntVar(&cfg.Servers, "servers", 1, "chat server processes")
 	fs.IntVar(&cfg.Conns, "conns", 200, "WebSocket connections, all in one channel")

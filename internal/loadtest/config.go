@@ -21,6 +21,7 @@ type Config struct {
 	ChatServer     string // path of the chatserver binary
 	RedisServer    string // path of redis-server
 	Backend        string // "redis" or "memory" (memory: one server only)
+	RedisReplicas  int    // replicas of the Redis: the servers then WAIT for one (auto acks)
 	Servers        int
 	Conns          int
 	Users          int
@@ -102,6 +103,8 @@ func (cfg *Config) prepare() error {
 		return fmt.Errorf("the baseline is one process: --servers=1")
 	case cfg.Backend == "memory" && cfg.Servers != 1:
 		return fmt.Errorf("the memory backend is one process: --servers=1")
+	case cfg.RedisReplicas < 0 || cfg.RedisReplicas > 5 || (cfg.RedisReplicas > 0 && cfg.Backend != "redis"):
+		return fmt.Errorf("--redis-replicas: 0..5, with --backend=redis")
 	case cfg.FirstWorkerIP+cfg.Workers > 254:
 		return fmt.Errorf("too many workers for 127.0.0.%d+", cfg.FirstWorkerIP)
 	case len(cfg.Steps)*cfg.Repeat > maxSteps:

@@ -17,11 +17,13 @@ type coordinator struct {
 	log     *slog.Logger
 	redis   *proc
 	redisAt string
-	servers []*server
-	workers []*workerProc
-	tokens  []string
-	flood   struct{ user, pass string }
-	http    *http.Client
+	// replicas of the Redis at redisAt (--redis-replicas).
+	replicas []*proc
+	servers  []*server
+	workers  []*workerProc
+	tokens   []string
+	flood    struct{ user, pass string }
+	http     *http.Client
 }
 
 // runCoordinator starts everything cfg asks for, measures the idle sockets,
@@ -49,7 +51,7 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 	}
 	res := &Results{Machine: machine()}
 	res.Config = ResultConfig{
-		Target: cfg.Target, Backend: cfg.Backend, Servers: cfg.Servers, Conns: cfg.Conns, Users: cfg.Users,
+		Target: cfg.Target, Backend: cfg.Backend, RedisReplicas: cfg.RedisReplicas, Servers: cfg.Servers, Conns: cfg.Conns, Users: cfg.Users,
 		Workers: cfg.Workers, Steps: cfg.Steps, StepDuration: cfg.StepDuration.String(), Repeat: cfg.Repeat, ServerArgs: cfg.ServerArgs, ServerEnv: cfg.ServerEnv,
 	}
 	for _, w := range c.workers {
@@ -133,6 +135,9 @@ func (c *coordinator) stopAll() {
 	}
 	for _, s := range c.servers {
 		s.p.stop(30 * time.Second)
+	}
+	for _, p := range c.replicas {
+		p.stop(5 * time.Second)
 	}
 	if c.redis != nil {
 		c.redis.stop(5 * time.Second)

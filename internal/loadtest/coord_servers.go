@@ -34,11 +34,15 @@ func (c *coordinator) startServers(ctx context.Context) error {
 		}
 		c.redisAt = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		cmd := exec.Command(cfg.RedisServer, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", cfg.WorkDir)
+			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", cfg.WorkDir,
+			"--repl-diskless-sync-delay", "0")
 		if c.redis, err = startProc("redis", cmd, filepath.Join(cfg.WorkDir, "redis.log")); err != nil {
 			return err
 		}
 		if err := waitRedis(ctx, c.redisAt, c.redis, 20*time.Second); err != nil {
+			return err
+		}
+		if err := c.startReplicas(ctx, port); err != nil {
 			return err
 		}
 		if err := c.createFloodUser(ctx); err != nil {
@@ -197,6 +201,7 @@ type serverSample struct {
 	cpu                     time.Duration
 	heap, stack, goroutines float64
 	frames, messages        float64
+	acks                    buckets // hubbub_ack_latency_seconds
 }
 
 func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
@@ -216,6 +221,9 @@ func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
 		}
 		out[i].heap, out[i].stack, out[i].goroutines = m["go_memstats_heap_inuse_bytes"], m["go_memstats_stack_inuse_bytes"], m["go_goroutines"]
 		out[i].frames, out[i].messages = m["hubbub_frames_out_total"], m[`hubbub_objects_out_total{type="message"}`]
+		if out[i].acks, err = scrapeBuckets(ctx, s.url("/metrics"), "hubbub_ack_latency_seconds"); err != nil {
+			c.log.Warn("scraping ack latency", "server", s.addr, "err", err)
+		}
 	}
 	return out
 }

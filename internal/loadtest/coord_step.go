@@ -121,6 +121,11 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec StepSpec) (Ste
 	if frames > 0 {
 		r.ObjectsPerFrame = msgs / frames
 	}
+	var acks buckets
+	for i := range after {
+		acks = acks.add(after[i].acks.sub(before[i].acks))
+	}
+	r.AckP50ms, r.AckP99ms = 1000*acks.quantile(.5), 1000*acks.quantile(.99)
 	r.Logins, r.LoginErrors, r.LoginP50ms, r.LoginP99ms = fl.ok, fl.errors, ms(fl.hist.quantile(.5)), ms(fl.hist.quantile(.99))
 	return r, nil
 }

@@ -61,6 +61,8 @@ func medians(steps []StepResult) []StepResult {
 			LoginErrors:     u(func(s StepResult) uint64 { return s.LoginErrors }),
 			LoginP50ms:      med(func(s StepResult) float64 { return s.LoginP50ms }),
 			LoginP99ms:      med(func(s StepResult) float64 { return s.LoginP99ms }),
+			AckP50ms:        med(func(s StepResult) float64 { return s.AckP50ms }),
+			AckP99ms:        med(func(s StepResult) float64 { return s.AckP99ms }),
 		})
 	}
 	return out
@@ -70,8 +72,8 @@ func medians(steps []StepResult) []StepResult {
 // that a run's output goes into the document as it is.
 func (r *Results) WriteMarkdown(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "target=%s backend=%s servers=%d sockets=%d users=%d workers=%d step=%s repeat=%d\n",
-		c.Target, c.Backend, c.Servers, c.Conns, c.Users, c.Workers, c.StepDuration, c.Repeat)
+	fmt.Fprintf(w, "target=%s backend=%s redisReplicas=%d servers=%d sockets=%d users=%d workers=%d step=%s repeat=%d\n",
+		c.Target, c.Backend, c.RedisReplicas, c.Servers, c.Conns, c.Users, c.Workers, c.StepDuration, c.Repeat)
 	fmt.Fprintf(w, "machine: %s\n\n", r.Machine)
 	fmt.Fprintf(w, "| connected | failed | connect s | RSS/conn | heap/conn | stacks/conn | goroutines/conn | servers' RSS |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -79,11 +81,11 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "| %d | %d | %.1f | %.1f KB | %.1f KB | %.1f KB | %.2f | %.0f MiB |\n\n",
 		i.Connected, i.Failed, i.ConnectSeconds, i.RSSPerConn/1024, i.HeapPerConn/1024, i.StackPerConn/1024, i.GoroutinesPerConn, i.ServerRSSMiB)
 	fmt.Fprintf(w, "Medians of %d runs per step:\n\n", c.Repeat)
-	fmt.Fprintf(w, "| sent/s | logins/s | delivered/expected | delivered msgs/s | p50 ms | p90 ms | p99 ms | max ms | send errors | dropped | server CPU µs/msg | objects/frame | server CPU s | Redis CPU s | load CPU s | others' CPU s | step s | login p99 ms |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| sent/s | logins/s | delivered/expected | delivered msgs/s | p50 ms | p90 ms | p99 ms | max ms | send errors | dropped | server CPU µs/msg | objects/frame | server CPU s | Redis CPU s | load CPU s | others' CPU s | step s | login p99 ms | ack p50 ms | ack p99 ms |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Medians {
-		fmt.Fprintf(w, "| %g | %g | %d/%d (%.3f%%) | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f | %.0f |\n",
+		fmt.Fprintf(w, "| %g | %g | %d/%d (%.3f%%) | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f |\n",
 			s.Rate, s.Flood, s.Delivered, s.Expected, 100*s.DeliveredRatio, s.DeliveredPerSec, s.P50ms, s.P90ms, s.P99ms, s.MaxMs,
-			s.SendErrors, s.Dropped, s.CPUPerMsgUs, s.ObjectsPerFrame, s.ServerCPUs, s.RedisCPUs, s.WorkerCPUs, s.OtherCPUs, s.Seconds, s.LoginP99ms)
+			s.SendErrors, s.Dropped, s.CPUPerMsgUs, s.ObjectsPerFrame, s.ServerCPUs, s.RedisCPUs, s.WorkerCPUs, s.OtherCPUs, s.Seconds, s.LoginP99ms, s.AckP50ms, s.AckP99ms)
 	}
 }

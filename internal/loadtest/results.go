@@ -19,17 +19,19 @@ type Results struct {
 // ResultConfig is the part of a Config that shapes the figures, kept with
 // them so that a results file says what was measured.
 type ResultConfig struct {
-	Target       string     `json:"target"`
-	Backend      string     `json:"backend"`
-	Servers      int        `json:"servers"`
-	Conns        int        `json:"conns"`
-	Users        int        `json:"users"`
-	Workers      int        `json:"workers"`
-	Steps        []StepSpec `json:"steps"`
-	StepDuration string     `json:"stepDuration"`
-	Repeat       int        `json:"repeat"`
-	ServerArgs   []string   `json:"serverArgs"`
-	ServerEnv    []string   `json:"serverEnv"`
+	Target  string `json:"target"`
+	Backend string `json:"backend"`
+	// RedisReplicas are replicas of the Redis (--redis-replicas).
+	RedisReplicas int        `json:"redisReplicas,omitempty"`
+	Servers       int        `json:"servers"`
+	Conns         int        `json:"conns"`
+	Users         int        `json:"users"`
+	Workers       int        `json:"workers"`
+	Steps         []StepSpec `json:"steps"`
+	StepDuration  string     `json:"stepDuration"`
+	Repeat        int        `json:"repeat"`
+	ServerArgs    []string   `json:"serverArgs"`
+	ServerEnv     []string   `json:"serverEnv"`
 }
 
 // IdleResult is what connected sockets cost while nothing is sent: the
@@ -80,6 +82,11 @@ type StepResult struct {
 	LoginErrors     uint64  `json:"loginErrors"`
 	LoginP50ms      float64 `json:"loginP50ms"`
 	LoginP99ms      float64 `json:"loginP99ms"`
+	// AckP50ms and AckP99ms are the servers' send-to-ack latency (their
+	// hubbub_ack_latency_seconds histogram over the step, interpolated
+	// within its buckets as Prometheus' histogram_quantile does).
+	AckP50ms float64 `json:"ackP50ms"`
+	AckP99ms float64 `json:"ackP99ms"`
 }
 
 // WriteJSON writes the --json file: it keeps every run's figures, where the
