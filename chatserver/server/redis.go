@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
@@ -36,4 +39,20 @@ func registerBackendMetrics(m *metrics.Metrics, b Backend) {
 		counter("overflows_total", "Delivery queue overflows recovered from the stream.", func(s redisbackend.Stats) uint64 { return s.Overflows }),
 		counter("delivered_total", "Messages the feed delivered to this server.", func(s redisbackend.Stats) uint64 { return s.Delivered }),
 	)
+}
+
+// explainRedis says what a Redis error means where go-redis's own words
+// mislead: through Sentinel, a master name no sentinel knows fails as "all
+// sentinels specified in configuration are unreachable: redis: nil" (each
+// sentinel answered, with no address). No other command answers a PING
+// with nil.
+func explainRedis(redisURL string, err error) error {
+	if !errors.Is(err, redis.Nil) {
+		return err
+	}
+	uo, perr := redisbackend.ParseURL(redisURL)
+	if perr != nil || uo.MasterName == "" {
+		return err
+	}
+	return fmt.Errorf("no sentinel knows a master named %q (the ?master= of --redis-url): %w", uo.MasterName, err)
 }

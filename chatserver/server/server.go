@@ -59,6 +59,7 @@ type Server struct {
 	auth     *auth.Service
 	proxies  []netip.Prefix // cfg.TrustedProxies, parsed
 	draining atomic.Bool
+	storage  storageHealth
 }
 
 // New builds a server. It creates the bootstrap users, so it talks to storage.
@@ -200,14 +201,53 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	if err := s.backend.Ping(ctx); err != nil {
+	if err := s.checkStorage(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("storage unreachable\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// checkStorage pings the storage for readiness, and logs when that starts
+// failing (with the cause) and when it works again.
+func (s *Server) checkStorage(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, time.Second)
+	defer cancel()
+	err := s.backend.Ping(ctx)
+	if err != nil && parent.Err() != nil {
+		return err // the prober gave up: that says nothing about the storage
+	}
+	if s.cfg.RedisURL != "" {
+		err = explainRedis(s.cfg.RedisURL, err)
+	}
+	s.storage.record(s.log, err)
+	return err
+}
+
+// storageHealth logs the storage check once per episode: the first failure
+// at warn, saying why the server is not ready (readiness probes come every
+// few seconds, and would otherwise leave only "503" to go by), and the
+// recovery at info.
+type storageHealth struct {
+	mu      sync.Mutex
+	failing bool
+	count   int
+}
+
+func (h *storageHealth) record(log *slog.Logger, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err != nil && !h.failing:
+		h.failing, h.count = true, 1
+		log.Warn("not ready: storage unreachable", "err", err)
+	case err != nil:
+		h.count++
+	case h.failing:
+		log.Info("ready: storage reachable again", "failedChecks", h.count)
+		h.failing, h.count = false, 0
+	}
 }
 
 // Serve serves on ln until ctx ends, then drains: readiness turns false,
@@ -225,7 +265,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		runErr <- s.chat.Run(runCtx)
 	}()
-	defer wg.Wait()
+	// Run must end before Serve returns, on every path: stop it, then wait.
+	defer func() {
+		stopRun()
+		wg.Wait()
+	}()
 
 	srv := &http.Server{
 		Handler:           s.Handler(),
@@ -237,6 +281,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	s.log.Info("chat server listening", "addr", ln.Addr().String(), "room", s.cfg.Room, "backend", backendName(s.cfg))
+	// Say at once if the storage cannot be used (a wrong address, password
+	// or Sentinel master name), rather than at the first readiness probe.
+	wg.Go(func() { _ = s.checkStorage(runCtx) }) // logged by checkStorage
 
 	select {
 	case err := <-serveErr:

@@ -177,6 +177,9 @@ func New(opt Options) (*Backend, error) {
 		eventsTopic: keys.Events(opt.Room),
 		acks:        replicaAcks{want: opt.MinReplicaAcks},
 	}
+	if uo.MasterName != "" && opt.MinReplicaAcks == autoAcks {
+		b.acks.seen = true // Sentinel: a primary with replicas by design
+	}
 	if uo.MasterName != "" {
 		b.masterName = uo.MasterName
 		b.sentinel = redis.NewSentinelClient(&redis.Options{
