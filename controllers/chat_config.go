@@ -38,6 +38,12 @@ func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
 	c.Room = room.RoomID()
 	if s.Redis.ManagedRedis() {
 		c.RedisURL = managedRedisURL(room)
+		if s.Redis.HighAvailability() {
+			// A message is acked once a replica has it too (WAIT 1): a
+			// failover then loses no acked message. The primary refuses
+			// writes without a replica (min-replicas-to-write 1) anyway.
+			c.RedisMinReplicaAcks = 1
+		}
 	} else {
 		c.RedisURL = s.Redis.URL
 	}
@@ -68,8 +74,12 @@ func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
 	return c
 }
 
-// managedRedisURL is the in-cluster address of a room's managed Redis.
+// managedRedisURL is the in-cluster address of a room's managed Redis: its
+// Service, or with highAvailability its sentinels.
 func managedRedisURL(room *chatv1alpha1.ChatRoom) string {
+	if room.Spec.Redis.HighAvailability() {
+		return managedSentinelURL(room)
+	}
 	return fmt.Sprintf("redis://%s.%s.svc:%d", room.RedisName(), room.Namespace, redisPort)
 }
 

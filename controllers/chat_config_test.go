@@ -46,6 +46,9 @@ func testRooms() map[string]*chatv1alpha1.ChatRoom {
 		"ingress without TLS": {ObjectMeta: meta, Spec: chatv1alpha1.ChatRoomSpec{
 			Ingress: &chatv1alpha1.IngressSpec{Host: "chat.example.com"},
 		}},
+		"managed redis, highly available": {ObjectMeta: meta, Spec: chatv1alpha1.ChatRoomSpec{
+			Redis: &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{HighAvailability: true}},
+		}},
 	}
 }
 
@@ -170,6 +173,8 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 			return firstErr(
 				eq("room", c.Room, "team-a/lobby"),
 				eq("redis", c.RedisURL, "redis://lobby-redis.team-a.svc:6379"),
+				// A lone Redis: the server decides (no replica, no wait).
+				eq("replica acks", c.RedisMinReplicaAcks, config.Default().RedisMinReplicaAcks),
 				eq("trusted proxies", len(c.TrustedProxies), 0),
 			)
 		}},
@@ -187,6 +192,18 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 			)
 		}},
 		{"ingress without TLS", func(c config.Config) error { return eq("origin", c.AllowedOrigins[0], "http://chat.example.com") }},
+		{"managed redis, highly available", func(c config.Config) error {
+			return firstErr(
+				// Through every sentinel, by stable host name.
+				eq("redis", c.RedisURL, "redis-sentinel://"+
+					"lobby-redis-0.lobby-redis-headless.team-a.svc:26379,"+
+					"lobby-redis-1.lobby-redis-headless.team-a.svc:26379,"+
+					"lobby-redis-2.lobby-redis-headless.team-a.svc:26379/?master=lobby"),
+				// An ack waits for a replica, so a failover loses none.
+				eq("replica acks", c.RedisMinReplicaAcks, 1),
+				eq("password kept out", c.RedisPassword, ""),
+			)
+		}},
 		{"external redis, closed, bootstrap users", func(c config.Config) error {
 			return firstErr(
 				eq("redis", c.RedisURL, "rediss://redis.example.com:6380/2"),
@@ -231,6 +248,7 @@ func TestRedisPasswordRef(t *testing.T) {
 		want *chatv1alpha1.SecretKeySelector
 	}{
 		{"minimal", &chatv1alpha1.SecretKeySelector{Name: "lobby-redis", Key: "password"}},
+		{"managed redis, highly available", &chatv1alpha1.SecretKeySelector{Name: "lobby-redis", Key: "password"}},
 		{"external redis, closed, bootstrap users", &chatv1alpha1.SecretKeySelector{Name: "redis-pw", Key: "password"}},
 		{"external redis without password", nil},
 	}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -78,12 +79,15 @@ func restrictedProblems(p *corev1ac.PodSpecApplyConfiguration) []string {
 	bad(p.SecurityContext != nil && ptr.Deref(p.SecurityContext.RunAsUser, 0) > 0, "pod runAsUser non-zero")
 	bad(p.SecurityContext != nil && p.SecurityContext.SeccompProfile != nil && ptr.Deref(p.SecurityContext.SeccompProfile.Type, "") == corev1.SeccompProfileTypeRuntimeDefault, "seccomp RuntimeDefault")
 	bad(ptr.Deref(p.AutomountServiceAccountToken, true) == false, "no service account token")
-	for _, c := range p.Containers {
+	for _, c := range slices.Concat(p.InitContainers, p.Containers) {
 		sc := c.SecurityContext
 		bad(sc != nil && ptr.Deref(sc.AllowPrivilegeEscalation, true) == false, *c.Name+" allowPrivilegeEscalation=false")
 		bad(sc != nil && ptr.Deref(sc.ReadOnlyRootFilesystem, false), *c.Name+" readOnlyRootFilesystem")
+		bad(sc != nil && ptr.Deref(sc.Privileged, false) == false, *c.Name+" not privileged")
 		bad(sc != nil && sc.Capabilities != nil && len(sc.Capabilities.Drop) == 1 && sc.Capabilities.Drop[0] == "ALL" && len(sc.Capabilities.Add) == 0, *c.Name+" drops ALL capabilities")
 		bad(c.Resources != nil && c.Resources.Requests != nil && c.Resources.Limits != nil, *c.Name+" resources")
+	}
+	for _, c := range p.Containers {
 		bad(c.ReadinessProbe != nil && c.LivenessProbe != nil, *c.Name+" probes")
 	}
 	return out

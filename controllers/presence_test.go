@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redisbackend"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
@@ -69,6 +71,14 @@ func TestHTTPPresenceAsksARealChatServer(t *testing.T) {
 	addr := chatServerForTest(t, room, srv.URL(), "s3cret")
 	if n, err := (HTTPPresence{}).OnlineUsers(ctx, addr); err != nil || n != 2 {
 		t.Fatalf("OnlineUsers = %d, %v; want 2 (alice on two pods, bob; not carol of another room)", n, err)
+	}
+	// The replication it reports: a lone Redis, its own primary.
+	st, err := HTTPPresence{}.Stats(ctx, addr)
+	if err != nil || st.OnlineUsers != 2 || st.Redis == nil {
+		t.Fatalf("Stats = %+v, %v; want 2 online and the Redis replication", st, err)
+	}
+	if want := (protocol.RedisStats{Primary: srv.Addr()}); *st.Redis != want {
+		t.Errorf("Stats.Redis = %+v, want %+v", *st.Redis, want)
 	}
 
 	srv.Kill()
@@ -152,5 +162,36 @@ func TestHTTPPresenceErrors(t *testing.T) {
 	}
 	if n, err := (HTTPPresence{}).OnlineUsers(t.Context(), answer(200, `{"onlineUsers":3}`)); err != nil || n != 3 {
 		t.Errorf("a good answer: %d, %v", n, err)
+	}
+}
+
+// TestHTTPPresenceStats: the Redis replication of a stats answer is taken
+// when it makes sense, and an absent or odd one leaves the count alone.
+func TestHTTPPresenceStats(t *testing.T) {
+	tests := []struct {
+		body string
+		want *protocol.RedisStats
+	}{
+		{`{"onlineUsers":3}`, nil},
+		{`{"onlineUsers":3,"redis":null}`, nil},
+		{`{"onlineUsers":3,"redis":{"primary":"lobby-redis-1.lobby-redis-headless.ns.svc:6379","replicas":2,"replicasInSync":1}}`,
+			&protocol.RedisStats{Primary: "lobby-redis-1.lobby-redis-headless.ns.svc:6379", Replicas: 2, ReplicasInSync: 1}},
+		{`{"onlineUsers":3,"redis":{"replicas":2,"replicasInSync":2,"future":true}}`, &protocol.RedisStats{Replicas: 2, ReplicasInSync: 2}},
+		{`{"onlineUsers":3,"redis":"primary"}`, nil},
+		{`{"onlineUsers":3,"redis":{"replicas":-1}}`, nil},
+		{`{"onlineUsers":3,"redis":{"replicas":1,"replicasInSync":2}}`, nil},
+		{`{"onlineUsers":3,"redis":{"replicas":"two"}}`, nil},
+	}
+	for _, tt := range tests {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, tt.body) }))
+		st, err := HTTPPresence{}.Stats(t.Context(), ts.Listener.Addr().String())
+		ts.Close()
+		if err != nil || st.OnlineUsers != 3 {
+			t.Errorf("%s: %+v, %v; want 3 online", tt.body, st, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, st.Redis); diff != "" {
+			t.Errorf("%s: redis (-want +got):\n%s", tt.body, diff)
+		}
 	}
 }

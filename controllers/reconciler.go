@@ -29,6 +29,7 @@ import (
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // Reconciler reconciles ChatRooms. Build it with SetupWithManager, or fill
@@ -142,20 +143,47 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 }
 
 // reconcileRedis runs the managed Redis (Service, NetworkPolicy,
-// StatefulSet, password Secret) or, for an external Redis, removes what a
-// previously managed one left. The password Secret goes with the
-// StatefulSet, its owner (see desiredRedisSecret).
+// StatefulSet, password Secret; with highAvailability a headless Service
+// instead of the Service, and a PodDisruptionBudget) or, for an external
+// Redis, removes what a previously managed one left. The password Secret
+// goes with the StatefulSet, its owner (see desiredRedisSecret).
 func (r *Reconciler) reconcileRedis(ctx context.Context, s *scope) error {
 	room := s.room
-	if !room.Spec.Redis.ManagedRedis() {
-		for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.Service{}, &networkingv1.NetworkPolicy{}} {
-			if err := deleteOwned(ctx, r, s, o, room.RedisName()); err != nil {
-				return err
-			}
+	type named struct {
+		obj  client.Object
+		name string
+	}
+	// What a managed Redis of the other kind (or any, for an external
+	// Redis) would have: absent, deleting it costs no write.
+	var unwanted []named
+	switch {
+	case !room.Spec.Redis.ManagedRedis():
+		unwanted = []named{
+			{&appsv1.StatefulSet{}, room.RedisName()}, {&corev1.Service{}, room.RedisName()},
+			{&corev1.Service{}, room.RedisHeadlessName()}, {&networkingv1.NetworkPolicy{}, room.RedisName()},
+			{&policyv1.PodDisruptionBudget{}, room.RedisName()},
 		}
+	case room.Spec.Redis.HighAvailability():
+		unwanted = []named{{&corev1.Service{}, room.RedisName()}}
+	default:
+		unwanted = []named{{&corev1.Service{}, room.RedisHeadlessName()}, {&policyv1.PodDisruptionBudget{}, room.RedisName()}}
+	}
+	for _, o := range unwanted {
+		if err := deleteOwned(ctx, r, s, o.obj, o.name); err != nil {
+			return err
+		}
+	}
+	if !room.Spec.Redis.ManagedRedis() {
 		return nil
 	}
-	if _, err := applyOwned(ctx, r, s, newService, corev1ac.ExtractService, desiredRedisService(room)); err != nil {
+	service := desiredRedisService(room)
+	if room.Spec.Redis.HighAvailability() {
+		service = desiredRedisHeadlessService(room)
+		if _, err := applyOwned(ctx, r, s, newPodDisruptionBudget, policyv1ac.ExtractPodDisruptionBudget, desiredRedisDisruptionBudget(room)); err != nil {
+			return err
+		}
+	}
+	if _, err := applyOwned(ctx, r, s, newService, corev1ac.ExtractService, service); err != nil {
 		return err
 	}
 	if _, err := applyOwned(ctx, r, s, newNetworkPolicy, networkingv1ac.ExtractNetworkPolicy, desiredRedisNetworkPolicy(room)); err != nil {
@@ -334,10 +362,10 @@ func (r *Reconciler) observePresence(ctx context.Context, s *scope) error {
 		// No chat pod runs, so no one is connected.
 		s.presence = presenceResult{state: presenceNoChatPods}
 	default:
-		n, err := r.Options.Presence.OnlineUsers(ctx, s.chatPodAddr)
+		st, err := r.stats(ctx, s.chatPodAddr)
 		switch {
 		case err == nil:
-			s.presence = presenceResult{state: presenceRead, count: n}
+			s.presence = presenceResult{state: presenceRead, count: st.OnlineUsers, redis: st.Redis}
 		case errors.Is(err, ErrRedisUnavailable):
 			s.presence = presenceResult{state: presenceFailed, err: err}
 		default:
@@ -345,6 +373,16 @@ func (r *Reconciler) observePresence(ctx context.Context, s *scope) error {
 		}
 	}
 	return nil
+}
+
+// stats asks the chat pod at addr for the room's online count and, when
+// the presence counter can tell, the Redis replication it sees.
+func (r *Reconciler) stats(ctx context.Context, addr string) (protocol.Stats, error) {
+	if sr, ok := r.Options.Presence.(StatsReader); ok {
+		return sr.Stats(ctx, addr)
+	}
+	n, err := r.Options.Presence.OnlineUsers(ctx, addr)
+	return protocol.Stats{OnlineUsers: n}, err
 }
 
 // writeStatus computes the room's status and writes it, by server-side
@@ -368,6 +406,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope, reconcileErr err
 		secretProblems: s.secretProblems,
 		podProblem:     s.podProblem,
 		scaledToZero:   s.room.Spec.Autoscaling == nil && *s.room.Spec.Replicas == 0,
+		redisHA:        s.room.Spec.Redis.HighAvailability(),
 	}
 	next := computeStatus(in, s.orig.Status, metav1.NewTime(clk.Now()).Rfc3339Copy())
 	if equality.Semantic.DeepEqual(next, s.orig.Status) {

@@ -47,6 +47,8 @@ func TestSamples(t *testing.T) {
 		prepare func(room *chatv1alpha1.ChatRoom)
 		owned   func(ns string) []ownedObject
 		absent  []client.Object // kinds (by name = room name or <room>-redis) that must not exist
+		// gone are objects (kind and name) that must not exist.
+		gone    []ownedObject
 		managed bool
 	}{{
 		file:    "chat_v1alpha1_chatroom_minimal.yaml",
@@ -184,6 +186,77 @@ func TestSamples(t *testing.T) {
 				{&corev1.Service{}, "town-square", nil},
 			}
 		},
+	}, {
+		file:    "chat_v1alpha1_chatroom_ha_redis.yaml",
+		managed: true,
+		owned: func(ns string) []ownedObject {
+			hosts := func(port string) string {
+				var hs []string
+				for i := range 3 {
+					hs = append(hs, fmt.Sprintf("plaza-redis-%d.plaza-redis-headless.%s.svc:%s", i, ns, port))
+				}
+				return strings.Join(hs, ",")
+			}
+			return []ownedObject{
+				{&appsv1.StatefulSet{}, "plaza-redis", func(o client.Object) error {
+					s := o.(*appsv1.StatefulSet)
+					pod := s.Spec.Template.Spec
+					var names []string
+					for _, c := range pod.Containers {
+						names = append(names, c.Name+":"+c.Image)
+					}
+					storage := s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]
+					return firstErr(
+						eq("replicas", ptr.Deref(s.Spec.Replicas, 0), 3),
+						eq("service", s.Spec.ServiceName, "plaza-redis-headless"),
+						eq("pod management", s.Spec.PodManagementPolicy, appsv1.ParallelPodManagement),
+						eq("containers", strings.Join(names, " "), "redis:"+DefaultRedisImage+" sentinel:"+DefaultRedisImage),
+						eq("storage per pod", storage.String(), "1Gi"),
+						eq("password env", envSecret(pod.Containers[1], "REDIS_PASSWORD"), "plaza-redis/password"),
+					)
+				}},
+				{&corev1.Service{}, "plaza-redis-headless", func(o client.Object) error {
+					svc := o.(*corev1.Service)
+					return firstErr(
+						eq("headless", svc.Spec.ClusterIP, corev1.ClusterIPNone),
+						eq("publishes unready pods", svc.Spec.PublishNotReadyAddresses, true),
+						eq("ports", fmt.Sprint(svc.Spec.Ports[0].Port, svc.Spec.Ports[1].Port), "6379 26379"),
+					)
+				}},
+				{&policyv1.PodDisruptionBudget{}, "plaza-redis", func(o client.Object) error {
+					p := o.(*policyv1.PodDisruptionBudget)
+					return firstErr(
+						eq("max unavailable", p.Spec.MaxUnavailable.String(), "1"),
+						eq("selects redis", p.Spec.Selector.MatchLabels[LabelComponent], ComponentRedis),
+					)
+				}},
+				{&networkingv1.NetworkPolicy{}, "plaza-redis", func(o client.Object) error {
+					rule := o.(*networkingv1.NetworkPolicy).Spec.Ingress[0]
+					return firstErr(
+						eq("peers: the chat pods and the Redis pods", fmt.Sprintf("%d %s %s", len(rule.From), rule.From[0].PodSelector.MatchLabels[LabelComponent], rule.From[1].PodSelector.MatchLabels[LabelComponent]), "2 chat redis"),
+						eq("in the room's namespace", rule.From[0].NamespaceSelector == nil && rule.From[1].NamespaceSelector == nil, true),
+						eq("ports", fmt.Sprint(rule.Ports[0].Port.IntValue(), rule.Ports[1].Port.IntValue()), "6379 26379"),
+					)
+				}},
+				{&corev1.Secret{}, "plaza-redis", nil},
+				{&corev1.ConfigMap{}, "plaza-config", func(o client.Object) error {
+					data := o.(*corev1.ConfigMap).Data
+					return firstErr(
+						eq("HUBBUB_REDIS_URL", data["HUBBUB_REDIS_URL"], "redis-sentinel://"+hosts("26379")+"/?master=plaza"),
+						eq("HUBBUB_REDIS_MIN_REPLICA_ACKS", data["HUBBUB_REDIS_MIN_REPLICA_ACKS"], "1"),
+					)
+				}},
+				{&appsv1.Deployment{}, "plaza", func(o client.Object) error {
+					c := o.(*appsv1.Deployment).Spec.Template.Spec.Containers[0]
+					return eq("password env", envSecret(c, "HUBBUB_REDIS_PASSWORD"), "plaza-redis/password")
+				}},
+				{&policyv1.PodDisruptionBudget{}, "plaza", nil},
+			}
+		},
+		// Chat pods reach the primary through the sentinels: no Service
+		// that would spread them over the primary and its replicas.
+		gone:   []ownedObject{{obj: &corev1.Service{}, name: "plaza-redis"}},
+		absent: []client.Object{&autoscalingv2.HorizontalPodAutoscaler{}, &networkingv1.Ingress{}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -228,6 +301,11 @@ func TestSamples(t *testing.T) {
 					if err := tc.get(ns, name, kind); !apierrors.IsNotFound(err) {
 						t.Errorf("%T %s: got %v, want not found", kind, name, err)
 					}
+				}
+			}
+			for _, g := range tt.gone {
+				if err := tc.get(ns, g.name, g.obj); !apierrors.IsNotFound(err) {
+					t.Errorf("%T %s: got %v, want not found", g.obj, g.name, err)
 				}
 			}
 			tc.checkPodsAdmitted(t, ns, room)
@@ -811,6 +889,40 @@ func TestValidation(t *testing.T) {
 		})
 	}
 
+	t.Run("highAvailability cannot be changed", func(t *testing.T) {
+		ctx := context.Background()
+		managed := func(ha bool) *chatv1alpha1.RedisSpec {
+			return &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{HighAvailability: ha}}
+		}
+		tests := []struct {
+			name     string
+			from, to *chatv1alpha1.RedisSpec
+			refused  bool
+		}{
+			{"lone to replicated", nil, managed(true), true},
+			{"replicated to lone", managed(true), managed(false), true},
+			{"an empty redis (managed) to replicated", &chatv1alpha1.RedisSpec{}, managed(true), true},
+			// A new Redis either way, as the room's author asked.
+			{"replicated to external", managed(true), &chatv1alpha1.RedisSpec{URL: "redis://r:6379"}, false},
+			{"external to replicated", &chatv1alpha1.RedisSpec{URL: "redis://r:6379"}, managed(true), false},
+			{"replicated, unchanged", managed(true), managed(true), false},
+		}
+		for i, tt := range tests {
+			room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ha-" + strconv.Itoa(i)}, Spec: chatv1alpha1.ChatRoomSpec{Redis: tt.from}}
+			if err := tc.c.Create(ctx, room); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			room.Spec.Redis = tt.to
+			err := tc.c.Update(ctx, room)
+			switch {
+			case tt.refused && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.redis.managed.highAvailability") || !strings.Contains(err.Error(), "cannot be changed after creation")):
+				t.Errorf("%s: got %v, want Invalid naming spec.redis.managed.highAvailability", tt.name, err)
+			case !tt.refused && err != nil:
+				t.Errorf("%s: %v", tt.name, err)
+			}
+		}
+	})
+
 	t.Run("managed storage is immutable", func(t *testing.T) {
 		room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "immutable"}}
 		if err := tc.c.Create(context.Background(), room); err != nil {
@@ -834,6 +946,7 @@ func TestDefaults(t *testing.T) {
 		{},
 		{Autoscaling: &chatv1alpha1.AutoscalingSpec{MaxReplicas: 4}, Redis: &chatv1alpha1.RedisSpec{URL: "redis://r:6379"}},
 		{Redis: &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{}}},
+		{Redis: &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{HighAvailability: true}}},
 	} {
 		room := &chatv1alpha1.ChatRoom{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "d-"}, Spec: spec}
 		want := room.DeepCopy()

@@ -96,7 +96,23 @@ func desiredRedisService(room *chatv1alpha1.ChatRoom) *corev1ac.ServiceApplyConf
 // managed Redis. The operator is not admitted: it never talks to Redis (it
 // asks the chat pods for presence), and a peer for it would be one more way
 // in, from whatever namespace could pass for the operator's.
+//
+// A highly available Redis also admits its own pods (replication, and the
+// sentinels watching the Redis pods and each other), and opens the Sentinel
+// port besides Redis': the chat pods ask the sentinels where the primary is.
 func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	peers := []*networkingv1ac.NetworkPolicyPeerApplyConfiguration{networkingv1ac.NetworkPolicyPeer().
+		WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentChat)))}
+	ports := []*networkingv1ac.NetworkPolicyPortApplyConfiguration{networkingv1ac.NetworkPolicyPort().
+		WithProtocol(corev1.ProtocolTCP).
+		WithPort(intstr.FromInt32(redisPort))}
+	if room.Spec.Redis.HighAvailability() {
+		peers = append(peers, networkingv1ac.NetworkPolicyPeer().
+			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))))
+		ports = append(ports, networkingv1ac.NetworkPolicyPort().
+			WithProtocol(corev1.ProtocolTCP).
+			WithPort(intstr.FromInt32(sentinelPort)))
+	}
 	return networkingv1ac.NetworkPolicy(room.RedisName(), room.Namespace).
 		WithLabels(objectLabels(room, ComponentRedis)).
 		WithOwnerReferences(ownerRef(room)).
@@ -104,18 +120,19 @@ func desiredRedisNetworkPolicy(room *chatv1alpha1.ChatRoom) *networkingv1ac.Netw
 			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
 			WithPolicyTypes(networkingv1.PolicyTypeIngress).
 			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
-				WithFrom(networkingv1ac.NetworkPolicyPeer().
-					WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentChat)))).
-				WithPorts(networkingv1ac.NetworkPolicyPort().
-					WithProtocol(corev1.ProtocolTCP).
-					WithPort(intstr.FromInt32(redisPort)))))
+				WithFrom(peers...).
+				WithPorts(ports...)))
 }
 
 // desiredRedisStatefulSet runs one Redis with AOF persistence on a volume
-// from spec.redis.managed.storage. passwordGeneration changes when the
+// from spec.redis.managed.storage, or with highAvailability three
+// (desiredHARedisStatefulSet). passwordGeneration changes when the
 // operator creates a new password Secret, which restarts Redis with the new
 // password.
 func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordGeneration string) (*appsv1ac.StatefulSetApplyConfiguration, error) {
+	if room.Spec.Redis.HighAvailability() {
+		return desiredHARedisStatefulSet(room, image, passwordGeneration)
+	}
 	m := room.Spec.Redis.ManagedOrDefault()
 	resources, err := resourcesOr(m.Resources, defaultRedisResources)
 	if err != nil {
@@ -146,6 +163,27 @@ func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordGenerat
 		WithSecurityContext(restrictedContainerSecurityContext()).
 		WithVolumeMounts(corev1ac.VolumeMount().WithName("data").WithMountPath("/data"))
 
+	return appsv1ac.StatefulSet(room.RedisName(), room.Namespace).
+		WithLabels(objectLabels(room, ComponentRedis)).
+		WithOwnerReferences(ownerRef(room)).
+		WithSpec(appsv1ac.StatefulSetSpec().
+			WithReplicas(1).
+			WithServiceName(room.RedisName()).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
+			WithPersistentVolumeClaimRetentionPolicy(redisClaimRetention()).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(objectLabels(room, ComponentRedis)).
+				WithAnnotations(map[string]string{PasswordGenerationAnnotation: passwordGeneration}).
+				WithSpec(corev1ac.PodSpec().
+					WithAutomountServiceAccountToken(false).
+					WithEnableServiceLinks(false).
+					WithSecurityContext(restrictedPodSecurityContext(redisUID, redisGID, ptr.To[int64](redisGID))).
+					WithContainers(c))).
+			WithVolumeClaimTemplates(redisClaimTemplate(room, m))), nil
+}
+
+// redisClaimTemplate is the claim of each Redis pod's data volume.
+func redisClaimTemplate(room *chatv1alpha1.ChatRoom, m *chatv1alpha1.ManagedRedisSpec) *corev1ac.PersistentVolumeClaimApplyConfiguration {
 	claim := corev1ac.PersistentVolumeClaimSpec().
 		WithAccessModes(corev1.ReadWriteOnce).
 		WithResources(corev1ac.VolumeResourceRequirements().
@@ -156,29 +194,17 @@ func desiredRedisStatefulSet(room *chatv1alpha1.ChatRoom, image, passwordGenerat
 	if m.StorageClassName != nil {
 		claim.WithStorageClassName(*m.StorageClassName)
 	}
-
-	return appsv1ac.StatefulSet(room.RedisName(), room.Namespace).
+	return (&corev1ac.PersistentVolumeClaimApplyConfiguration{}).
+		WithName("data").
 		WithLabels(objectLabels(room, ComponentRedis)).
-		WithOwnerReferences(ownerRef(room)).
-		WithSpec(appsv1ac.StatefulSetSpec().
-			WithReplicas(1).
-			WithServiceName(room.RedisName()).
-			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(room, ComponentRedis))).
-			// The claim goes with the StatefulSet, and so with the ChatRoom.
-			WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
-				WithWhenDeleted(appsv1.DeletePersistentVolumeClaimRetentionPolicyType).
-				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
-			WithTemplate(corev1ac.PodTemplateSpec().
-				WithLabels(objectLabels(room, ComponentRedis)).
-				WithAnnotations(map[string]string{PasswordGenerationAnnotation: passwordGeneration}).
-				WithSpec(corev1ac.PodSpec().
-					WithAutomountServiceAccountToken(false).
-					WithEnableServiceLinks(false).
-					WithSecurityContext(restrictedPodSecurityContext(redisUID, redisGID, ptr.To[int64](redisGID))).
-					WithContainers(c))).
-			WithVolumeClaimTemplates((&corev1ac.PersistentVolumeClaimApplyConfiguration{}).
-				WithName("data").
-				WithLabels(objectLabels(room, ComponentRedis)).
-				WithSpec(claim).
-				WithStatus(corev1ac.PersistentVolumeClaimStatus().WithPhase(corev1.ClaimPending)))), nil
+		WithSpec(claim).
+		WithStatus(corev1ac.PersistentVolumeClaimStatus().WithPhase(corev1.ClaimPending))
+}
+
+// redisClaimRetention deletes the claims with the StatefulSet, and so with
+// the ChatRoom.
+func redisClaimRetention() *appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicyApplyConfiguration {
+	return appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
+		WithWhenDeleted(appsv1.DeletePersistentVolumeClaimRetentionPolicyType).
+		WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)
 }

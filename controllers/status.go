@@ -2,6 +2,9 @@ package controllers
 
 import (
 	"fmt"
+	"net"
+	"regexp"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -9,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // presenceState says how far asking a chat pod for the room's presence got.
@@ -36,6 +40,8 @@ const (
 type presenceResult struct {
 	state presenceState
 	count int
+	// redis is the Redis replication the pod reported (presenceRead), or nil.
+	redis *protocol.RedisStats
 	err   error
 }
 
@@ -56,6 +62,9 @@ type statusInputs struct {
 	podProblem string
 	// scaledToZero: the room asks for no pods.
 	scaledToZero bool
+	// redisHA: the room's Redis is managed and highly available, so it
+	// should have redisHAReplicas replicas in sync.
+	redisHA bool
 }
 
 // computeStatus is the room's next status. It starts from the previous one so
@@ -130,6 +139,9 @@ func redisReadyCondition(in statusInputs) metav1.Condition {
 	switch p.state {
 	case presenceRead:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, chatv1alpha1.ReasonRedisReachable, "a chat pod read the room's presence from Redis"
+		if in.redisHA {
+			c.Message = redisReplicationMessage(p.redis)
+		}
 	case presenceRedisStarting:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisStarting, "the managed Redis has no ready pod yet"
 	case presenceSecretMissing:
@@ -148,8 +160,9 @@ func redisReadyCondition(in statusInputs) metav1.Condition {
 
 // degradedCondition names the most pressing problem, in this order: a
 // missing Secret (nothing works without it), pods that cannot start, a stuck
-// rollout, an unreachable Redis. A chat pod the operator cannot ask is not
-// one: the room may serve its users well, only onlineUsers goes stale.
+// rollout, an unreachable Redis, a highly available Redis short of replicas
+// in sync. A chat pod the operator cannot ask is not one: the room may serve
+// its users well, only onlineUsers goes stale.
 func degradedCondition(in statusInputs) metav1.Condition {
 	c := metav1.Condition{Type: chatv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue}
 	switch {
@@ -161,10 +174,61 @@ func degradedCondition(in statusInputs) metav1.Condition {
 		c.Reason, c.Message = chatv1alpha1.ReasonRolloutStuck, rolloutStuck(in.deployment)
 	case in.presence.state == presenceFailed:
 		c.Reason, c.Message = chatv1alpha1.ReasonRedisUnreachable, in.presence.err.Error()
+	case replicasOutOfSync(in):
+		r := in.presence.redis
+		c.Reason = chatv1alpha1.ReasonRedisReplicasOutOfSync
+		c.Message = fmt.Sprintf("%d of %d Redis replicas in sync with the primary %s (%d connected); a message needs one to be acked",
+			r.ReplicasInSync, redisHAReplicas, redisPodOf(r.Primary), r.Replicas)
 	default:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, chatv1alpha1.ReasonAsExpected, "no problems found"
 	}
 	return c
+}
+
+// replicasOutOfSync: a chat pod reported that a highly available managed
+// Redis has fewer replicas in sync than it should.
+func replicasOutOfSync(in statusInputs) bool {
+	p := in.presence
+	return in.redisHA && p.state == presenceRead && p.redis != nil && p.redis.ReplicasInSync < redisHAReplicas
+}
+
+// redisReplicationMessage is RedisReady's message for a highly available
+// managed Redis, from the replication a chat pod reported (nil: none).
+func redisReplicationMessage(r *protocol.RedisStats) string {
+	if r == nil {
+		return "a chat pod read the room's presence from Redis, but did not report the Redis replication (a chat image older than the operator?)"
+	}
+	msg := fmt.Sprintf("primary is %s; %d of %d replicas in sync", redisPodOf(r.Primary), r.ReplicasInSync, redisHAReplicas)
+	if r.Replicas != r.ReplicasInSync {
+		msg += fmt.Sprintf(" (%d connected)", r.Replicas)
+	}
+	return msg
+}
+
+// redisPodShape is what a Redis host of the chat pod's report may look
+// like to be quoted as it is: a host name, or an IP address.
+var redisPodShape = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.:]{0,252})$`)
+
+// redisPodOf names the Redis pod at addr ("host:port", the host that
+// Sentinel announces): the first label of its host name (lobby-redis-1 of
+// lobby-redis-1.lobby-redis-headless.ns.svc), or an IP address as it is.
+// The chat pod runs the room author's image, so anything else is quoted,
+// and shortened.
+func redisPodOf(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	if net.ParseIP(host) == nil {
+		host, _, _ = strings.Cut(host, ".")
+	}
+	if !redisPodShape.MatchString(host) {
+		if len(host) > 64 {
+			host = host[:64] + "..."
+		}
+		return strconv.Quote(strings.ToValidUTF8(host, "?"))
+	}
+	return host
 }
 
 // desiredPods is the Deployment's wanted replica count (set by the operator

@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	chatv1alpha1 "github.com/hubbub-chat/hubbub/api/v1alpha1"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // The envtest control plane (a real kube-apiserver and etcd) and one
@@ -241,11 +242,18 @@ type fakePresence struct {
 }
 
 type presenceAnswer struct {
-	n   int
-	err error
+	stats protocol.Stats
+	err   error
 }
 
-func (p *fakePresence) OnlineUsers(_ context.Context, addr string) (int, error) {
+var _ StatsReader = (*fakePresence)(nil)
+
+func (p *fakePresence) OnlineUsers(ctx context.Context, addr string) (int, error) {
+	st, err := p.Stats(ctx, addr)
+	return st.OnlineUsers, err
+}
+
+func (p *fakePresence) Stats(_ context.Context, addr string) (protocol.Stats, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.asked == nil {
@@ -253,17 +261,23 @@ func (p *fakePresence) OnlineUsers(_ context.Context, addr string) (int, error) 
 	}
 	p.asked[addr]++
 	a := p.answers[addr]
-	return a.n, a.err
+	return a.stats, a.err
 }
 
-// answer sets what the pod at addr says.
+// answer sets what the pod at addr says: n users online, and no Redis
+// replication.
 func (p *fakePresence) answer(addr string, n int, err error) {
+	p.answerStats(addr, protocol.Stats{OnlineUsers: n}, err)
+}
+
+// answerStats sets the whole answer of the pod at addr.
+func (p *fakePresence) answerStats(addr string, st protocol.Stats, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.answers == nil {
 		p.answers = map[string]presenceAnswer{}
 	}
-	p.answers[addr] = presenceAnswer{n, err}
+	p.answers[addr] = presenceAnswer{st, err}
 }
 
 // askedOf is how often the pod at addr was asked.

@@ -99,12 +99,23 @@ func (r *ChatRoom) ChatName() string { return r.Name }
 // ConfigMapName names the ConfigMap holding the rendered chat server configuration.
 func (r *ChatRoom) ConfigMapName() string { return r.Name + "-config" }
 
-// RedisName names the managed Redis StatefulSet, Service, password Secret and NetworkPolicy.
+// RedisName names the managed Redis StatefulSet, Service, password Secret,
+// NetworkPolicy and (with highAvailability) PodDisruptionBudget.
 func (r *ChatRoom) RedisName() string { return r.Name + "-redis" }
+
+// RedisHeadlessName names the headless Service that gives the pods of a
+// highly available managed Redis their stable host names.
+func (r *ChatRoom) RedisHeadlessName() string { return r.Name + "-redis-headless" }
 
 // ManagedRedis reports whether the operator runs this room's Redis: no
 // redis, an empty one and an explicit managed one all mean yes.
 func (s *RedisSpec) ManagedRedis() bool { return s == nil || s.URL == "" }
+
+// HighAvailability reports whether the operator runs this room's Redis
+// replicated, with Sentinel (managed.highAvailability).
+func (s *RedisSpec) HighAvailability() bool {
+	return s.ManagedRedis() && s != nil && s.Managed != nil && s.Managed.HighAvailability
+}
 
 // ManagedOrDefault is the managed Redis' settings, defaulted; for an
 // external Redis it is nil.

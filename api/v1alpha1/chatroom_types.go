@@ -208,6 +208,7 @@ type LimitsSpec struct {
 // defaults.
 // +kubebuilder:validation:XValidation:rule="!(has(self.url) && has(self.managed))",message="set either url (external Redis) or managed, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.url) || !has(self.passwordSecretRef)",message="passwordSecretRef needs url: a managed Redis gets a generated password"
+// +kubebuilder:validation:XValidation:rule="has(self.url) || has(oldSelf.url) || (has(self.managed) && has(self.managed.highAvailability) && self.managed.highAvailability) == (has(oldSelf.managed) && has(oldSelf.managed.highAvailability) && oldSelf.managed.highAvailability)",message="highAvailability cannot be changed after creation: the room's data would not move between a single Redis and a replicated one; create a new room instead",fieldPath=".managed.highAvailability"
 type RedisSpec struct {
 	// url of an external Redis: redis://host:port/db, rediss://... for TLS,
 	// redis-sentinel://host:port[,host:port]/?master=NAME or
@@ -223,9 +224,11 @@ type RedisSpec struct {
 	// +optional
 	PasswordSecretRef *SecretKeySelector `json:"passwordSecretRef,omitempty"`
 
-	// managed asks the operator to run a single Redis for this room: a
-	// StatefulSet with a persistent volume, a Service, a generated password
-	// Secret and a NetworkPolicy that admits only this room's chat pods.
+	// managed asks the operator to run the Redis of this room: a
+	// StatefulSet with a persistent volume per Redis pod, a Service, a
+	// generated password Secret and a NetworkPolicy that admits only this
+	// room's chat pods; one Redis, or with highAvailability a primary, two
+	// replicas and Redis Sentinel.
 	// +optional
 	Managed *ManagedRedisSpec `json:"managed,omitempty"`
 }
@@ -246,10 +249,22 @@ type ManagedRedisSpec struct {
 	// +optional
 	StorageClassName *string `json:"storageClassName,omitempty"`
 
-	// resources of the Redis container. Empty means requests of 50m CPU and
-	// 64Mi memory and a 256Mi memory limit.
+	// resources of the Redis container (of each Redis pod). Empty means
+	// requests of 50m CPU and 64Mi memory and a 256Mi memory limit.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// highAvailability runs three Redis pods instead of one: a primary and
+	// two replicas, each pod with a Redis Sentinel beside it, and the chat
+	// pods connect through Sentinel. When the primary's pod or node fails,
+	// the sentinels promote a replica within seconds; a message is acked
+	// only once a replica has it too, so a failover loses no acked message.
+	// Each pod gets its own volume of the given storage. It cannot be
+	// changed after creation: the room's data would not move between a
+	// single Redis and a replicated one.
+	// +kubebuilder:default=false
+	// +optional
+	HighAvailability bool `json:"highAvailability,omitempty"`
 }
 
 // ServiceSpec configures the chat Service.

@@ -11,7 +11,9 @@ const (
 	// ConditionRedisReady is True when the room's Redis is running (managed)
 	// and a chat pod, asked by the operator, read the room's presence from
 	// it. The operator never connects to Redis itself. Unknown when there was
-	// no chat pod to ask, or it could not be asked.
+	// no chat pod to ask, or it could not be asked. For a highly available
+	// managed Redis its message names the primary's pod and counts the
+	// replicas in sync, as the chat pod reports them.
 	ConditionRedisReady = "RedisReady"
 	// ConditionDegraded is True when something needs a person's attention;
 	// its reason says what.
@@ -71,4 +73,11 @@ const (
 	// ReasonApplyFailed: the API server refused an owned object; the message
 	// says which and why.
 	ReasonApplyFailed = "ApplyFailed"
+	// ReasonRedisReplicasOutOfSync: a highly available managed Redis has
+	// fewer than its two replicas in sync with the primary, as a chat pod
+	// reports it. With one, a second failure stops the room from accepting
+	// messages; with none, it accepts none (every message waits for a
+	// replica). Replicas resync by themselves after a restart; one that
+	// stays out points at its pod or volume.
+	ReasonRedisReplicasOutOfSync = "RedisReplicasOutOfSync"
 )

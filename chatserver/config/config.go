@@ -382,6 +382,8 @@ func (c Config) Args() []string {
 	add("addr", c.Addr, d.Addr)
 	add("room", c.Room, d.Room)
 	add("redis-url", c.RedisURL, d.RedisURL)
+	add("redis-min-replica-acks", strconv.Itoa(c.RedisMinReplicaAcks), strconv.Itoa(d.RedisMinReplicaAcks))
+	add("redis-replica-ack-timeout", c.RedisReplicaAckTimeout.String(), d.RedisReplicaAckTimeout.String())
 	add("channels", strings.Join(c.Channels, ","), strings.Join(d.Channels, ","))
 	add("registration", string(c.Registration), string(d.Registration))
 	add("bootstrap-users-file", c.BootstrapUsersFile, d.BootstrapUsersFile)

@@ -84,7 +84,8 @@ func TestArgsRoundTrip(t *testing.T) {
 	c.MessagesPerSecond, c.MessageBurst, c.MaxConnectionsPerUser = 2.5, 4, 3
 	c.AllowedOrigins, c.BcryptCost, c.ShutdownGrace = []string{"https://chat.example.com"}, 10, 40*time.Second
 	c.TrustedProxies, c.LoginAttemptsPerMinute, c.LoginAttemptsPerIPPerMinute = []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7"}, 5, 20
-	c.PresenceTTL = 12 * time.Second
+	c.PresenceTTL, c.PongWait = 12*time.Second, 30*time.Second
+	c.RedisMinReplicaAcks, c.RedisReplicaAckTimeout = 1, 500*time.Millisecond
 	c.MaxConnections, c.DebugAddr, c.SendQueueMax, c.WriteTimeout = 1234, "127.0.0.1:6060", 100, 3*time.Second
 	got, err := Load(c.Args(), nil, io.Discard)
 	if err != nil {

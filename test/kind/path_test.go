@@ -73,6 +73,7 @@ func TestUsersPath(t *testing.T) {
 		{"Metrics", s.metrics},
 		{"ScaleAndRoll", s.scaleAndRoll},
 		{"RedisPodDeleted", s.redisPodDeleted},
+		{"RedisPrimaryDeleted", s.redisPrimaryDeleted},
 		{"OperatorFailover", s.operatorFailover},
 		{"BadSpec", s.badSpec},
 		{"TearDown", s.tearDown},
@@ -512,6 +513,80 @@ func (s *path) redisPodDeleted(ctx context.Context, t *testing.T) {
 	if !slices.Equal(ids(after), ids(s.before)) {
 		t.Errorf("#general's history changed across the Redis restart: %d messages before, %d after", len(s.before), len(after))
 	}
+}
+
+// redisPrimaryDeleted: a second room runs on a highly available managed
+// Redis (a primary, two replicas, Sentinel). Its primary's pod is deleted
+// mid-conversation: Sentinel promotes a replica, the status names it, and
+// no acked message is lost.
+func (s *path) redisPrimaryDeleted(ctx context.Context, t *testing.T) {
+	const ha = "ha"
+	s.e.kubectl(ctx, t, roomYAML(ha, "replicas: 2", "imagePullPolicy: IfNotPresent", "channels: [general]",
+		"redis: {managed: {highAvailability: true}}"), "apply", "-f", "-")
+	t.Cleanup(func() {
+		// The rest of the run needs neither its pods nor its volumes.
+		if _, err := s.e.kubectlErr(context.Background(), "", "-n", ns, "delete", "chatroom", ha, "--timeout=2m"); err != nil {
+			t.Errorf("delete room %s: %v", ha, err)
+		}
+	})
+	s.e.kubectl(ctx, t, "", "-n", ns, "wait", "chatroom/"+ha, "--for=condition=Available", "--timeout=5m")
+	primary := s.haPrimary(ctx, t, ha, "")
+
+	labels := map[string]string{"app.kubernetes.io/name": "hubbub", "app.kubernetes.io/instance": ha, "app.kubernetes.io/component": "chat"}
+	var pods []corev1.Pod
+	waitFor(ctx, t, 3*time.Minute, "2 Ready chat pods of "+ha, func(ctx context.Context) (bool, string) {
+		ready, seen, err := readyPods(ctx, s.c, ns, labels)
+		pods = ready
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(ready) == 2, seen
+	})
+	doors := []*frontDoor{openFrontDoor(t, s.cfg, s.c, ns, labels, pods[0].Name), openFrontDoor(t, s.cfg, s.c, ns, labels, pods[1].Name)}
+	var deletedAt time.Time
+	opts := conversation(t)
+	opts.Midway = func() {
+		deletedAt = time.Now()
+		if _, err := s.e.kubectlErr(ctx, "", "-n", ns, "delete", "pod", primary, "--wait=false"); err != nil {
+			t.Errorf("delete the Redis primary %s: %v", primary, err)
+		}
+	}
+	ps := []e2e.Participant{signup(ctx, t, doors[0].URL(), s.user("erin")), signup(ctx, t, doors[1].URL(), s.user("frank"))}
+	reports, err := e2e.Converse(ctx, opts, ps...)
+	for _, r := range reports {
+		t.Logf("%+v", r)
+	}
+	if err != nil {
+		t.Fatal(err) // Converse fails on any acked message lost, or stored twice
+	}
+	if deletedAt.IsZero() {
+		t.Fatal("the conversation ended before the primary was deleted")
+	}
+	promoted := s.haPrimary(ctx, t, ha, primary)
+	t.Logf("RECOVERY Redis primary: %s deleted, %s primary with 2 replicas in sync %s after the delete",
+		primary, promoted, time.Since(deletedAt).Round(100*time.Millisecond))
+}
+
+// haPrimary waits until room's RedisReady names a primary other than not
+// with both replicas in sync, and returns its pod.
+func (s *path) haPrimary(ctx context.Context, t *testing.T, room, not string) string {
+	t.Helper()
+	var primary string
+	waitFor(ctx, t, 3*time.Minute, "RedisReady to name a primary with 2 replicas in sync", func(ctx context.Context) (bool, string) {
+		var r chatv1alpha1.ChatRoom
+		if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: room}, &r); err != nil {
+			return false, err.Error()
+		}
+		c := apimeta.FindStatusCondition(r.Status.Conditions, chatv1alpha1.ConditionRedisReady)
+		if c == nil {
+			return false, "no RedisReady yet"
+		}
+		rest, ok := strings.CutPrefix(c.Message, "primary is ")
+		name, sync, _ := strings.Cut(rest, ";")
+		primary = name
+		return ok && name != not && strings.HasPrefix(strings.TrimSpace(sync), "2 of 2 replicas in sync"), c.Message
+	})
+	return primary
 }
 
 // leader is the operator pod holding the leader election lease ("" when none).
