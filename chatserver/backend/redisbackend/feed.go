@@ -22,10 +22,15 @@ import (
 // followed channels; shard workers deliver, one worker per channel, so
 // Handler.Messages for a channel is never concurrent; a ticker retries failed
 // stream reads and re-reads every channel now and then.
+//
+// On a Redis Cluster the subscriptions are sharded (SSUBSCRIBE, on the
+// primary of the room's slot) and so are the publications (SPUBLISH); the
+// guarantees are the same, see cluster.go.
 type feed struct {
-	b      *Backend
-	seed   maphash.Seed
-	shards []*shard
+	b       *Backend
+	seed    maphash.Seed
+	shards  []*shard
+	sharded bool // SSUBSCRIBE and SPUBLISH (Redis Cluster) rather than SUBSCRIBE and PUBLISH
 
 	mu      sync.Mutex
 	running bool
@@ -68,6 +73,7 @@ type item struct {
 func (f *feed) init(b *Backend) {
 	f.b = b
 	f.seed = maphash.MakeSeed()
+	f.sharded = b.cluster() != nil
 	f.pending = map[string]struct{}{}
 	f.subWake = make(chan struct{}, 1)
 	f.shards = make([]*shard, b.opt.Shards)
@@ -142,6 +148,9 @@ func (b *Backend) Publish(ctx context.Context, e chat.Event) error {
 	if err != nil {
 		return err
 	}
+	if b.feed.sharded {
+		return b.wrap("publish", b.client.SPublish(ctx, b.eventsTopic, data).Err())
+	}
 	return b.wrap("publish", b.client.Publish(ctx, b.eventsTopic, data).Err())
 }
 
@@ -213,19 +222,21 @@ func (f *feed) runReceiver(ctx context.Context, h chat.Handler) {
 		}
 	})
 	defer stop()
+	backoff := minBackoff
 	for {
+		ps, node := f.open(ctx)
 		f.mu.Lock()
 		if ctx.Err() != nil {
 			f.ps = nil
 			f.mu.Unlock()
+			_ = ps.Close() // never used
 			return
 		}
-		ps := f.b.client.Subscribe(ctx)
 		f.ps = ps
 		f.psGen++
 		f.mu.Unlock()
 		signal(f.subWake) // subscribe everything on the new connection
-		f.receive(ctx, ps, h)
+		f.receive(ctx, ps, node, h, &backoff)
 		f.markInactive()
 		if err := ps.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			f.b.log.Debug("closing pub/sub connection", "err", err)
@@ -233,16 +244,33 @@ func (f *feed) runReceiver(ctx context.Context, h chat.Handler) {
 	}
 }
 
+// open makes a new pub/sub connection. On a cluster it is a connection to
+// the primary of the room's slot (node), found outside f.mu as that takes
+// round trips, and subscribes the events topic right away.
+func (f *feed) open(ctx context.Context) (ps *redis.PubSub, node *redis.Client) {
+	if !f.sharded {
+		return f.b.client.Subscribe(ctx), nil
+	}
+	if node = f.b.slotPrimary(ctx); node != nil {
+		return node.SSubscribe(ctx, f.b.eventsTopic), node
+	}
+	// No slot map (no node answers): go-redis dials the slot's primary once
+	// it has one, or any node; a failure replaces the connection.
+	return f.b.cluster().SSubscribe(ctx, f.b.eventsTopic), nil
+}
+
 const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = 2 * time.Second
 )
 
-// receive handles what arrives on ps until ctx ends or ps stalls.
-func (f *feed) receive(ctx context.Context, ps *redis.PubSub, h chat.Handler) {
+// receive handles what arrives on ps until ctx ends or ps stalls; on a
+// cluster, also until ps is lost or refused, or its node (node) is not the
+// primary of the room's slot. backoff is the reconnection delay, kept across
+// connections.
+func (f *feed) receive(ctx context.Context, ps *redis.PubSub, node *redis.Client, h chat.Handler, backoff *time.Duration) {
 	interval := f.b.opt.PingInterval
 	lastRx := time.Now()
-	backoff := minBackoff
 	lost := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, interval)
@@ -255,6 +283,7 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, h chat.Handler) {
 				if time.Since(lastRx) >= 3*interval {
 					f.b.st.reconnects.Add(1)
 					f.connLog.fail(f.b.log, "redis pub/sub connection went silent; replacing it", err)
+					f.b.clusterTrouble(err) // a frozen primary may have been replaced
 					return
 				}
 				// Idle: a PING proves the connection (its PONG arrives here).
@@ -262,6 +291,20 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, h chat.Handler) {
 					f.b.st.errors.Add(1)
 				}
 				continue
+			}
+			if f.sharded {
+				// Lost (go-redis would dial the same node again, which may be
+				// dead or demoted), or refused: MOVED (the slot has another
+				// primary now), CLUSTERDOWN (no node serves it), LOADING...
+				// Replace the connection, on the slot's primary as a fresh
+				// map names it (open); messages published meanwhile are read
+				// from the stream when the new subscriptions are confirmed.
+				f.b.st.reconnects.Add(1)
+				f.b.st.errors.Add(1)
+				f.connLog.fail(f.b.log, "redis pub/sub connection lost or refused; reconnecting to the primary of the room's slot", err)
+				f.b.clusterTrouble(err)
+				pause(ctx, backoff)
+				return
 			}
 			// The connection is gone. go-redis dials again and re-subscribes
 			// every channel on the next call; messages published meanwhile
@@ -274,28 +317,57 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, h chat.Handler) {
 			}
 			f.b.st.errors.Add(1)
 			f.connLog.fail(f.b.log, "redis pub/sub connection lost; reconnecting", err)
-			// Full jitter so many pods do not reconnect in step.
-			d := time.Duration(rand.Int64N(int64(backoff)) + 1)
-			backoff = min(2*backoff, maxBackoff)
-			select {
-			case <-ctx.Done():
+			if !pause(ctx, backoff) {
 				return
-			case <-time.After(d):
 			}
 			continue
 		}
 		lastRx = time.Now()
 		if lost {
 			lost = false
-			backoff = minBackoff
+			*backoff = minBackoff
 			f.connLog.ok(f.b.log, "redis pub/sub connection restored")
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			f.onSubscription(m)
+			if f.onSubscription(m) {
+				// The node no longer serves the room's slot (a failover
+				// demoted it, or the slot migrated) and ended its sharded
+				// subscriptions. Subscribe again on the slot's new primary;
+				// its confirmations re-read every channel from the stream.
+				f.b.st.reconnects.Add(1)
+				f.b.log.Info("the room's hash slot left the redis node; subscribing on its new primary")
+				return
+			}
+			if m.Kind == "ssubscribe" && m.Channel == f.b.eventsTopic {
+				// Confirmed on a (re)connection. A replica confirms too, but
+				// hears the slot's messages only once its primary counts it
+				// as a replica: subscriptions belong on the primary.
+				*backoff = minBackoff
+				f.connLog.ok(f.b.log, "redis pub/sub connection restored")
+				if node != nil && !f.b.isSlotPrimary(ctx, node) {
+					f.b.st.reconnects.Add(1)
+					f.b.log.Info("subscribed on a redis node that is not the primary of the room's slot; moving to the primary")
+					return
+				}
+			}
 		case *redis.Message:
 			f.onMessage(m, h)
 		}
+	}
+}
+
+// pause waits a random part of *backoff (full jitter, so many pods do not
+// reconnect in step) and doubles *backoff, up to maxBackoff. It reports
+// false if ctx ended first.
+func pause(ctx context.Context, backoff *time.Duration) bool {
+	d := time.Duration(rand.Int64N(int64(*backoff)) + 1)
+	*backoff = min(2**backoff, maxBackoff)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
@@ -314,17 +386,23 @@ func (f *feed) markInactive() {
 	}
 }
 
-func (f *feed) onSubscription(m *redis.Subscription) {
+// onSubscription notes a (un)subscribe confirmation. It reports whether the
+// node ended the subscriptions of the room's slot (cluster only).
+func (f *feed) onSubscription(m *redis.Subscription) (slotMoved bool) {
 	channel, ok := strings.CutPrefix(m.Channel, f.b.topicPrefix)
 	if !ok {
-		return // the events topic
+		// The events topic. The feed never unsubscribes it, so an
+		// sunsubscribe comes from Redis: a node that stops serving a slot
+		// (demoted by a failover, or the slot migrated) ends every sharded
+		// subscription of the slot, this one among them.
+		return m.Kind == "sunsubscribe" && m.Channel == f.b.eventsTopic
 	}
 	s := f.shard(channel)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.chans[channel]
 	switch m.Kind {
-	case "subscribe":
+	case "subscribe", "ssubscribe":
 		if st == nil {
 			st = &chanState{}
 			s.chans[channel] = st
@@ -336,7 +414,7 @@ func (f *feed) onSubscription(m *redis.Subscription) {
 			// after arrives by pub/sub.
 			s.syncLocked(channel, st)
 		}
-	case "unsubscribe":
+	case "unsubscribe", "sunsubscribe":
 		if st != nil {
 			st.active = false
 			if !st.following {
@@ -344,6 +422,7 @@ func (f *feed) onSubscription(m *redis.Subscription) {
 			}
 		}
 	}
+	return false
 }
 
 func (f *feed) onMessage(m *redis.Message, h chat.Handler) {
@@ -435,7 +514,7 @@ func (f *feed) runSubscriber(ctx context.Context) {
 		// go-redis remembers the set even when a call fails and re-subscribes
 		// it on its next connection, so a failure here needs no retry.
 		for chunk := range chunks(sub, 500) {
-			if err := ps.Subscribe(ctx, chunk...); err != nil && ctx.Err() == nil {
+			if err := f.subscribe(ctx, ps, chunk); err != nil && ctx.Err() == nil {
 				f.b.st.errors.Add(1)
 				f.subLog.fail(f.b.log, "redis subscribe failed; will subscribe on reconnect", err)
 			} else {
@@ -443,12 +522,29 @@ func (f *feed) runSubscriber(ctx context.Context) {
 			}
 		}
 		for chunk := range chunks(unsub, 500) {
-			if err := ps.Unsubscribe(ctx, chunk...); err != nil && ctx.Err() == nil {
+			if err := f.unsubscribe(ctx, ps, chunk); err != nil && ctx.Err() == nil {
 				f.b.st.errors.Add(1)
 				f.subLog.fail(f.b.log, "redis unsubscribe failed", err)
 			}
 		}
 	}
+}
+
+// subscribe and unsubscribe change ps's subscriptions. On a cluster they
+// are sharded; Redis takes only channels of one slot in one command, and a
+// room's topics all are in its slot.
+func (f *feed) subscribe(ctx context.Context, ps *redis.PubSub, topics []string) error {
+	if f.sharded {
+		return ps.SSubscribe(ctx, topics...)
+	}
+	return ps.Subscribe(ctx, topics...)
+}
+
+func (f *feed) unsubscribe(ctx context.Context, ps *redis.PubSub, topics []string) error {
+	if f.sharded {
+		return ps.SUnsubscribe(ctx, topics...)
+	}
+	return ps.Unsubscribe(ctx, topics...)
 }
 
 func chunks(s []string, n int) func(func([]string) bool) {

@@ -19,13 +19,20 @@ import (
 const dedupTTL = 24 * time.Hour
 
 // appendScript commits one message. KEYS[1] the stream, KEYS[2] the dedup key
-// (absent: no dedup). ARGV: maxLen (0 = keep all), from, text, topic, dedup TTL ms.
-// Returns {id, 0} for a new message, {id, 1, from, text} for a duplicate whose
-// original is still in the stream, {id, 1} for one already trimmed.
+// (absent: no dedup). ARGV: maxLen (0 = keep all), from, text, topic, dedup TTL
+// ms, publish command (PUBLISH, or SPUBLISH on a Redis Cluster: see
+// publishCommand). Returns {id, 0} for a new message, {id, 1, from, text} for
+// a duplicate whose original is still in the stream, {id, 1} for one already
+// trimmed.
 //
 // The published payload is "<prev id>\n<id>\n<from>\n<text>": prev is the id
 // the stream ended with before this message, so a subscriber that did not
 // deliver prev knows it missed something.
+//
+// One script serves both topologies (the command is an argument, not a
+// second script): runAppend and the script cache know one appendScript, and
+// a node's cache holds it once whichever way it is called. The publication
+// comes last, after every write, as before.
 var appendScript = redis.NewScript(`
 local dedup = KEYS[2]
 if dedup then
@@ -58,7 +65,7 @@ end
 if dedup then
   redis.call('SET', dedup, id, 'PX', ARGV[5])
 end
-redis.call('PUBLISH', ARGV[4], prev .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+redis.call(ARGV[6], ARGV[4], prev .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 return {id, 0}
 `)
 
@@ -74,7 +81,7 @@ func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey strin
 		ks = append(ks, keys.Dedup(b.room, m.From, dedupKey))
 	}
 	res, err := b.runAppend(ctx, ks,
-		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds())
+		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds(), b.publishCommand())
 	if err != nil {
 		return protocol.Message{}, b.wrap("append", err)
 	}

@@ -13,6 +13,10 @@
 // subscribe confirmation (go-redis re-subscribes silently after a reconnect,
 // and Redis confirms each channel again) re-reads the channel from its last
 // delivered id, so nothing published while the connection was down is lost.
+//
+// On a Redis Cluster a room's keys and topics share one hash slot, and its
+// pub/sub is sharded (SPUBLISH, SSUBSCRIBE), so its messages travel only
+// within the slot's shard; cluster.go tells how, failovers included.
 package redisbackend
 
 import (
@@ -193,8 +197,12 @@ func New(opt Options) (*Backend, error) {
 // Client is the underlying go-redis client (for metrics and tests).
 func (b *Backend) Client() redis.UniversalClient { return b.client }
 
-// Ping reports whether Redis answers; readiness uses it.
+// Ping reports whether Redis answers; readiness uses it. On a Redis Cluster
+// it reports whether the cluster serves the room's slot (pingCluster).
 func (b *Backend) Ping(ctx context.Context) error {
+	if cc := b.cluster(); cc != nil {
+		return b.wrap("ping", b.pingCluster(ctx, cc))
+	}
 	return b.wrap("ping", b.client.Ping(ctx).Err())
 }
 
@@ -251,7 +259,7 @@ func (b *Backend) wrap(op string, err error) error {
 		return nil
 	}
 	b.st.errors.Add(1)
-	if unavailable(err) {
+	if b.clusterTrouble(err) || unavailable(err) {
 		return fmt.Errorf("redis %s: %w: %w", op, chat.ErrUnavailable, err)
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
@@ -259,7 +267,8 @@ func (b *Backend) wrap(op string, err error) error {
 
 // transientReplies are server error prefixes that mean "not now" rather than
 // "this request is wrong".
-var transientReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "MISCONF", "OOM"}
+// UNBLOCKED: a WAIT cut short because a failover demoted the primary.
+var transientReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "MISCONF", "OOM", "UNBLOCKED"}
 
 func unavailable(err error) bool {
 	if errors.Is(err, context.Canceled) {
