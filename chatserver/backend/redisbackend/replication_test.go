@@ -106,9 +106,17 @@ func TestAppendWithoutReplicaAcksIsUnavailableThenRetried(t *testing.T) {
 		t.Fatalf("append with a frozen replica: %v, want ErrUnavailable", err)
 	}
 	replica.Thaw()
-	m, err := b.Append(ctx, msg("while the replica is frozen"), "retry-me", 0)
-	if err != nil {
-		t.Fatalf("the retry: %v", err)
+	// The client resends while it is told "unavailable": the thawed replica
+	// may take a moment to catch up (it had stopped mid-stream).
+	var m protocol.Message
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m, err = b.Append(ctx, msg("while the replica is frozen"), "retry-me", 0); err == nil {
+			break
+		}
+		if !errors.Is(err, chat.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("the retry: %v", err)
+		}
 	}
 	if !onReplica(t, replica, room, "general", m.ID) {
 		t.Fatalf("the retry was acked, but the replica lacks %s", m.ID)
