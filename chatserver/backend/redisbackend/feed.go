@@ -40,6 +40,7 @@ type feed struct {
 	subWake chan struct{}
 
 	connLog, readLog, subLog logOnce
+	pubLog                   logOnce // publishing confirmed messages (replication.go)
 }
 
 // shard holds the state of the channels that hash to it and the work queued

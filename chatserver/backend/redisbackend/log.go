@@ -32,7 +32,9 @@ const dedupTTL = 24 * time.Hour
 // One script serves both topologies (the command is an argument, not a
 // second script): runAppend and the script cache know one appendScript, and
 // a node's cache holds it once whichever way it is called. The publication
-// comes last, after every write, as before.
+// comes last, after every write, as before. An empty command publishes
+// nothing and returns {id, 0, payload}: where replicas must confirm the
+// append, runAppend publishes only once they have (replication.go).
 var appendScript = redis.NewScript(`
 local dedup = KEYS[2]
 if dedup then
@@ -65,9 +67,25 @@ end
 if dedup then
   redis.call('SET', dedup, id, 'PX', ARGV[5])
 end
-redis.call(ARGV[6], ARGV[4], prev .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+local payload = prev .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3]
+if ARGV[6] == '' then
+  return {id, 0, payload}
+end
+redis.call(ARGV[6], ARGV[4], payload)
 return {id, 0}
 `)
+
+// appendArgs are appendScript's ARGV.
+type appendArgs struct {
+	maxLen     int
+	from, text string
+	topic      string
+	publish    string // PUBLISH, SPUBLISH, or "" to return the payload instead
+}
+
+func (a appendArgs) argv() []any {
+	return []any{a.maxLen, a.from, a.text, a.topic, dedupTTL.Milliseconds(), a.publish}
+}
 
 // countAfterScript counts entries after ARGV[1] (an XRANGE start), at most ARGV[2].
 var countAfterScript = redis.NewScript(`
@@ -80,8 +98,10 @@ func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey strin
 	if dedupKey != "" {
 		ks = append(ks, keys.Dedup(b.room, m.From, dedupKey))
 	}
-	res, err := b.runAppend(ctx, ks,
-		max(maxLen, 0), m.From, m.Text, keys.Topic(b.room, m.Channel), dedupTTL.Milliseconds(), b.publishCommand())
+	res, err := b.runAppend(ctx, ks, appendArgs{
+		maxLen: max(maxLen, 0), from: m.From, text: m.Text,
+		topic: keys.Topic(b.room, m.Channel), publish: b.publishCommand(),
+	})
 	if err != nil {
 		return protocol.Message{}, b.wrap("append", err)
 	}

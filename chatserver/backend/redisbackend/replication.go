@@ -24,6 +24,15 @@ import (
 // A retried send whose clientId was stored already writes nothing new, yet
 // its WAIT must cover the original append: the script then refreshes the
 // dedup key's expiry, a write whose replication implies the original's.
+//
+// Where replicas must confirm, the message is published only after they
+// have: published at once, it reached live sockets even when the WAIT then
+// failed and a failover dropped it (the HA test saw 50-266 such messages
+// per failover; their senders resent them under new ids, so people saw
+// the text twice). A retry that finds its message stored publishes it too
+// (its first attempt may have stopped before publishing), with an unknown
+// previous id, so that a server that delivered it already drops it and
+// one that did not reads it from the stream.
 
 // DefaultReplicaAckTimeout bounds how long an append waits for its replicas.
 // Past it the send gets "unavailable" and the client resends with the same
@@ -99,7 +108,7 @@ func (b *Backend) primaryFor(ctx context.Context, key string) (*redis.Client, er
 
 // runAppend runs the append script and, where replicas must confirm it,
 // WAITs for them on the same connection.
-func (b *Backend) runAppend(ctx context.Context, ks []string, args ...any) ([]any, error) {
+func (b *Backend) runAppend(ctx context.Context, ks []string, a appendArgs) ([]any, error) {
 	node, err := b.primaryFor(ctx, ks[0])
 	if err != nil {
 		return nil, err
@@ -109,8 +118,11 @@ func (b *Backend) runAppend(ctx context.Context, ks []string, args ...any) ([]an
 		return nil, err
 	}
 	if need == 0 {
-		return appendScript.Run(ctx, node, ks, args...).Slice()
+		return appendScript.Run(ctx, node, ks, a.argv()...).Slice()
 	}
+	publish := a.publish
+	a.publish = "" // the script returns the payload instead of publishing it
+	args := a.argv()
 	for attempt := 0; ; attempt++ {
 		pipe := node.Pipeline()
 		eval := pipe.EvalSha(ctx, appendScript.Hash(), ks, args...)
@@ -135,8 +147,40 @@ func (b *Backend) runAppend(ctx context.Context, ks []string, args ...any) ([]an
 		if got, err := wait.Result(); err != nil || got < int64(need) {
 			return nil, fmt.Errorf("%w: %d of %d within %v (%v)", errReplicaAcks, got, need, b.opt.ReplicaAckTimeout, err)
 		}
-		return eval.Slice()
+		res, err := eval.Slice()
+		if err != nil {
+			return nil, err
+		}
+		if payload, ok := publication(res); ok {
+			// The message is stored and confirmed: a failed publication
+			// only delays it (the next message's gap, or the resync).
+			if err := node.Do(ctx, publish, a.topic, payload).Err(); err != nil {
+				b.st.errors.Add(1)
+				b.feed.pubLog.fail(b.log, "publishing a confirmed message failed; subscribers will read it from the stream", err)
+			} else {
+				b.feed.pubLog.ok(b.log, "publishing confirmed messages works again")
+			}
+		}
+		return res, nil
 	}
+}
+
+// publication is what to publish for an append script's reply when the
+// script did not publish: {id, 0, payload} for a new message; for a
+// duplicate still in the stream, {id, 1, from, text}, its publication with
+// an unknown previous id ("-" is never an id).
+func publication(res []any) (string, bool) {
+	switch len(res) {
+	case 3:
+		p, ok := res[2].(string)
+		return p, ok
+	case 4:
+		id, _ := res[0].(string)
+		from, _ := res[2].(string)
+		text, _ := res[3].(string)
+		return "-\n" + id + "\n" + from + "\n" + text, true
+	}
+	return "", false
 }
 
 // Replication is what a chat server sees of its room's Redis replication.

@@ -158,3 +158,70 @@ func TestMinReplicaAcksBounds(t *testing.T) {
 		t.Fatal("MinReplicaAcks -2 accepted")
 	}
 }
+
+// A message waiting for its replica is not published: live sockets must not
+// show what a failover could still take back. Once confirmed (here, by the
+// client's retry) it is published, its previous id unknown, so that each
+// server reads it from the stream unless it has it already.
+func TestPublishedOnlyOnceConfirmed(t *testing.T) {
+	primary, replica := replicated(t)
+	room := newRoom()
+	// Long enough for a live replica on a busy machine; the frozen one
+	// costs the test that long.
+	b := newBackend(t, primary.URL(), room, func(o *redisbackend.Options) {
+		o.MinReplicaAcks, o.ReplicaAckTimeout = 1, time.Second
+	})
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: primary.Addr()})
+	defer c.Close()
+	topic := keys.Topic(room, "general")
+	sub := c.Subscribe(ctx, topic)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		m, err := sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Payload
+	}
+
+	first, err := b.Append(ctx, msg("confirmed"), "one", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := next(); !strings.HasPrefix(p, "\n"+first.ID+"\n") {
+		t.Fatalf("publication %q, want the first message (no previous id)", p)
+	}
+
+	replica.Freeze()
+	if _, err := b.Append(ctx, msg("unconfirmed"), "two", 0); !errors.Is(err, chat.ErrUnavailable) {
+		t.Fatalf("append with a frozen replica: %v, want ErrUnavailable", err)
+	}
+	// Publications arrive in order: had the unconfirmed message been
+	// published, it would come before this marker.
+	if err := c.Publish(ctx, topic, "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if p := next(); p != "marker" {
+		t.Fatalf("published %q before its replica confirmed it", p)
+	}
+
+	replica.Thaw()
+	var m protocol.Message
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m, err = b.Append(ctx, msg("unconfirmed"), "two", 0); err == nil {
+			break
+		}
+		if !errors.Is(err, chat.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("the retry: %v", err)
+		}
+	}
+	if p := next(); p != "-\n"+m.ID+"\nalice\nunconfirmed" {
+		t.Fatalf("publication of the confirmed retry %q, want it with an unknown previous id", p)
+	}
+}
