@@ -42,7 +42,7 @@ const (
 	// longCutFor is scenario (d)'s cut: longer than the 10 s after which a
 	// chat server looks again at how many replicas the primary has.
 	longCutFor = 12 * time.Second
-	// failoverTimeout bounds a failover: sentinels take about 3 s (1 s to
+	// failoverTimeout bounds a failover: sentinels take about 5 s (3 s to
 	// call the primary down, a vote, a promotion); a split vote is retried
 	// after 2 × their 3 s failover-timeout.
 	failoverTimeout = 30 * time.Second

@@ -41,10 +41,13 @@ const SentinelMaster = "hubbub"
 // sees a failover in seconds.
 const (
 	// sentinelDownAfter is how long the primary may stay silent before a
-	// sentinel holds it down. 1 s: a failover takes about 3 s, and a
-	// redis-server on a busy 2-core test machine still answers PING well
-	// within it (a false failover would only make a test slower).
-	sentinelDownAfter = 1000 * time.Millisecond
+	// sentinel holds it down. 3 s: a false failover is not harmless. While
+	// the old primary lives on until Sentinel reconfigures it, it takes
+	// writes that the replica still following it confirms, and that the
+	// promoted one never gets (a CI run under load saw one, and 97 acked
+	// messages lost). At 1 s a 2-core machine running other test packages
+	// starved a redis-server that long.
+	sentinelDownAfter = 3000 * time.Millisecond
 	// sentinelFailoverTimeout bounds each step of a failover, and a failover
 	// that did not happen (say, a split vote) is retried only after twice
 	// this. 3 s is ample on loopback (promotion and reconfiguration take
