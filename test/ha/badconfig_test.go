@@ -35,14 +35,14 @@ func TestBadSentinelConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := newPod(t, "pod", tc.url, tc.password)
-			p.start()
-			p.waitStatus("/healthz", http.StatusOK, readyTimeout)
+			p.Start()
+			p.WaitStatus("/healthz", http.StatusOK, readyTimeout)
 			// Readiness is probed again and again, as by a kubelet: each
 			// answer is 503 and comes within the kubelet's default probe
 			// timeout (1 s; 2 s allows for a busy machine).
 			for range 5 {
 				start := time.Now()
-				code, err := getStatus(p.url() + "/readyz")
+				code, err := p.Status("/readyz")
 				if took := time.Since(start); took > 2*time.Second {
 					t.Errorf("/readyz took %s to answer", took)
 				}
@@ -50,15 +50,15 @@ func TestBadSentinelConfig(t *testing.T) {
 					t.Fatalf("/readyz: %d, %v; want 503", code, err)
 				}
 			}
-			if p.exited() {
-				t.Fatalf("the chat server exited; log:\n%s", p.tail(3000))
+			if p.Exited() {
+				t.Fatalf("the chat server exited; log:\n%s", p.Tail(3000))
 			}
-			if code, err := getStatus(p.url() + "/healthz"); err != nil || code != http.StatusOK {
+			if code, err := p.Status("/healthz"); err != nil || code != http.StatusOK {
 				t.Errorf("/healthz after the probes: %d, %v; want 200", code, err)
 			}
-			lines := notReadyLines(t, p.log)
+			lines := notReadyLines(t, p.LogFile())
 			if len(lines) != 1 {
-				t.Fatalf("%d %q lines in the log, want 1 (%q); log:\n%s", len(lines), notReady, lines, p.tail(3000))
+				t.Fatalf("%d %q lines in the log, want 1 (%q); log:\n%s", len(lines), notReady, lines, p.Tail(3000))
 			}
 			if !strings.Contains(lines[0].Err, tc.cause) {
 				t.Errorf("the %q line says %q, want it to say %q", notReady, lines[0].Err, tc.cause)

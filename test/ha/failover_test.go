@@ -314,11 +314,11 @@ func runScenario(t *testing.T, sc scenario) {
 			names[i] = fmt.Sprintf("reader%d", i-nClients)
 		}
 		wg.Go(func() {
-			if err := chatclient.Register(r.ctx, pods[i%3].url(), names[i], "password-"+names[i]); err != nil {
+			if err := chatclient.Register(r.ctx, pods[i%3].URL(), names[i], "password-"+names[i]); err != nil {
 				errs <- err
 				return
 			}
-			tok, err := chatclient.Login(r.ctx, pods[(i+1)%3].url(), names[i], "password-"+names[i])
+			tok, err := chatclient.Login(r.ctx, pods[(i+1)%3].URL(), names[i], "password-"+names[i])
 			if err != nil {
 				errs <- err
 				return
@@ -341,7 +341,7 @@ func runScenario(t *testing.T, sc scenario) {
 			observe = r.observeReader
 		}
 		clients[i] = chatclient.New(chatclient.Config{
-			Servers: []string{pods[i%3].url()}, Token: tokens[i], Channels: channels, OnObject: observe,
+			Servers: []string{pods[i%3].URL()}, Token: tokens[i], Channels: channels, OnObject: observe,
 		})
 	}
 	senders, readers := clients[:nClients], clients[nClients:]
@@ -401,7 +401,7 @@ func runScenario(t *testing.T, sc scenario) {
 	stored := map[string]map[string]string{} // channel -> id -> text
 	storedTimes := map[string]int{}          // text -> times stored
 	for _, ch := range channels {
-		ms, err := history(r.ctx, pods[0].url(), tokens[0], ch)
+		ms, err := history(r.ctx, pods[0].URL(), tokens[0], ch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -520,7 +520,7 @@ func runScenario(t *testing.T, sc scenario) {
 
 	// Nobody was logged out: every token still works.
 	for i, tok := range tokens {
-		if user, err := chatclient.Me(r.ctx, pods[i%3].url(), tok); err != nil || user != names[i] {
+		if user, err := chatclient.Me(r.ctx, pods[i%3].URL(), tok); err != nil || user != names[i] {
 			t.Errorf("%s after the failover: /api/v1/me = %q, %v", names[i], user, err)
 		}
 	}
@@ -537,12 +537,12 @@ func runScenario(t *testing.T, sc scenario) {
 	r.mu.Unlock()
 	for _, p := range pods {
 		for {
-			got, err := onlineUsers(r.ctx, p.url())
+			got, err := onlineUsers(r.ctx, p.URL())
 			if err == nil && got == connected {
 				break
 			}
 			if time.Now().After(presenceBy) {
-				t.Errorf("%s: onlineUsers = %d (%v), want %d (the clients connected) within %s of the failover", p.name, got, err, connected, presenceTimeout)
+				t.Errorf("%s: onlineUsers = %d (%v), want %d (the clients connected) within %s of the failover", p.Name, got, err, connected, presenceTimeout)
 				break
 			}
 			time.Sleep(250 * time.Millisecond)

@@ -4,8 +4,8 @@
 // message and stores none twice, logs nobody out and leaves presence right,
 // and what the replica acknowledgements (--redis-min-replica-acks) buy.
 //
-// The pod harness is test/multipod's, copied: the chat servers here get
-// their Redis password from the environment, as a managed pod does.
+// The chat servers here get their Redis password from the environment, as
+// a managed pod does.
 package ha
 
 import (
@@ -13,20 +13,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+	"github.com/hubbub-chat/hubbub/test/chatpods"
 )
 
 // binary is the chatserver built once for the package's tests.
@@ -43,11 +39,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "chatserver")
-	build := exec.Command("go", "build", "-o", binary, "github.com/hubbub-chat/hubbub/cmd/chatserver")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building cmd/chatserver:", err)
+	if binary, err = chatpods.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -62,31 +55,16 @@ const (
 )
 
 // pod is one chatserver process.
-type pod struct {
-	t    *testing.T
-	name string
-	port int
-	args []string
-	env  []string
-	log  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+type pod = chatpods.Pod
 
 // newPod prepares a chatserver on redisURL whose Redis password comes from
 // HUBBUB_REDIS_PASSWORD, as in a managed pod (kept out of its arguments).
-// It is killed when the test ends, and its log shown if the test failed.
 func newPod(t *testing.T, name, redisURL, password string, extra ...string) *pod {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pod{t: t, name: name, port: port, log: filepath.Join(t.TempDir(), name+".log")}
-	p.args = append([]string{
+	p := chatpods.New(t, binary, name)
+	p.Args = append([]string{
 		"--redis-url=" + redisURL,
-		"--addr=" + p.addr(),
+		"--addr=" + p.Addr(),
 		"--room=" + room,
 		"--bcrypt-cost=4",
 		"--shutdown-grace=" + grace.String(),
@@ -96,13 +74,7 @@ func newPod(t *testing.T, name, redisURL, password string, extra ...string) *pod
 		"--login-attempts-per-minute=10000", "--login-attempts-per-ip-per-minute=10000",
 		"--log-level=info",
 	}, extra...)
-	p.env = append(os.Environ(), config.EnvName("redis-password")+"="+password)
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s log (tail):\n%s", p.name, p.tail(6000))
-		}
-	})
+	p.Env = append(os.Environ(), config.EnvName("redis-password")+"="+password)
 	return p
 }
 
@@ -112,115 +84,15 @@ func startPods(t *testing.T, redisURL, password string, n int, extra ...string) 
 	pods := make([]*pod, n)
 	for i := range pods {
 		pods[i] = newPod(t, fmt.Sprintf("pod-%d", i), redisURL, password, extra...)
-		pods[i].start()
+		pods[i].Start()
 	}
 	for _, p := range pods {
-		p.waitStatus("/readyz", http.StatusOK, readyTimeout)
+		p.WaitStatus("/readyz", http.StatusOK, readyTimeout)
 	}
 	return pods
 }
 
-func (p *pod) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
-func (p *pod) url() string  { return "http://" + p.addr() }
-
-func (p *pod) start() {
-	p.t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cmd := exec.Command(binary, p.args...)
-	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		p.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // whether it still runs is what the tests check
-		f.Close()
-		close(done)
-	}()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-}
-
-// exited reports whether the process has ended.
-func (p *pod) exited() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitStatus polls path until it answers status, and fails the test if that
-// does not happen within d or the process exits.
-func (p *pod) waitStatus(path string, status int, d time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(d)
-	last := "no answer"
-	for {
-		code, err := getStatus(p.url() + path)
-		if err == nil && code == status {
-			return
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = fmt.Sprintf("HTTP %d", code)
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: %s did not answer %d within %s (last: %s); log:\n%s", p.name, path, status, d, last, p.tail(3000))
-		}
-		if p.exited() {
-			p.t.Fatalf("%s exited while waiting for %s %d; log:\n%s", p.name, path, status, p.tail(3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill ends the process with SIGKILL and waits for it.
-func (p *pod) kill() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL) // it may have exited already
-	<-done
-}
-
-// tail is the end of the pod's log.
-func (p *pod) tail(n int) string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
 var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func getStatus(u string) (int, error) {
-	resp, err := httpClient.Get(u)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body) // lets the connection be reused
-	return resp.StatusCode, nil
-}
 
 // getJSON GETs u with a bearer token (if any) into out; non-200 is an error.
 func getJSON(ctx context.Context, u, token string, out any) error {
@@ -277,15 +149,6 @@ func onlineUsers(ctx context.Context, base string) (int, error) {
 		return 0, err
 	}
 	return st.OnlineUsers, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func testContext(t *testing.T, d time.Duration) context.Context {

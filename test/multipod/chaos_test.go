@@ -50,12 +50,12 @@ func TestChaos(t *testing.T) {
 	for i := range nClients {
 		wg.Go(func() {
 			name := fmt.Sprintf("user%02d", i)
-			p := pods[i%3].url()
+			p := pods[i%3].URL()
 			if err := chatclient.Register(ctx, p, name, "password-"+name); err != nil {
 				errs <- err
 				return
 			}
-			tok, err := chatclient.Login(ctx, pods[(i+1)%3].url(), name, "password-"+name)
+			tok, err := chatclient.Login(ctx, pods[(i+1)%3].URL(), name, "password-"+name)
 			if err != nil {
 				errs <- err
 				return
@@ -72,20 +72,20 @@ func TestChaos(t *testing.T) {
 	// A ghost user lives only on the victim pod and does not reconnect; an
 	// observer on the steady pod watches for the ghost going offline.
 	for _, name := range []string{"ghost", "observer"} {
-		if err := chatclient.Register(ctx, steady.url(), name, "password-"+name); err != nil {
+		if err := chatclient.Register(ctx, steady.URL(), name, "password-"+name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ghostTok, err := chatclient.Login(ctx, victim.url(), "ghost", "password-ghost")
+	ghostTok, err := chatclient.Login(ctx, victim.URL(), "ghost", "password-ghost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	obsTok, err := chatclient.Login(ctx, steady.url(), "observer", "password-observer")
+	obsTok, err := chatclient.Login(ctx, steady.URL(), "observer", "password-observer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ghostOffline := make(chan time.Time, 1)
-	observer := chatclient.New(chatclient.Config{Servers: []string{steady.url()}, Token: obsTok, OnObject: func(o chatclient.Object) {
+	observer := chatclient.New(chatclient.Config{Servers: []string{steady.URL()}, Token: obsTok, OnObject: func(o chatclient.Object) {
 		if o.Type == "presence" && o.User == "ghost" && o.Status == "offline" {
 			select {
 			case ghostOffline <- time.Now():
@@ -94,7 +94,7 @@ func TestChaos(t *testing.T) {
 		}
 	}})
 	runClient(t, ctx, observer)
-	ghost := chatclient.New(chatclient.Config{Servers: []string{victim.url()}, Token: ghostTok, NoReconnect: true})
+	ghost := chatclient.New(chatclient.Config{Servers: []string{victim.URL()}, Token: ghostTok, NoReconnect: true})
 	runClient(t, ctx, ghost)
 
 	// The senders, connected to random pods.
@@ -136,22 +136,22 @@ func TestChaos(t *testing.T) {
 		f()
 	}
 	var killedAt time.Time
-	step(8*time.Second, "kill -9 "+victim.name, func() {
+	step(8*time.Second, "kill -9 "+victim.Name, func() {
 		killedAt = time.Now()
-		victim.signal(syscall.SIGKILL)
+		victim.Signal(syscall.SIGKILL)
 	})
-	step(12*time.Second, "restart "+victim.name, victim.restart)
-	step(16*time.Second, "SIGTERM "+drained.name, func() {
-		took, st := drained.signal(syscall.SIGTERM)
+	step(12*time.Second, "restart "+victim.Name, victim.Restart)
+	step(16*time.Second, "SIGTERM "+drained.Name, func() {
+		took, st := drained.Signal(syscall.SIGTERM)
 		if st == nil || !st.Success() {
-			t.Errorf("%s exited with %v after SIGTERM, want status 0", drained.name, st)
+			t.Errorf("%s exited with %v after SIGTERM, want status 0", drained.Name, st)
 		}
 		if took > grace+2*time.Second {
-			t.Errorf("%s took %s to exit after SIGTERM, grace is %s", drained.name, took, grace)
+			t.Errorf("%s took %s to exit after SIGTERM, grace is %s", drained.Name, took, grace)
 		}
-		t.Logf("%s: %s exited %s after SIGTERM", at(), drained.name, took.Round(time.Millisecond))
+		t.Logf("%s: %s exited %s after SIGTERM", at(), drained.Name, took.Round(time.Millisecond))
 	})
-	step(22*time.Second, "restart "+drained.name, drained.restart)
+	step(22*time.Second, "restart "+drained.Name, drained.Restart)
 
 	// A pod killed with SIGKILL has its users shown offline within 30 s.
 	select {

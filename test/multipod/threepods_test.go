@@ -22,21 +22,21 @@ func TestThreePods(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 
 	t.Run("RegisteredOnOneLogsInOnAnother", func(t *testing.T) {
-		if err := chatclient.Register(ctx, pods[0].url(), "alice", "password-alice"); err != nil {
+		if err := chatclient.Register(ctx, pods[0].URL(), "alice", "password-alice"); err != nil {
 			t.Fatal(err)
 		}
-		if err := chatclient.Register(ctx, pods[2].url(), "alice", "another-password"); !errors.Is(err, chatclient.ErrTaken) {
+		if err := chatclient.Register(ctx, pods[2].URL(), "alice", "another-password"); !errors.Is(err, chatclient.ErrTaken) {
 			t.Errorf("registering alice again on another pod: %v, want taken", err)
 		}
-		token, err := chatclient.Login(ctx, pods[1].url(), "alice", "password-alice")
+		token, err := chatclient.Login(ctx, pods[1].URL(), "alice", "password-alice")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The session works on every pod.
 		for _, p := range pods {
-			user, err := chatclient.Me(ctx, p.url(), token)
+			user, err := chatclient.Me(ctx, p.URL(), token)
 			if err != nil || user != "alice" {
-				t.Errorf("%s: /me = %q, %v; want alice", p.name, user, err)
+				t.Errorf("%s: /me = %q, %v; want alice", p.Name, user, err)
 			}
 		}
 	})
@@ -47,14 +47,14 @@ func TestThreePods(t *testing.T) {
 		for i := range 3 * perPod {
 			p := pods[i%3]
 			name := fmt.Sprintf("chatter%d", i)
-			if err := chatclient.Register(ctx, p.url(), name, "password-"+name); err != nil {
+			if err := chatclient.Register(ctx, p.URL(), name, "password-"+name); err != nil {
 				t.Fatal(err)
 			}
-			token, err := chatclient.Login(ctx, pods[(i+1)%3].url(), name, "password-"+name)
+			token, err := chatclient.Login(ctx, pods[(i+1)%3].URL(), name, "password-"+name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := chatclient.New(chatclient.Config{Servers: []string{p.url()}, Token: token, Channels: []string{"general"}})
+			c := chatclient.New(chatclient.Config{Servers: []string{p.URL()}, Token: token, Channels: []string{"general"}})
 			runClient(t, ctx, c)
 			clients = append(clients, c)
 		}
@@ -75,23 +75,23 @@ func TestThreePods(t *testing.T) {
 		for i, c := range clients {
 			got := waitDelivered(t, c, "general", want, 30*time.Second)
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("client %d (on %s) saw (-acked, in id order +delivered):\n%s", i, pods[i%3].name, diff)
+				t.Errorf("client %d (on %s) saw (-acked, in id order +delivered):\n%s", i, pods[i%3].Name, diff)
 			}
 		}
 	})
 
 	t.Run("RevokeAllClosesSocketsOnEveryPod", func(t *testing.T) {
-		if err := chatclient.Register(ctx, pods[0].url(), "bob", "password-bob"); err != nil {
+		if err := chatclient.Register(ctx, pods[0].URL(), "bob", "password-bob"); err != nil {
 			t.Fatal(err)
 		}
-		token, err := chatclient.Login(ctx, pods[0].url(), "bob", "password-bob")
+		token, err := chatclient.Login(ctx, pods[0].URL(), "bob", "password-bob")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var clients []*chatclient.Client
 		var dones []chan error
 		for _, p := range pods {
-			c := chatclient.New(chatclient.Config{Servers: []string{p.url()}, Token: token, NoReconnect: true})
+			c := chatclient.New(chatclient.Config{Servers: []string{p.URL()}, Token: token, NoReconnect: true})
 			done := make(chan error, 1)
 			go func() { done <- c.Run(ctx) }()
 			if err := c.WaitConnected(ctx); err != nil {
@@ -101,7 +101,7 @@ func TestThreePods(t *testing.T) {
 			dones = append(dones, done)
 		}
 		start := time.Now()
-		if err := chatclient.RevokeAll(ctx, pods[1].url(), token); err != nil {
+		if err := chatclient.RevokeAll(ctx, pods[1].URL(), token); err != nil {
 			t.Fatal(err)
 		}
 		for i, done := range dones {
@@ -109,14 +109,14 @@ func TestThreePods(t *testing.T) {
 			case err := <-done:
 				var ce *websocket.CloseError
 				if !errors.As(err, &ce) || ce.Code != 4401 {
-					t.Errorf("socket on %s ended with %v, want close 4401", pods[i].name, err)
+					t.Errorf("socket on %s ended with %v, want close 4401", pods[i].Name, err)
 				}
 			case <-time.After(2*time.Second - time.Since(start)):
-				t.Errorf("socket on %s still open 2s after revoke-all on %s", pods[i].name, pods[1].name)
+				t.Errorf("socket on %s still open 2s after revoke-all on %s", pods[i].Name, pods[1].Name)
 			}
 		}
 		t.Logf("revoke-all closed %d sockets on 3 pods in %s", len(clients), time.Since(start).Round(time.Millisecond))
-		if _, err := chatclient.Me(ctx, pods[2].url(), token); err == nil {
+		if _, err := chatclient.Me(ctx, pods[2].URL(), token); err == nil {
 			t.Error("a revoked token still works on another pod")
 		}
 	})
