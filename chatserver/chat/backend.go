@@ -34,6 +34,13 @@ type Log interface {
 	Before(ctx context.Context, channel, before string, limit int) ([]protocol.Message, error)
 	LastID(ctx context.Context, channel string) (string, error)
 	CountAfter(ctx context.Context, channel, after string, max int) (int, error)
+	// LastIDs is LastID of many channels in one round trip: a person in
+	// 1,000 channels connects with one read, not 1,000. The map has every
+	// channel asked for ("" for an empty one).
+	LastIDs(ctx context.Context, channels []string) (map[string]string, error)
+	// CountsAfter is CountAfter of many channels in one round trip:
+	// after maps channel -> read marker; the result has every channel asked for.
+	CountsAfter(ctx context.Context, after map[string]string, max int) (map[string]int, error)
 }
 
 // Handler receives what a Feed delivers. Calls for one channel are never
@@ -74,6 +81,9 @@ const (
 	EventRead     = "read"     // User, Channel, ID
 	EventRevoke   = "revoke"   // User, Sessions (session ids; empty = all of the user's)
 	EventDM       = "dm"       // Channel (a DM channel was created: servers with a member follow it)
+	// EventMember: User joined (Status "joined", ID the channel's last id
+	// then, Private) or left (Status "left") created channel Channel.
+	EventMember = "member"
 )
 
 // Event is an ephemeral room-wide notice, sent over pub/sub.
@@ -84,6 +94,7 @@ type Event struct {
 	Status   string   `json:"s,omitempty"`
 	ID       string   `json:"i,omitempty"`
 	Sessions []string `json:"ss,omitempty"`
+	Private  bool     `json:"p,omitempty"`
 	// Origin is the id of the server that published the event.
 	Origin string `json:"o,omitempty"`
 }
@@ -96,6 +107,8 @@ type Event struct {
 //   - Leave(pod, user) removes that mark and reports whether the user is now offline
 //     everywhere.
 //   - Online lists users with an unexpired mark on any pod (each once, at most limit).
+//     OnlineAmong answers the same for the given users only (the people
+//     directory's page), in one round trip: the set of those online.
 //   - Sweep removes expired marks and returns the users that it made offline
 //     (each such user is returned by exactly one of concurrent Sweep callers).
 type Presence interface {
@@ -103,6 +116,7 @@ type Presence interface {
 	Heartbeat(ctx context.Context, pod string, users []string, ttl time.Duration) error
 	Leave(ctx context.Context, pod, user string) (offline bool, err error)
 	Online(ctx context.Context, limit int) ([]string, error)
+	OnlineAmong(ctx context.Context, users []string) (map[string]bool, error)
 	Sweep(ctx context.Context) (offline []string, err error)
 }
 
@@ -120,9 +134,96 @@ type State interface {
 	DMs(ctx context.Context, user string, limit int) ([]string, error)
 }
 
-// Users answers whether an account exists (for DMs and mentions).
+// Users answers whether an account exists (for DMs and mentions) and lists
+// accounts for the people directory.
+//
+// Contract:
+//   - ListUsers returns up to limit usernames that start with prefix ("" = all)
+//     and sort after after ("" = from the first), in byte order. Every account
+//     CreateUser made is listed, however it was made (registration or bootstrap).
 type Users interface {
 	UserExists(ctx context.Context, username string) (bool, error)
+	ListUsers(ctx context.Context, prefix, after string, limit int) ([]string, error)
+}
+
+// ChannelMeta is a channel people created. The room's default channels
+// (everyone is in them) and DM channels (two people are) are not in the
+// catalog.
+type ChannelMeta struct {
+	Name    string `json:"name"`
+	Private bool   `json:"private"`
+	Creator string `json:"creator"`
+	Created int64  `json:"created"` // Unix milliseconds
+}
+
+// Member is one member of a created channel.
+type Member struct {
+	Username string `json:"username"`
+	Admin    bool   `json:"admin"`
+}
+
+// MemberOf is one created channel a person is in, as the person's own
+// list holds it: a person in 1,000 channels connects with one read.
+type MemberOf struct {
+	Channel string
+	Private bool
+	Admin   bool
+}
+
+// MemberLimits bound membership; each is checked atomically with the change.
+type MemberLimits struct {
+	PerUser int // created channels one person may be in
+	Members int // members one channel may have
+}
+
+// Errors of the channel catalog.
+var (
+	ErrChannelTaken    = errors.New("channel name is taken")
+	ErrTooManyChannels = errors.New("in too many channels")
+	ErrTooManyMembers  = errors.New("channel is full")
+	ErrLastAdmin       = errors.New("the channel's last admin cannot go while others remain")
+)
+
+// Channels is the catalog of created channels and their members.
+//
+// Contract (errors from storage wrap ErrUnavailable):
+//   - CreateChannel records meta with meta.Creator as its only member, an
+//     admin. Of two creates of one name exactly one wins; the other gets
+//     ErrChannelTaken. ErrTooManyChannels when the creator already is in
+//     lim.PerUser created channels.
+//   - GetChannel returns the channel, or ErrUnknownChannel.
+//   - PublicChannels returns up to limit public channels whose names start
+//     with prefix and sort after after, by name. Private ones never appear.
+//   - AddMember makes user a member (an admin if admin, or if the channel has
+//     no members: the first to join an empty channel runs it). Adding a
+//     member again changes nothing but may grant admin; added reports whether
+//     user was not a member before. lastID is the channel's last id at the
+//     moment user became a member (live delivery starts after it).
+//     ErrUnknownChannel, ErrTooManyChannels (user's PerUser), ErrTooManyMembers.
+//   - RemoveMember ends user's membership; removed is false when user was not
+//     a member. ErrLastAdmin when user is the only admin and other members
+//     remain (nothing changes).
+//   - Membership reports whether user is a member, and an admin.
+//   - Members returns up to limit members sorting after after, by name, and
+//     MemberCounts the number of members of each channel asked for.
+//   - UserChannels lists the created channels user is a member of, sorted by
+//     name, at most limit, each with its Private flag and whether user is an
+//     admin of it (kept in step with Membership by every change).
+type Channels interface {
+	CreateChannel(ctx context.Context, meta ChannelMeta, lim MemberLimits) error
+	GetChannel(ctx context.Context, name string) (ChannelMeta, error)
+	PublicChannels(ctx context.Context, prefix, after string, limit int) ([]ChannelMeta, error)
+	AddMember(ctx context.Context, channel, user string, admin bool, lim MemberLimits) (added bool, lastID string, err error)
+	RemoveMember(ctx context.Context, channel, user string) (removed bool, err error)
+	Membership(ctx context.Context, channel, user string) (member, admin bool, err error)
+	Members(ctx context.Context, channel, after string, limit int) ([]Member, error)
+	MemberCounts(ctx context.Context, channels []string) (map[string]int, error)
+	UserChannels(ctx context.Context, user string, limit int) ([]MemberOf, error)
+	// AppendMember is Log.Append for a created channel: it commits m only
+	// if m.From is a member at that moment, checked atomically with the
+	// append (a person removed while sending never gets a message in).
+	// ErrForbidden when not a member, ErrUnknownChannel when no such channel.
+	AppendMember(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error)
 }
 
 // Backend is everything the chat core needs from storage.
@@ -132,4 +233,5 @@ type Backend interface {
 	Presence
 	State
 	Users
+	Channels
 }

@@ -46,6 +46,37 @@ func ReadMarkers(room, username string) string { return Prefix(room) + "read:" +
 // DMs is a set of one user's direct-message channel names.
 func DMs(room, username string) string { return Prefix(room) + "dms:" + username }
 
+// Users is the index of accounts: a sorted set of usernames, all scored 0,
+// so ZRANGE BYLEX pages the people directory by name. Registration adds to
+// it in the script that creates the account.
+func Users(room string) string { return Prefix(room) + "users" }
+
+// UsersIndexed marks that Users lists every account, those created before
+// the index existed included (redisbackend backfills it once per room).
+func UsersIndexed(room string) string { return Prefix(room) + "users:indexed" }
+
+// Channel is a hash holding a created channel's meta: p (1 private, 0
+// public), c (creator), t (created, Unix ms). Its existence is the
+// channel's: the name is taken.
+func Channel(room, name string) string { return Prefix(room) + "chan:" + name }
+
+// ChannelMembers is a sorted set of a created channel's members, all scored
+// 0 (ZRANGE BYLEX pages them by name).
+func ChannelMembers(room, name string) string { return Prefix(room) + "chanmem:" + name }
+
+// ChannelAdmins is a set of a created channel's admins (each also a member).
+func ChannelAdmins(room, name string) string { return Prefix(room) + "chanadm:" + name }
+
+// PublicChannels is a sorted set of the names of public created channels,
+// all scored 0, for browsing by name. Private channels are never in it.
+func PublicChannels(room string) string { return Prefix(room) + "chans:public" }
+
+// UserChannels is a hash of the created channels one user is a member of:
+// channel -> flags (1 private, 2 admin, added), so the user's whole list,
+// with whether they run each channel, is one read. Its size is what the
+// per-user limit counts.
+func UserChannels(room, username string) string { return Prefix(room) + "uchans:" + username }
+
 // Presence is a sorted set: member "<pod>/<user>", score the expiry time in
 // Unix milliseconds. A user is online while any member for them has not
 // expired; a crashed pod's members simply expire. The operator counts

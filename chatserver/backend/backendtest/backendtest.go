@@ -1,7 +1,7 @@
 // Package backendtest is the behaviour suite every chat storage backend must
 // pass: each clause of the contracts in chatserver/chat/backend.go (Log,
-// Feed, Presence, State, Users) and chatserver/auth/store.go (Store) is a
-// subtest here.
+// Feed, Presence, State, Users, Channels) and chatserver/auth/store.go
+// (Store) is a subtest here.
 //
 // A backend's test calls Run with a NewStore:
 //
@@ -11,9 +11,10 @@
 //	})
 //
 // Each call of the returned function must give another server of the same
-// room: it shares messages, presence, state, users and sessions with the
-// others, and has its own Feed (its own Run, Follow set and Handler), which
-// receives the messages and events the others commit and publish.
+// room: it shares messages, presence, state, users, channels and sessions
+// with the others, and has its own Feed (its own Run, Follow set and
+// Handler), which receives the messages and events the others commit and
+// publish.
 package backendtest
 
 import (
@@ -58,6 +59,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Presence", presenceTests},
 		{"State", stateTests},
 		{"Auth", authTests},
+		{"Channels", channelTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

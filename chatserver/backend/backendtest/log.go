@@ -18,6 +18,8 @@ var logTests = []test{
 	{"Paging", testPaging},
 	{"LastID", testLastID},
 	{"CountAfter", testCountAfter},
+	{"LastIDs", testLastIDs},
+	{"CountsAfter", testCountsAfter},
 }
 
 func testAppendIDs(t *testing.T, newBackend func() Backend) {
@@ -170,5 +172,65 @@ func testCountAfter(t *testing.T, newBackend func() Backend) {
 		if got != tc.want {
 			t.Errorf("CountAfter(%q, %q, %d) = %d, want %d", tc.channel, tc.after, tc.max, got, tc.want)
 		}
+	}
+}
+
+func testLastIDs(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	b, peer := newBackend(), newBackend()
+	general := appendN(t, ctx, b, "general", 3)
+	random := appendN(t, ctx, b, "random", 1)
+	tests := []struct {
+		name     string
+		channels []string
+		want     map[string]string
+	}{
+		{"several", []string{"general", "random", "empty"}, map[string]string{"general": general[2].ID, "random": random[0].ID, "empty": ""}},
+		{"one", []string{"random"}, map[string]string{"random": random[0].ID}},
+		{"only empty ones", []string{"empty", "void"}, map[string]string{"empty": "", "void": ""}},
+		{"none", nil, map[string]string{}},
+	}
+	for _, tc := range tests {
+		got := must[map[string]string](t)(peer.LastIDs(ctx, tc.channels))
+		if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: LastIDs(%q) (-want +got):\n%s", tc.name, tc.channels, diff)
+		}
+		for _, ch := range tc.channels {
+			if _, ok := got[ch]; !ok {
+				t.Errorf("%s: LastIDs has no entry for %q; want every channel asked for", tc.name, ch)
+			}
+		}
+	}
+}
+
+func testCountsAfter(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	b, peer := newBackend(), newBackend()
+	general := ids(appendN(t, ctx, b, "general", 10))
+	random := ids(appendN(t, ctx, b, "random", 10))
+	news := ids(appendN(t, ctx, b, "news", 3))
+	markers := map[string]string{"general": "", "random": random[6], "news": news[2], "empty": "", "quiet": general[0]}
+	tests := []struct {
+		max  int
+		want map[string]int
+	}{
+		{100, map[string]int{"general": 10, "random": 3, "news": 0, "empty": 0, "quiet": 0}},
+		{4, map[string]int{"general": 4, "random": 3, "news": 0, "empty": 0, "quiet": 0}},
+		{2, map[string]int{"general": 2, "random": 2, "news": 0, "empty": 0, "quiet": 0}},
+	}
+	for _, tc := range tests {
+		got := must[map[string]int](t)(peer.CountsAfter(ctx, markers, tc.max))
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("CountsAfter(%v, %d) (-want +got):\n%s", markers, tc.max, diff)
+		}
+		// The batch agrees with one channel at a time.
+		for ch, after := range markers {
+			if one := must[int](t)(b.CountAfter(ctx, ch, after, tc.max)); one != got[ch] {
+				t.Errorf("CountsAfter gives %s %d, CountAfter %d", ch, got[ch], one)
+			}
+		}
+	}
+	if got := must[map[string]int](t)(peer.CountsAfter(ctx, nil, 10)); len(got) != 0 {
+		t.Errorf("CountsAfter of no channels = %v", got)
 	}
 }

@@ -20,6 +20,7 @@ var presenceTests = []test{
 	{"OfflineReportedOnce", testOfflineOnce},
 	{"HeartbeatExtends", testHeartbeat},
 	{"ConcurrentSweepsReportEachUserOnce", testConcurrentSweeps},
+	{"OnlineAmong", testOnlineAmong},
 }
 
 const shortTTL = 200 * time.Millisecond
@@ -188,5 +189,48 @@ func testConcurrentSweeps(t *testing.T, newBackend func() Backend) {
 	// Each user exactly once across all sweepers.
 	if diff := cmp.Diff(users, got, sortStrings); diff != "" {
 		t.Errorf("users reported offline by 4 concurrent sweeps (-want +got):\n%s", diff)
+	}
+}
+
+func testOnlineAmong(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	b, peer := newBackend(), newBackend()
+	start := time.Now()
+	check(t, b.Join(ctx, "pod-1", "alice", time.Minute))
+	check(t, peer.Join(ctx, "pod-2", "bob", time.Minute))
+	check(t, b.Join(ctx, "pod-1", "bob", time.Minute))
+	check(t, b.Join(ctx, "pod-1", "carol", time.Minute))
+	check(t, peer.Join(ctx, "pod-2", "dave", shortTTL))
+	check(t, b.Heartbeat(ctx, "pod-1", []string{"frank", "grace"}, time.Minute))
+	must[bool](t)(b.Leave(ctx, "pod-1", "carol"))
+	waitOut(start, 2*shortTTL) // dave's mark expires (and is not swept)
+	tests := []struct {
+		name  string
+		users []string
+		want  []string // those online
+	}{
+		{"mixed", []string{"alice", "bob", "carol", "dave", "erin"}, []string{"alice", "bob"}},
+		{"online on two pods", []string{"bob"}, []string{"bob"}},
+		{"left", []string{"carol"}, nil},
+		{"expired", []string{"dave"}, nil},
+		{"never joined", []string{"erin"}, nil},
+		{"by heartbeat", []string{"grace", "erin", "frank"}, []string{"frank", "grace"}},
+		{"none", nil, nil},
+	}
+	for _, tc := range tests {
+		got := must[map[string]bool](t)(peer.OnlineAmong(ctx, tc.users))
+		var online []string
+		for u, on := range got {
+			if !on {
+				continue
+			}
+			if !slices.Contains(tc.users, u) {
+				t.Errorf("%s: OnlineAmong(%q) answers for %q, who was not asked about", tc.name, tc.users, u)
+			}
+			online = append(online, u)
+		}
+		if diff := cmp.Diff(tc.want, online, sortStrings, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: OnlineAmong(%q) (-want +got online):\n%s", tc.name, tc.users, diff)
+		}
 	}
 }

@@ -1,17 +1,21 @@
 package backendtest
 
 import (
+	"errors"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hubbub-chat/hubbub/chatserver/auth"
 )
 
 var stateTests = []test{
 	{"ReadMarkersNeverGoBack", testReadMarkers},
 	{"AddDMOnce", testAddDM},
 	{"UserExists", testUserExists},
+	{"ListUsers", testListUsers},
 }
 
 func testReadMarkers(t *testing.T, newBackend func() Backend) {
@@ -108,5 +112,70 @@ func testUserExists(t *testing.T, newBackend func() Backend) {
 	createUser(t, ctx, b, "alice")
 	if !must[bool](t)(b.UserExists(ctx, "alice")) {
 		t.Error("UserExists(alice) = false after CreateUser")
+	}
+}
+
+func testListUsers(t *testing.T, newBackend func() Backend) {
+	ctx := testContext(t)
+	b, peer := newBackend(), newBackend()
+	if got := must[[]string](t)(b.ListUsers(ctx, "", "", 100)); len(got) != 0 {
+		t.Errorf("ListUsers with no accounts = %v", got)
+	}
+	// Byte order: '-' < '.' < '0' < '_' < 'a'.
+	all := []string{"al-x", "al.x", "al0", "al_x", "alice", "bo", "bob", "bobby", "carol", "zed"}
+	for i, name := range []string{"bob", "zed", "al_x", "alice", "bo", "al.x", "carol", "al0", "bobby", "al-x"} {
+		via := b
+		if i%2 == 1 {
+			via = peer
+		}
+		createUser(t, ctx, via, name)
+	}
+	tests := []struct {
+		name          string
+		prefix, after string
+		limit         int
+		want          []string
+	}{
+		{"all", "", "", 100, all},
+		{"limit", "", "", 3, all[:3]},
+		{"after a name", "", "bob", 2, []string{"bobby", "carol"}},
+		{"after between names", "", "c", 10, []string{"carol", "zed"}},
+		{"after the last", "", "zed", 10, nil},
+		{"prefix", "bo", "", 10, []string{"bo", "bob", "bobby"}},
+		{"whole name as prefix", "bob", "", 10, []string{"bob", "bobby"}},
+		{"prefix and after", "bob", "bob", 10, []string{"bobby"}},
+		{"prefix and limit", "al", "", 2, []string{"al-x", "al.x"}},
+		{"after before the prefix", "b", "a", 10, []string{"bo", "bob", "bobby"}},
+		{"after past the prefix", "b", "c", 10, nil},
+		{"prefix matching nothing", "x", "", 10, nil},
+	}
+	for _, tc := range tests {
+		got := must[[]string](t)(peer.ListUsers(ctx, tc.prefix, tc.after, tc.limit))
+		if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: ListUsers(%q, %q, %d) (-want +got):\n%s", tc.name, tc.prefix, tc.after, tc.limit, diff)
+		}
+	}
+	var walked []string
+	for after := ""; ; {
+		page := must[[]string](t)(b.ListUsers(ctx, "", after, 3))
+		if len(page) == 0 {
+			break
+		}
+		walked = append(walked, page...)
+		after = page[len(page)-1]
+		if len(walked) > len(all) {
+			t.Fatalf("paging did not end: %v", walked)
+		}
+	}
+	if diff := cmp.Diff(all, walked); diff != "" {
+		t.Errorf("paged by three (-want +got):\n%s", diff)
+	}
+	// An account made after a listing is listed too; a refused one adds nothing.
+	createUser(t, ctx, peer, "bobo")
+	if err := b.CreateUser(ctx, auth.User{Username: "bob", PasswordHash: []byte("x")}); !errors.Is(err, auth.ErrUserExists) {
+		t.Fatalf("CreateUser of a taken name = %v, want ErrUserExists", err)
+	}
+	if diff := cmp.Diff([]string{"bo", "bob", "bobby", "bobo"}, must[[]string](t)(b.ListUsers(ctx, "bo", "", 10))); diff != "" {
+		t.Errorf("ListUsers after another CreateUser (-want +got):\n%s", diff)
 	}
 }

@@ -10,12 +10,18 @@ import (
 
 // CreateUser implements auth.Store.
 func (b *Backend) CreateUser(_ context.Context, u auth.User) error {
-	b.st.mu.Lock()
-	defer b.st.mu.Unlock()
-	if _, ok := b.st.users[u.Username]; ok {
+	st := b.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.users[u.Username]; ok {
 		return auth.ErrUserExists
 	}
-	b.st.users[u.Username] = u
+	tx := st.batch()
+	tx.put(bucketUsers, u.Username, userRecord{Username: u.Username, PasswordHash: u.PasswordHash, CreatedAt: u.CreatedAt})
+	if err := tx.commit(); err != nil {
+		return err
+	}
+	st.users[u.Username] = u
 	return nil
 }
 
@@ -30,44 +36,84 @@ func (b *Backend) GetUser(_ context.Context, username string) (auth.User, error)
 	return u, nil
 }
 
+// putSessionLocked stores e, journaled first.
+func (st *store) putSessionLocked(e sessionEntry) error {
+	tx := st.batch()
+	tx.put(bucketSessions, e.s.TokenHash, sessionToRecord(e))
+	if err := tx.commit(); err != nil {
+		return err
+	}
+	st.sessions[e.s.TokenHash] = e
+	return nil
+}
+
+// deleteSessionsLocked deletes the sessions of these token hashes, journaled first.
+func (st *store) deleteSessionsLocked(hashes []string) error {
+	tx := st.batch()
+	for _, h := range hashes {
+		tx.del(bucketSessions, h)
+	}
+	if err := tx.commit(); err != nil {
+		return err
+	}
+	for _, h := range hashes {
+		delete(st.sessions, h)
+	}
+	return nil
+}
+
 // CreateSession implements auth.Store.
 func (b *Backend) CreateSession(_ context.Context, s auth.Session, ttl time.Duration) error {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()
-	b.st.sessions[s.TokenHash] = sessionEntry{s: s, expires: b.st.now().Add(ttl)}
-	return nil
+	return b.st.putSessionLocked(sessionEntry{s: s, expires: b.st.now().Add(ttl)})
 }
 
 // TouchSession implements auth.Store.
 func (b *Backend) TouchSession(_ context.Context, tokenHash string, ttl time.Duration) (auth.Session, error) {
-	b.st.mu.Lock()
-	defer b.st.mu.Unlock()
-	now := b.st.now()
-	e, ok := b.st.sessions[tokenHash]
-	if !ok || !now.Before(e.expires) {
-		delete(b.st.sessions, tokenHash)
+	st := b.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	e, ok := st.sessions[tokenHash]
+	if !ok {
+		return auth.Session{}, auth.ErrNotFound
+	}
+	if !now.Before(e.expires) {
+		if err := st.deleteSessionsLocked([]string{tokenHash}); err != nil {
+			return auth.Session{}, err
+		}
 		return auth.Session{}, auth.ErrNotFound
 	}
 	e.s.LastSeenAt = now
 	e.expires = now.Add(ttl)
-	b.st.sessions[tokenHash] = e
+	if err := st.putSessionLocked(e); err != nil {
+		return auth.Session{}, err
+	}
 	return e.s, nil
 }
 
 // Sessions implements auth.Store.
 func (b *Backend) Sessions(_ context.Context, username string) ([]auth.Session, error) {
-	b.st.mu.Lock()
-	defer b.st.mu.Unlock()
-	now := b.st.now()
-	var out []auth.Session
-	for h, e := range b.st.sessions {
+	st := b.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	var (
+		out     []auth.Session
+		expired []string
+	)
+	for h, e := range st.sessions {
 		if !now.Before(e.expires) {
-			delete(b.st.sessions, h)
+			expired = append(expired, h)
 			continue
 		}
 		if e.s.Username == username {
 			out = append(out, e.s)
 		}
+	}
+	if err := st.deleteSessionsLocked(expired); err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
@@ -75,11 +121,14 @@ func (b *Backend) Sessions(_ context.Context, username string) ([]auth.Session, 
 
 // DeleteSession implements auth.Store.
 func (b *Backend) DeleteSession(_ context.Context, username, id string) (auth.Session, error) {
-	b.st.mu.Lock()
-	defer b.st.mu.Unlock()
-	for h, e := range b.st.sessions {
+	st := b.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for h, e := range st.sessions {
 		if e.s.Username == username && e.s.ID == id {
-			delete(b.st.sessions, h)
+			if err := st.deleteSessionsLocked([]string{h}); err != nil {
+				return auth.Session{}, err
+			}
 			return e.s, nil
 		}
 	}
@@ -88,19 +137,27 @@ func (b *Backend) DeleteSession(_ context.Context, username, id string) (auth.Se
 
 // DeleteSessions implements auth.Store.
 func (b *Backend) DeleteSessions(_ context.Context, username string) ([]auth.Session, error) {
-	b.st.mu.Lock()
-	defer b.st.mu.Unlock()
-	var out []auth.Session
-	for h, e := range b.st.sessions {
+	st := b.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var (
+		out    []auth.Session
+		hashes []string
+	)
+	for h, e := range st.sessions {
 		if e.s.Username == username {
-			delete(b.st.sessions, h)
+			hashes = append(hashes, h)
 			out = append(out, e.s)
 		}
+	}
+	if err := st.deleteSessionsLocked(hashes); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// CountLogin implements auth.Store.
+// CountLogin implements auth.Store. Throttling windows are not journaled:
+// they last minutes, and a restart forgetting them costs nothing.
 func (b *Backend) CountLogin(_ context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	b.st.mu.Lock()
 	defer b.st.mu.Unlock()

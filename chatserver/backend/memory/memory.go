@@ -1,7 +1,8 @@
 // Package memory is the in-process backend: every storage and fan-out
-// contract of the chat server, held in one process's memory. It is what
-// `make run` uses, and the second implementation the behaviour suite
-// (chatserver/backend/backendtest) holds the Redis backend to.
+// contract of the chat server, held in one process's memory. It is the
+// single-process server's store (made durable by a Journal: see journal.go
+// and chatserver/backend/embedded), and the second implementation the
+// behaviour suite (chatserver/backend/backendtest) holds the Redis backend to.
 package memory
 
 import (
@@ -35,6 +36,12 @@ type store struct {
 	users    map[string]auth.User
 	sessions map[string]sessionEntry // token hash -> session
 	throttle map[string]throttleEntry
+	catalog  map[string]chat.ChannelMeta
+	members  map[string]map[string]bool     // channel -> member -> admin
+	joined   map[string]map[string]struct{} // user -> created channels (members, inverted)
+	// journal, when set, receives every durable change before it takes
+	// effect here (see journal.go); nil keeps the store in memory only.
+	journal Journal
 }
 
 type channelLog struct {
@@ -76,8 +83,12 @@ type delivery struct {
 
 // New returns a backend with a fresh, empty store.
 func New() *Backend {
-	return newBackend(&store{
-		now:      time.Now,
+	return newBackend(newStore(time.Now))
+}
+
+func newStore(now func() time.Time) *store {
+	return &store{
+		now:      now,
 		channels: map[string]*channelLog{},
 		dedup:    map[string]dedupEntry{},
 		feeds:    map[*Backend]struct{}{},
@@ -87,7 +98,10 @@ func New() *Backend {
 		users:    map[string]auth.User{},
 		sessions: map[string]sessionEntry{},
 		throttle: map[string]throttleEntry{},
-	})
+		catalog:  map[string]chat.ChannelMeta{},
+		members:  map[string]map[string]bool{},
+		joined:   map[string]map[string]struct{}{},
+	}
 }
 
 func newBackend(st *store) *Backend {

@@ -76,6 +76,24 @@ func (b *Backend) Online(_ context.Context, limit int) ([]string, error) {
 	return out, nil
 }
 
+// OnlineAmong implements chat.Presence.
+func (b *Backend) OnlineAmong(_ context.Context, users []string) (map[string]bool, error) {
+	b.st.mu.Lock()
+	defer b.st.mu.Unlock()
+	asked := make(map[string]bool, len(users))
+	for _, u := range users {
+		asked[u] = true
+	}
+	now := b.st.now()
+	out := map[string]bool{}
+	for m, exp := range b.st.presence {
+		if u := keys.PresenceUser(m); asked[u] && now.Before(exp) {
+			out[u] = true
+		}
+	}
+	return out, nil
+}
+
 // Sweep implements chat.Presence.
 func (b *Backend) Sweep(context.Context) ([]string, error) {
 	b.st.mu.Lock()

@@ -22,10 +22,13 @@ import (
 // longest-lived of them; members whose session has expired are pruned when
 // the set is read.
 
-// createUserScript: KEYS[1] user; ARGV pw, ct.
+// createUserScript: KEYS[1] user, KEYS[2] the users index; ARGV pw, ct,
+// username. The account and its index entry are one write: the directory
+// lists every account, however it was made.
 var createUserScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'pw', ARGV[1], 'ct', ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
 return 1
 `)
 
@@ -102,8 +105,8 @@ return 0
 
 // CreateUser implements auth.Store.
 func (b *Backend) CreateUser(ctx context.Context, u auth.User) error {
-	n, err := createUserScript.Run(ctx, b.client, []string{keys.User(b.room, u.Username)},
-		u.PasswordHash, nanos(u.CreatedAt)).Int()
+	n, err := createUserScript.Run(ctx, b.client, []string{keys.User(b.room, u.Username), keys.Users(b.room)},
+		u.PasswordHash, nanos(u.CreatedAt), u.Username).Int()
 	if err != nil {
 		return b.wrap("create user", err)
 	}

@@ -38,6 +38,8 @@ func TestClusterBehaviour(t *testing.T) {
 		room := newRoom()
 		return func() backendtest.Backend { return newBackend(t, cl.URL(), room) }
 	})
+	// SCAN sees one node's keys: the backfill must walk the room's.
+	t.Run("ListUsersBackfill", func(t *testing.T) { testListUsersBackfill(t, cl.URL()) })
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

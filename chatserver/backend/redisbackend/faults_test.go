@@ -193,16 +193,41 @@ func TestRedisRestart(t *testing.T) {
 		{"Before", func(ctx context.Context) error { _, err := writer.Before(ctx, "general", "", 10); return err }},
 		{"LastID", func(ctx context.Context) error { _, err := writer.LastID(ctx, "general"); return err }},
 		{"CountAfter", func(ctx context.Context) error { _, err := writer.CountAfter(ctx, "general", "1-0", 10); return err }},
+		{"LastIDs", func(ctx context.Context) error { _, err := writer.LastIDs(ctx, []string{"general"}); return err }},
+		{"CountsAfter", func(ctx context.Context) error {
+			_, err := writer.CountsAfter(ctx, map[string]string{"general": "1-0", "random": ""}, 10)
+			return err
+		}},
 		{"Publish", func(ctx context.Context) error { return writer.Publish(ctx, chat.Event{Kind: chat.EventTyping}) }},
 		{"Join", func(ctx context.Context) error { return writer.Join(ctx, "p", "alice", time.Minute) }},
 		{"Leave", func(ctx context.Context) error { _, err := writer.Leave(ctx, "p", "alice"); return err }},
 		{"Online", func(ctx context.Context) error { _, err := writer.Online(ctx, 10); return err }},
+		{"OnlineAmong", func(ctx context.Context) error { _, err := writer.OnlineAmong(ctx, []string{"alice"}); return err }},
 		{"Sweep", func(ctx context.Context) error { _, err := writer.Sweep(ctx); return err }},
 		{"SetRead", func(ctx context.Context) error { return writer.SetRead(ctx, "alice", "general", "1-0") }},
 		{"ReadMarkers", func(ctx context.Context) error { _, err := writer.ReadMarkers(ctx, "alice"); return err }},
 		{"AddDM", func(ctx context.Context) error { _, err := writer.AddDM(ctx, "dm:alice:bob"); return err }},
 		{"DMs", func(ctx context.Context) error { _, err := writer.DMs(ctx, "alice", 10); return err }},
 		{"UserExists", func(ctx context.Context) error { _, err := writer.UserExists(ctx, "alice"); return err }},
+		{"ListUsers", func(ctx context.Context) error { _, err := writer.ListUsers(ctx, "", "", 10); return err }},
+		{"CreateChannel", func(ctx context.Context) error {
+			return writer.CreateChannel(ctx, chat.ChannelMeta{Name: "team", Creator: "alice"}, chat.MemberLimits{PerUser: 10, Members: 10})
+		}},
+		{"GetChannel", func(ctx context.Context) error { _, err := writer.GetChannel(ctx, "team"); return err }},
+		{"PublicChannels", func(ctx context.Context) error { _, err := writer.PublicChannels(ctx, "", "", 10); return err }},
+		{"AddMember", func(ctx context.Context) error {
+			_, _, err := writer.AddMember(ctx, "team", "bob", false, chat.MemberLimits{PerUser: 10, Members: 10})
+			return err
+		}},
+		{"RemoveMember", func(ctx context.Context) error { _, err := writer.RemoveMember(ctx, "team", "bob"); return err }},
+		{"Membership", func(ctx context.Context) error { _, _, err := writer.Membership(ctx, "team", "bob"); return err }},
+		{"Members", func(ctx context.Context) error { _, err := writer.Members(ctx, "team", "", 10); return err }},
+		{"MemberCounts", func(ctx context.Context) error { _, err := writer.MemberCounts(ctx, []string{"team"}); return err }},
+		{"UserChannels", func(ctx context.Context) error { _, err := writer.UserChannels(ctx, "bob", 10); return err }},
+		{"AppendMember", func(ctx context.Context) error {
+			_, err := writer.AppendMember(ctx, protocol.Message{Channel: "team", From: "alice", Text: "x"}, "", 0)
+			return err
+		}},
 		{"CreateUser", func(ctx context.Context) error { return writer.CreateUser(ctx, auth.User{Username: "zed"}) }},
 		{"GetUser", func(ctx context.Context) error { _, err := writer.GetUser(ctx, "alice"); return err }},
 		{"CreateSession", func(ctx context.Context) error {
@@ -376,6 +401,16 @@ func TestKeysCarryRoomHashTag(t *testing.T) {
 		b.CreateUser(ctx, auth.User{Username: "alice"}),
 		b.CreateSession(ctx, auth.Session{ID: "ab", TokenHash: "abcd", Username: "alice"}, time.Minute),
 		func() error { _, _, err := b.CountLogin(ctx, "ip:1", time.Minute); return err }(),
+		func() error { _, err := b.ListUsers(ctx, "", "", 10); return err }(),
+		b.CreateChannel(ctx, chat.ChannelMeta{Name: "team", Creator: "alice"}, chat.MemberLimits{PerUser: 10, Members: 10}),
+		func() error {
+			_, _, err := b.AddMember(ctx, "team", "bob", true, chat.MemberLimits{PerUser: 10, Members: 10})
+			return err
+		}(),
+		func() error {
+			_, err := b.AppendMember(ctx, protocol.Message{Channel: "team", From: "bob", Text: "x"}, "c-1", 0)
+			return err
+		}(),
 	}
 	for _, err := range steps {
 		if err != nil {
@@ -386,7 +421,7 @@ func TestKeysCarryRoomHashTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) < 9 {
+	if len(all) < 17 {
 		t.Errorf("only %d keys written: %v", len(all), all)
 	}
 	for _, k := range all {

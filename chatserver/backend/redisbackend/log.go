@@ -18,25 +18,39 @@ import (
 // dedupTTL is how long a (user, clientId) is remembered.
 const dedupTTL = 24 * time.Hour
 
-// appendScript commits one message. KEYS[1] the stream, KEYS[2] the dedup key
-// (absent: no dedup). ARGV: maxLen (0 = keep all), from, text, topic, dedup TTL
-// ms, publish command (PUBLISH, or SPUBLISH on a Redis Cluster: see
-// publishCommand). Returns {id, 0} for a new message, {id, 1, from, text} for
+// appendScript commits one message. KEYS[1] the stream; for a created
+// channel, whose members alone may send (ARGV[7] "1"), KEYS[2] its meta
+// hash and KEYS[3] its members; then the dedup key (absent: no dedup).
+// ARGV: maxLen (0 = keep all), from, text, topic, dedup TTL ms, publish
+// command (PUBLISH, or SPUBLISH on a Redis Cluster: see publishCommand),
+// members only. Returns {id, 0} for a new message, {id, 1, from, text} for
 // a duplicate whose original is still in the stream, {id, 1} for one already
-// trimmed.
+// trimmed. A sender who is not a member gets the error reply
+// HUBBUB_FORBIDDEN, and HUBBUB_UNKNOWN_CHANNEL when there is no such
+// channel (refusal maps them).
+//
+// The membership check and the XADD are one script, so a member removed
+// while sending either got the message in before the removal or is
+// refused: nothing lands after the removal returned. A duplicate is
+// answered before the check: its original was committed while its sender
+// was a member, and saying "forbidden" about a stored message would be
+// wrong.
 //
 // The published payload is "<prev id>\n<id>\n<from>\n<text>": prev is the id
 // the stream ended with before this message, so a subscriber that did not
 // deliver prev knows it missed something.
 //
 // One script serves both topologies (the command is an argument, not a
-// second script): runAppend and the script cache know one appendScript, and
-// a node's cache holds it once whichever way it is called. The publication
-// comes last, after every write, as before. An empty command publishes
-// nothing and returns {id, 0, payload}: where replicas must confirm the
-// append, runAppend publishes only once they have (replication.go).
+// second script), and both kinds of channel (the guard is an argument too):
+// runAppend and the script cache know one appendScript, and a node's cache
+// holds it once whichever way it is called. The publication comes last,
+// after every write, as before. An empty command publishes nothing and
+// returns {id, 0, payload}: where replicas must confirm the append,
+// runAppend publishes only once they have (replication.go).
 var appendScript = redis.NewScript(`
+local guarded = ARGV[7] == '1'
 local dedup = KEYS[2]
+if guarded then dedup = KEYS[4] end
 if dedup then
   local old = redis.call('GET', dedup)
   if old then
@@ -53,6 +67,14 @@ if dedup then
       return {old, 1, from, text}
     end
     return {old, 1}
+  end
+end
+if guarded then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('HUBBUB_UNKNOWN_CHANNEL no such channel')
+  end
+  if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then
+    return redis.error_reply('HUBBUB_FORBIDDEN not a member of this channel')
   end
 end
 local prev = ''
@@ -77,14 +99,19 @@ return {id, 0}
 
 // appendArgs are appendScript's ARGV.
 type appendArgs struct {
-	maxLen     int
-	from, text string
-	topic      string
-	publish    string // PUBLISH, SPUBLISH, or "" to return the payload instead
+	maxLen      int
+	from, text  string
+	topic       string
+	publish     string // PUBLISH, SPUBLISH, or "" to return the payload instead
+	membersOnly bool   // KEYS[2], KEYS[3] are a created channel's meta and members
 }
 
 func (a appendArgs) argv() []any {
-	return []any{a.maxLen, a.from, a.text, a.topic, dedupTTL.Milliseconds(), a.publish}
+	guard := "0"
+	if a.membersOnly {
+		guard = "1"
+	}
+	return []any{a.maxLen, a.from, a.text, a.topic, dedupTTL.Milliseconds(), a.publish, guard}
 }
 
 // countAfterScript counts entries after ARGV[1] (an XRANGE start), at most ARGV[2].
@@ -94,14 +121,27 @@ return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 
 // Append implements chat.Log.
 func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error) {
+	return b.appendMessage(ctx, m, dedupKey, maxLen, false)
+}
+
+// appendMessage commits m; membersOnly refuses a sender who is not a
+// member of the created channel m.Channel (AppendMember).
+func (b *Backend) appendMessage(ctx context.Context, m protocol.Message, dedupKey string, maxLen int, membersOnly bool) (protocol.Message, error) {
 	ks := []string{keys.Stream(b.room, m.Channel)}
+	if membersOnly {
+		ks = append(ks, keys.Channel(b.room, m.Channel), keys.ChannelMembers(b.room, m.Channel))
+	}
 	if dedupKey != "" {
 		ks = append(ks, keys.Dedup(b.room, m.From, dedupKey))
 	}
 	res, err := b.runAppend(ctx, ks, appendArgs{
 		maxLen: max(maxLen, 0), from: m.From, text: m.Text,
 		topic: keys.Topic(b.room, m.Channel), publish: b.publishCommand(),
+		membersOnly: membersOnly,
 	})
+	if r := refusal(err); r != nil {
+		return protocol.Message{}, r
+	}
 	if err != nil {
 		return protocol.Message{}, b.wrap("append", err)
 	}
@@ -203,6 +243,95 @@ func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCoun
 		return 0, b.wrap("count", err)
 	}
 	return n, nil
+}
+
+// LastIDs implements chat.Log: one pipeline of XREVRANGEs. A room's
+// streams share its hash tag, so on a Cluster too the pipeline goes to one
+// node in one round trip.
+func (b *Backend) LastIDs(ctx context.Context, channels []string) (map[string]string, error) {
+	out := make(map[string]string, len(channels))
+	if len(channels) == 0 {
+		return out, nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(channels))
+	for i, ch := range channels {
+		cmds[i] = pipe.XRevRangeN(ctx, keys.Stream(b.room, ch), "+", "-", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, b.wrap("last ids", err)
+	}
+	for i, ch := range channels {
+		out[ch] = ""
+		if xs := cmds[i].Val(); len(xs) > 0 {
+			out[ch] = xs[0].ID
+		}
+	}
+	return out, nil
+}
+
+// CountsAfter implements chat.Log: one pipeline (XLEN where there is no
+// marker, countAfterScript elsewhere), to one node as LastIDs'. Pipelined
+// commands leave other clients room between them, where one script
+// counting every channel would hold Redis for all of them at once.
+func (b *Backend) CountsAfter(ctx context.Context, after map[string]string, maxCount int) (map[string]int, error) {
+	out := make(map[string]int, len(after))
+	if maxCount <= 0 {
+		for ch := range after {
+			out[ch] = 0
+		}
+		return out, nil
+	}
+	if len(after) == 0 {
+		return out, nil
+	}
+	starts := make(map[string]string, len(after))
+	for ch, a := range after {
+		if a == "" {
+			continue
+		}
+		start, err := exclusiveStart(a)
+		if err != nil {
+			return nil, err
+		}
+		starts[ch] = start
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := b.client.Pipeline()
+		cmds := make(map[string]*redis.Cmd, len(starts))
+		lens := make(map[string]*redis.IntCmd, len(after)-len(starts))
+		for ch := range after {
+			key := keys.Stream(b.room, ch)
+			if start, ok := starts[ch]; ok {
+				cmds[ch] = countAfterScript.EvalSha(ctx, pipe, []string{key}, start, maxCount)
+			} else {
+				lens[ch] = pipe.XLen(ctx, key)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		if attempt == 0 && len(cmds) > 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// The script is not in the node's cache (a restart, a
+			// failover): load it and go again.
+			if err := countAfterScript.Load(ctx, b.client).Err(); err != nil {
+				return nil, b.wrap("count", err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, b.wrap("count", err)
+		}
+		for ch, c := range lens {
+			out[ch] = int(min(c.Val(), int64(maxCount)))
+		}
+		for ch, c := range cmds {
+			n, err := c.Int()
+			if err != nil {
+				return nil, b.wrap("count", err)
+			}
+			out[ch] = n
+		}
+		return out, nil
+	}
 }
 
 // exclusiveStart is the XRANGE start for "after id" ("" = from the start).

@@ -79,6 +79,34 @@ var onlineScript = redis.NewScript(luaNow + `
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', tonumber(ARGV[1]), tonumber(ARGV[2]))
 `)
 
+// onlineAmongScript: ARGV the users asked about. Returns those of them with
+// an unexpired member. One ZSCAN pass over the set, stopped as soon as every
+// user is found: members are "<pod>/<user>" and the pods are not known, so
+// no lookup by user exists, and a cursor (unlike ZRANGE ... LIMIT offset)
+// costs nothing per page to resume.
+var onlineAmongScript = redis.NewScript(luaNow + `
+local want, left = {}, 0
+for i = 1, #ARGV do
+  if not want[ARGV[i]] then want[ARGV[i]] = true; left = left + 1 end
+end
+local out = {}
+local cursor = '0'
+repeat
+  local r = redis.call('ZSCAN', KEYS[1], cursor, 'COUNT', 1000)
+  cursor = r[1]
+  local kv = r[2]
+  for i = 1, #kv, 2 do
+    local u = string.match(kv[i], '[^/]*$')
+    if want[u] and tonumber(kv[i+1]) > now then
+      want[u] = nil
+      left = left - 1
+      out[#out+1] = u
+    end
+  end
+until cursor == '0' or left == 0
+return out
+`)
+
 const (
 	presenceBatch = 500
 	sweepBatch    = 1000
@@ -140,6 +168,26 @@ func (b *Backend) Online(ctx context.Context, limit int) ([]string, error) {
 		}
 	}
 	slices.Sort(out)
+	return out, nil
+}
+
+// OnlineAmong implements chat.Presence. The map holds the users online.
+func (b *Backend) OnlineAmong(ctx context.Context, users []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(users) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(users))
+	for i, u := range users {
+		args[i] = u
+	}
+	online, err := onlineAmongScript.Run(ctx, b.client, []string{keys.Presence(b.room)}, args...).StringSlice()
+	if err != nil {
+		return nil, b.wrap("presence among", err)
+	}
+	for _, u := range online {
+		out[u] = true
+	}
 	return out, nil
 }
 

@@ -13,6 +13,8 @@
 // subscribe confirmation (go-redis re-subscribes silently after a reconnect,
 // and Redis confirms each channel again) re-reads the channel from its last
 // delivered id, so nothing published while the connection was down is lost.
+// A created channel's messages go through the same script, which then also
+// refuses a sender who is not a member (channels.go keeps the catalog).
 //
 // On a Redis Cluster a room's keys and topics share one hash slot, and its
 // pub/sub is sharded (SPUBLISH, SSUBSCRIBE), so its messages travel only
@@ -138,9 +140,10 @@ type Backend struct {
 	topicPrefix string // keys.Topic(room, ""): topic = topicPrefix + channel
 	eventsTopic string
 
-	feed feed
-	st   stats
-	acks replicaAcks
+	feed  feed
+	st    stats
+	acks  replicaAcks
+	users usersIndex
 	// sentinel answers which primary Sentinel announces (nil without Sentinel).
 	sentinel   *redis.SentinelClient
 	masterName string

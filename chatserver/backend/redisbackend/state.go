@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -101,6 +104,127 @@ func (b *Backend) UserExists(ctx context.Context, username string) (bool, error)
 		return false, b.wrap("user exists", err)
 	}
 	return n == 1, nil
+}
+
+// ListUsers implements chat.Users: a page of the users index, by name.
+func (b *Backend) ListUsers(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	if err := b.indexUsers(ctx); err != nil {
+		return nil, err
+	}
+	lo, hi := lexRange(prefix, after)
+	names, err := b.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: keys.Users(b.room), Start: lo, Stop: hi, ByLex: true, Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, b.wrap("list users", err)
+	}
+	return names, nil
+}
+
+// usersIndex remembers that this process saw the room's users index
+// complete (keys.UsersIndexed), so that only the first ListUsers checks.
+type usersIndex struct {
+	done atomic.Bool
+	mu   sync.Mutex // one backfill at a time in this process
+}
+
+// backfillScanCount is how many keys one SCAN step looks at: each step is
+// short work for Redis, whatever the size of its keyspace.
+const backfillScanCount = 1000
+
+// indexUsers makes sure the users index lists the accounts created before
+// it existed. Registration indexes an account in the script that creates it
+// (createUserScript), but a room that ran an older version has accounts and
+// no index. The first ListUsers of such a room walks the keyspace of the
+// room's node once with SCAN MATCH <prefix>user:* (backfillScanCount keys a
+// step, so Redis never blocks on it, and the work is bounded by that one
+// node's keys), adds the names it finds, then sets keys.UsersIndexed, and
+// no server walks it again. Servers that race to do it add the same names:
+// ZADD is idempotent, and accounts created meanwhile index themselves.
+// Accounts an older server registers during a rolling upgrade, after the
+// marker is set, are the one gap: deleting the marker walks again.
+func (b *Backend) indexUsers(ctx context.Context) error {
+	if b.users.done.Load() {
+		return nil
+	}
+	b.users.mu.Lock()
+	defer b.users.mu.Unlock()
+	if b.users.done.Load() {
+		return nil
+	}
+	marker := keys.UsersIndexed(b.room)
+	n, err := b.client.Exists(ctx, marker).Result()
+	if err != nil {
+		return b.wrap("list users", err)
+	}
+	if n == 0 {
+		if err := b.backfillUsers(ctx); err != nil {
+			return b.wrap("index users", err)
+		}
+		if err := b.client.Set(ctx, marker, "1", 0).Err(); err != nil {
+			return b.wrap("index users", err)
+		}
+	}
+	b.users.done.Store(true)
+	return nil
+}
+
+func (b *Backend) backfillUsers(ctx context.Context) error {
+	index := keys.Users(b.room)
+	// On a Cluster, SCAN sees one node's keys: those of the room's slot
+	// are on its primary.
+	node, err := b.primaryFor(ctx, index)
+	if err != nil {
+		return err
+	}
+	userPrefix := keys.User(b.room, "")
+	match := globEscape(userPrefix) + "*"
+	var cursor uint64
+	for {
+		page, next, err := node.Scan(ctx, cursor, match, backfillScanCount).Result()
+		if err != nil {
+			return err
+		}
+		members := make([]redis.Z, 0, len(page))
+		for _, k := range page {
+			if name, ok := strings.CutPrefix(k, userPrefix); ok && name != "" {
+				members = append(members, redis.Z{Member: name})
+			}
+		}
+		if len(members) > 0 {
+			if err := node.ZAdd(ctx, index, members...).Err(); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// lexRange is the ZRANGE BYLEX interval of the names that start with prefix
+// and sort after after ("" = no bound). It may be empty (lo above hi), which
+// Redis answers with nothing.
+func lexRange(prefix, after string) (lo, hi string) {
+	lo, hi = "-", "+"
+	if prefix != "" {
+		lo = "[" + prefix
+	}
+	if after != "" && after >= prefix {
+		lo = "(" + after
+	}
+	// The first string past every one that starts with prefix: prefix with
+	// its last byte that can grow grown, and what follows it cut.
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if prefix[i] < 0xff {
+			hi = "(" + prefix[:i] + string([]byte{prefix[i] + 1})
+			break
+		}
+	}
+	return lo, hi
 }
 
 var errNil = redis.Nil
