@@ -32,8 +32,8 @@ help: ## list targets
 ##@ Everyday
 
 .PHONY: run
-run: ## run the chat on http://localhost:8080 (memory backend, no Redis needed)
-	$(GOMAIN) run ./cmd/chatserver $(ARGS)
+run: ## run the chat on http://localhost:8080 (embedded store, data kept in ./data)
+	$(GOMAIN) run ./cmd/chatserver --data-dir=./data $(ARGS)
 
 .PHONY: build
 build: ## build bin/chatserver, bin/operator and bin/hubbub-bench

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // Registration says who may create accounts.
@@ -35,8 +37,13 @@ type Config struct {
 	// Room names this chat ("namespace/name"); it prefixes every Redis key so
 	// rooms sharing a Redis never see each other.
 	Room string
-	// RedisURL selects the Redis backend; empty means the in-process memory backend.
+	// RedisURL selects the Redis backend; empty means one process on its
+	// own: the embedded store in DataDir, or memory alone.
 	RedisURL string
+	// DataDir is where the single-process server keeps its data (a bbolt
+	// file) across restarts; empty keeps everything in memory (tests).
+	// Ignored with RedisURL.
+	DataDir string
 	// RedisPassword overrides any password in RedisURL (kept out of args so it
 	// never shows in `ps` or the pod spec).
 	RedisPassword string
@@ -51,6 +58,14 @@ type Config struct {
 	Channels []string
 	// Registration is Open or Closed.
 	Registration Registration
+	// Admins are the room's admins (usernames): they may remove anyone from
+	// any channel people created, and add people to any.
+	Admins []string
+	// MaxChannelsPerUser bounds the created channels one person is in
+	// (default channels and DMs do not count).
+	MaxChannelsPerUser int
+	// MaxChannelMembers bounds the members of one created channel.
+	MaxChannelMembers int
 	// BootstrapUsersFile names a file of "username:password" lines created at start.
 	BootstrapUsersFile string
 	// SessionTTL is the sliding idle lifetime of a login session.
@@ -120,6 +135,8 @@ func Default() Config {
 		Registration:                RegistrationOpen,
 		SessionTTL:                  24 * time.Hour,
 		HistoryMax:                  10000,
+		MaxChannelsPerUser:          1000,
+		MaxChannelMembers:           10000,
 		MaxMessageBytes:             4096,
 		MessagesPerSecond:           5,
 		MessageBurst:                10,
@@ -159,15 +176,20 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	origins := ""
 	proxies := ""
 	registration := string(c.Registration)
+	admins := ""
 
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
 	fs.StringVar(&c.Room, "room", c.Room, "room identity `namespace/name`; prefixes every Redis key")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (redis://, rediss://, redis-sentinel://host:port/?master=NAME, redis-cluster://host:port,...); empty = in-process memory backend")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the single-process server's data file, kept across restarts (empty = memory only; ignored with --redis-url)")
 	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password (prefer the environment variable)")
 	fs.IntVar(&c.RedisMinReplicaAcks, "redis-min-replica-acks", c.RedisMinReplicaAcks, "replicas that must confirm a message before it is acked (-1 = 1 when the primary has replicas, else 0)")
 	fs.DurationVar(&c.RedisReplicaAckTimeout, "redis-replica-ack-timeout", c.RedisReplicaAckTimeout, "how long a send waits for its replicas before it is refused as unavailable (the client resends)")
 	fs.StringVar(&channels, "channels", channels, "comma-separated public channels")
 	fs.StringVar(&registration, "registration", registration, "Open or Closed")
+	fs.StringVar(&admins, "admins", admins, "comma-separated usernames of the room's admins (may remove anyone from any created channel)")
+	fs.IntVar(&c.MaxChannelsPerUser, "max-channels-per-user", c.MaxChannelsPerUser, "created channels one person may be in (default channels and DMs do not count)")
+	fs.IntVar(&c.MaxChannelMembers, "max-channel-members", c.MaxChannelMembers, "members one created channel may have")
 	fs.StringVar(&c.BootstrapUsersFile, "bootstrap-users-file", c.BootstrapUsersFile, "file of username:password lines to create at start")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "sliding idle lifetime of a login session")
 	fs.IntVar(&c.HistoryMax, "history-max", c.HistoryMax, "messages kept per channel")
@@ -222,6 +244,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), out io.Writer) (
 	c.AllowedOrigins = SplitList(origins)
 	c.TrustedProxies = SplitList(proxies)
 	c.Registration = Registration(registration)
+	c.Admins = SplitList(admins)
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -297,6 +320,17 @@ func (c Config) Validate() error {
 	}
 	if c.Registration != RegistrationOpen && c.Registration != RegistrationClosed {
 		bad("registration", "must be Open or Closed, got %q", c.Registration)
+	}
+	for _, a := range c.Admins {
+		if !protocol.ValidUsername(a) {
+			bad("admins", "%q is not a username (3-32 of a-z, 0-9, '_', '.', '-')", a)
+		}
+	}
+	if c.MaxChannelsPerUser < 1 || c.MaxChannelsPerUser > 10000 {
+		bad("max-channels-per-user", "must be 1..10000, got %d", c.MaxChannelsPerUser)
+	}
+	if c.MaxChannelMembers < 2 || c.MaxChannelMembers > 1000000 {
+		bad("max-channel-members", "must be 2..1000000, got %d", c.MaxChannelMembers)
 	}
 	if c.SessionTTL < time.Minute {
 		bad("session-ttl", "must be at least 1m, got %s", c.SessionTTL)
@@ -382,6 +416,10 @@ func (c Config) Args() []string {
 	add("addr", c.Addr, d.Addr)
 	add("room", c.Room, d.Room)
 	add("redis-url", c.RedisURL, d.RedisURL)
+	add("data-dir", c.DataDir, d.DataDir)
+	add("admins", strings.Join(c.Admins, ","), "")
+	add("max-channels-per-user", strconv.Itoa(c.MaxChannelsPerUser), strconv.Itoa(d.MaxChannelsPerUser))
+	add("max-channel-members", strconv.Itoa(c.MaxChannelMembers), strconv.Itoa(d.MaxChannelMembers))
 	add("redis-min-replica-acks", strconv.Itoa(c.RedisMinReplicaAcks), strconv.Itoa(d.RedisMinReplicaAcks))
 	add("redis-replica-ack-timeout", c.RedisReplicaAckTimeout.String(), d.RedisReplicaAckTimeout.String())
 	add("channels", strings.Join(c.Channels, ","), strings.Join(d.Channels, ","))

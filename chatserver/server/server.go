@@ -23,6 +23,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/chatserver/api"
 	"github.com/hubbub-chat/hubbub/chatserver/auth"
+	"github.com/hubbub-chat/hubbub/chatserver/backend/embedded"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
@@ -109,12 +110,20 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	return s, nil
 }
 
-// OpenBackend opens the backend cfg names: memory when RedisURL is empty.
+// OpenBackend opens the backend cfg names: Redis with RedisURL; without it,
+// the embedded store in DataDir, or memory alone when DataDir is empty.
 func OpenBackend(cfg config.Config, pod string, log *slog.Logger) (Backend, error) {
-	if cfg.RedisURL == "" {
-		return memory.New(), nil
+	switch {
+	case cfg.RedisURL != "":
+		return openRedis(cfg, pod, log)
+	case cfg.DataDir != "":
+		b, err := embedded.Open(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("--data-dir: %w", err)
+		}
+		return b, nil
 	}
-	return openRedis(cfg, pod, log)
+	return memory.New(), nil
 }
 
 func podID() string {
@@ -314,10 +323,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func backendName(cfg config.Config) string {
-	if cfg.RedisURL == "" {
-		return "memory"
+	switch {
+	case cfg.RedisURL != "":
+		return "redis"
+	case cfg.DataDir != "":
+		return "embedded"
 	}
-	return "redis"
+	return "memory"
 }
 
 // ConnectionCount is the number of open WebSockets.

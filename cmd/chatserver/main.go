@@ -58,8 +58,12 @@ func run() error {
 			return err
 		}
 	}
-	if cfg.RedisURL == "" {
-		log.Info("memory backend: everything is lost when this process stops; set --redis-url to share state between servers")
+	switch {
+	case cfg.RedisURL != "":
+	case cfg.DataDir != "":
+		log.Info("embedded store: one process, data kept across restarts; set --redis-url to share state between servers", "dataDir", cfg.DataDir)
+	default:
+		log.Info("memory backend: everything is lost when this process stops; set --data-dir to keep it, or --redis-url to share state between servers")
 	}
 	return srv.Serve(ctx, ln)
 }
