@@ -32,6 +32,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// SessionTTL sets the cookie's Max-Age (the server-side expiry slides).
 	SessionTTL time.Duration
+	// MaxChannelsPerUser and MaxChannelMembers are named in the messages
+	// that refuse past them.
+	MaxChannelsPerUser, MaxChannelMembers int
 }
 
 // API serves /api/v1 and /ws.
@@ -76,6 +79,14 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("DELETE /api/v1/sessions", a.authed(a.handleRevokeAll))
 	route("GET /api/v1/channels", a.authed(a.handleChannels))
 	route("GET /api/v1/channels/{channel}/messages", a.authed(a.handleHistory))
+	route("POST /api/v1/channels", a.authed(a.handleCreateChannel))
+	route("GET /api/v1/channels/browse", a.authed(a.handleBrowse))
+	route("POST /api/v1/channels/{channel}/join", a.authed(a.handleJoin))
+	route("POST /api/v1/channels/{channel}/leave", a.authed(a.handleLeave))
+	route("GET /api/v1/channels/{channel}/members", a.authed(a.handleMembers))
+	route("POST /api/v1/channels/{channel}/members", a.authed(a.handleAddMember))
+	route("DELETE /api/v1/channels/{channel}/members/{username}", a.authed(a.handleRemoveMember))
+	route("GET /api/v1/users", a.authed(a.handleUsers))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})

@@ -1,4 +1,5 @@
-// Channel handlers: the user's channels and a channel's history pages.
+// Channel handlers: the user's channels, a channel's history pages, and
+// the channels people create: create, join, leave, add and remove members.
 
 package api
 
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
@@ -41,19 +43,120 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	msgs, err := a.opts.Chat.History(r.Context(), sessionFrom(r).Username, channel, before, limit)
-	switch {
-	case errors.Is(err, chat.ErrForbidden):
-		WriteError(w, http.StatusForbidden, "forbidden", "you are not a member of this channel")
-		return
-	case errors.Is(err, chat.ErrUnknownChannel):
-		WriteError(w, http.StatusNotFound, "unknown_channel", "no such channel")
-		return
-	case err != nil:
-		a.internalError(w, r, err)
+	if err != nil {
+		a.channelError(w, r, err, channel, "")
 		return
 	}
 	if msgs == nil {
 		msgs = []protocol.Message{}
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+}
+
+type createChannelRequest struct {
+	Name    string `json:"name"`
+	Private bool   `json:"private"`
+}
+
+func (a *API) handleCreateChannel(w http.ResponseWriter, r *http.Request) {
+	var req createChannelRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	name := strings.ToLower(req.Name)
+	meta, err := a.opts.Chat.CreateChannel(r.Context(), sessionFrom(r).Username, name, req.Private)
+	if err != nil {
+		a.channelError(w, r, err, name, "")
+		return
+	}
+	WriteJSON(w, http.StatusCreated, map[string]any{"name": meta.Name, "private": meta.Private})
+}
+
+func (a *API) handleJoin(w http.ResponseWriter, r *http.Request) {
+	if !decodeBody(w, r, &struct{}{}) {
+		return
+	}
+	channel := r.PathValue("channel")
+	if err := a.opts.Chat.JoinChannel(r.Context(), sessionFrom(r).Username, channel); err != nil {
+		a.channelError(w, r, err, channel, "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) handleLeave(w http.ResponseWriter, r *http.Request) {
+	if !decodeBody(w, r, &struct{}{}) {
+		return
+	}
+	channel := r.PathValue("channel")
+	if err := a.opts.Chat.LeaveChannel(r.Context(), sessionFrom(r).Username, channel); err != nil {
+		a.channelError(w, r, err, channel, "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type addMemberRequest struct {
+	Username string `json:"username"`
+	Admin    bool   `json:"admin"`
+}
+
+func (a *API) handleAddMember(w http.ResponseWriter, r *http.Request) {
+	var req addMemberRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	channel, who := r.PathValue("channel"), strings.ToLower(req.Username)
+	if !protocol.ValidUsername(who) {
+		WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, "username: 3–32 of a-z 0-9 _ . -")
+		return
+	}
+	if err := a.opts.Chat.AddMember(r.Context(), sessionFrom(r).Username, channel, who, req.Admin); err != nil {
+		a.channelError(w, r, err, channel, who)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
+	channel, who := r.PathValue("channel"), strings.ToLower(r.PathValue("username"))
+	if err := a.opts.Chat.RemoveMember(r.Context(), sessionFrom(r).Username, channel, who); err != nil {
+		a.channelError(w, r, err, channel, who)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// channelError answers a channel operation's failure: each error its one
+// status and code (docs/protocol.md), with a message that names what was
+// wrong.
+func (a *API) channelError(w http.ResponseWriter, r *http.Request, err error, channel, user string) {
+	var status int
+	var code, msg string
+	switch {
+	case errors.Is(err, chat.ErrBadChannelName):
+		status, code, msg = http.StatusBadRequest, protocol.CodeBadRequest, "name: "+err.Error()
+	case errors.Is(err, chat.ErrDefaultChannel):
+		status, code, msg = http.StatusBadRequest, protocol.CodeBadRequest, fmt.Sprintf("%q is a default channel: everyone is in it", channel)
+	case errors.Is(err, chat.ErrChannelTaken):
+		status, code, msg = http.StatusConflict, protocol.CodeChannelTaken, fmt.Sprintf("a channel named %q exists", channel)
+	case errors.Is(err, chat.ErrTooManyChannels):
+		status, code, msg = http.StatusConflict, protocol.CodeLimitReached, fmt.Sprintf("in too many channels (at most %d each)", a.opts.MaxChannelsPerUser)
+	case errors.Is(err, chat.ErrTooManyMembers):
+		status, code, msg = http.StatusConflict, protocol.CodeLimitReached, fmt.Sprintf("%q is full (at most %d members)", channel, a.opts.MaxChannelMembers)
+	case errors.Is(err, chat.ErrLastAdmin):
+		status, code, msg = http.StatusConflict, protocol.CodeLastAdmin, fmt.Sprintf("%s is the only admin of %q: make someone else admin first", user, channel)
+	case errors.Is(err, chat.ErrUnknownUser):
+		status, code, msg = http.StatusNotFound, protocol.CodeUnknownUser, fmt.Sprintf("no user %q", user)
+	case errors.Is(err, chat.ErrNotMember):
+		status, code, msg = http.StatusNotFound, protocol.CodeUnknownUser, fmt.Sprintf("%s is not a member of %q", user, channel)
+	case errors.Is(err, chat.ErrForbidden):
+		status, code, msg = http.StatusForbidden, protocol.CodeForbidden, fmt.Sprintf("you may not do that in %q", channel)
+	case errors.Is(err, chat.ErrUnknownChannel):
+		status, code, msg = http.StatusNotFound, protocol.CodeUnknownChannel, fmt.Sprintf("no channel %q", protocol.Truncate(channel, 64))
+	default:
+		a.internalError(w, r, err)
+		return
+	}
+	WriteError(w, status, code, msg)
 }

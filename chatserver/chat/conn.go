@@ -21,7 +21,7 @@ type conn struct {
 	user    string
 	session string
 	check   func(ctx context.Context) error // re-validates the session; nil = never
-	dms     map[string]struct{}             // DM channels followed; guarded by the hub (its user's shard)
+	joined  map[string]struct{}             // DM and created channels followed; guarded by the hub (its user's shard)
 	// Used only by the keepalive goroutine (set before the conn is
 	// registered): when this socket is next pinged and its session checked.
 	nextPing, nextCheck time.Time
@@ -90,19 +90,18 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		return nil
 	}
 
-	// DM channels are followed from their last id, read before registering so
-	// that nothing committed in between is missed (the feed replays after it).
-	dms, err := s.b.DMs(ctx, c.user, maxDMs)
+	// DM and created channels are followed from their last id, read before
+	// registering so that nothing committed in between is missed (the feed
+	// replays after it).
+	mine, err := s.memberChannels(ctx, c.user)
 	if err != nil {
-		s.backendError("dms", err)
+		s.backendError("member_channels", err)
 		return refuse(protocol.CloseTryAgainLater, "storage unavailable")
 	}
-	lastIDs := make(map[string]string, len(dms))
-	for _, ch := range dms {
-		if lastIDs[ch], err = s.b.LastID(ctx, ch); err != nil {
-			s.backendError("last_id", err)
-			return refuse(protocol.CloseTryAgainLater, "storage unavailable")
-		}
+	lastIDs, err := s.b.LastIDs(ctx, mine.names())
+	if err != nil {
+		s.backendError("last_id", err)
+		return refuse(protocol.CloseTryAgainLater, "storage unavailable")
 	}
 	first, err := s.hub.register(c, lastIDs)
 	switch {
@@ -122,7 +121,7 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		}
 		s.publish(ctx, Event{Kind: EventPresence, User: c.user, Status: "online"})
 	}
-	hello, err := s.hello(ctx, c.user, dms, lastIDs)
+	hello, err := s.hello(ctx, c.user, mine, lastIDs)
 	if err != nil {
 		s.backendError("hello", err)
 		c.out.closeWithoutHello(protocol.CloseTryAgainLater, "storage unavailable")
@@ -175,6 +174,29 @@ func (c *conn) deliver(channel string, msgs []outMsg) int {
 	return c.ord.live(&c.out, channel, msgs)
 }
 
+// leave queues removed after whatever of channel the socket was given,
+// and nothing of channel after it.
+func (c *conn) leave(channel string, removed []byte) {
+	c.membershipChanged(protocol.TypeRemoved, removed, func(o *order) { o.leave(channel) })
+}
+
+// rejoin lets channel through again and queues added.
+func (c *conn) rejoin(channel string, added []byte) {
+	c.membershipChanged(protocol.TypeChannel, added, func(o *order) { o.rejoin(channel) })
+}
+
+// membershipChanged changes the socket's order and queues frame under one
+// lock: no message of the channel can come between the two.
+func (c *conn) membershipChanged(typ string, frame []byte, change func(*order)) {
+	c.out.mu.Lock()
+	change(&c.ord)
+	ok := c.out.enqueueLocked(frame)
+	c.out.mu.Unlock()
+	if ok {
+		c.s.objs.out(typ).Inc()
+	}
+}
+
 // release ends the hold on live messages (the client's first frame came,
 // or the resume window ended).
 func (c *conn) release() {
@@ -185,7 +207,9 @@ func (c *conn) release() {
 }
 
 // checkSession re-validates the session (the keepalive loop calls it), so an
-// expired session (or a revocation whose event was lost) still ends the socket.
+// expired session (or a revocation whose event was lost) still ends the
+// socket, and the socket's channels (so a membership event that was lost
+// still takes effect).
 func (c *conn) checkSession(ctx context.Context) {
 	if c.out.closing() {
 		return
@@ -199,6 +223,12 @@ func (c *conn) checkSession(ctx context.Context) {
 	}
 	if err != nil {
 		c.s.backendError("session_check", err)
+		return
+	}
+	cctx, cancel = context.WithTimeout(ctx, storageTimeout)
+	defer cancel()
+	if err := c.s.syncMembership(cctx, c); err != nil {
+		c.s.backendError("membership_check", err)
 	}
 }
 
@@ -216,8 +246,8 @@ func (s *Service) userLeft(user string) {
 	}
 }
 
-func (s *Service) hello(ctx context.Context, user string, dms []string, lastIDs map[string]string) ([]byte, error) {
-	chans, err := s.channelInfos(ctx, user, dms, lastIDs)
+func (s *Service) hello(ctx context.Context, user string, mine memberChannels, lastIDs map[string]string) ([]byte, error) {
+	chans, err := s.channelInfos(ctx, user, mine, lastIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -228,5 +258,7 @@ func (s *Service) hello(ctx context.Context, user string, dms []string, lastIDs 
 	if online == nil {
 		online = []string{}
 	}
-	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Online: online}), nil
+	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Online: online, Limits: protocol.Limits{
+		MaxMessageBytes: s.opts.MaxMessageBytes, MessagesPerSecond: s.opts.MessagesPerSecond, MessageBurst: s.opts.MessageBurst,
+	}}), nil
 }

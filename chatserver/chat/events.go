@@ -36,6 +36,9 @@ func (s *Service) deliver(channel string, msgs []protocol.Message) {
 // people they are for.
 func (s *Service) notify(channel string, msgs []outMsg) {
 	a, b, isDM := protocol.SplitDM(channel)
+	// In a created channel only its members are told: the sockets in it.
+	// (A default channel is everyone's; a DM's other member is in it.)
+	members := !isDM && !s.hub.public[channel]
 	for _, om := range msgs {
 		m := om.m
 		var targets []string
@@ -55,6 +58,11 @@ func (s *Service) notify(channel string, msgs []outMsg) {
 			}
 			var frame []byte // encoded only if u has a socket here
 			s.hub.fanout(ofUser(u), func(c *conn) {
+				if members {
+					if _, in := c.joined[channel]; !in {
+						return
+					}
+				}
 				if frame == nil {
 					frame = protocol.Encode(protocol.Notification{
 						Type: protocol.TypeNotification, Kind: kind, Channel: channel, From: m.From, ID: m.ID, Text: m.Text,
@@ -90,6 +98,12 @@ func (s *Service) handleEvent(e Event) {
 	case EventDM:
 		if a, b, ok := protocol.SplitDM(e.Channel); ok {
 			s.hub.joinDM(e.Channel, a, b)
+		}
+	case EventMember:
+		// This server applied its own change when it made it: applying
+		// it again as it comes back could undo a later one.
+		if e.Origin != s.opts.Pod || e.Origin == "" {
+			s.memberEvent(e)
 		}
 	}
 }

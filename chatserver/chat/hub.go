@@ -9,11 +9,11 @@ import (
 )
 
 // hubShards spreads the registry's locks: a socket connecting or leaving
-// locks its user's shard and its DM channels' shards, not the whole server.
+// locks its user's shard and its channels' shards, not the whole server.
 const hubShards = 16
 
 // hub is one server's registry of its sockets, by user and by followed DM
-// channel, and the one path that fans anything out to them: messages,
+// and created channel, and the one path that fans anything out to them: messages,
 // notifications, events and presence all go through fanout. It also owns
 // the sockets' goroutines, so that stopping waits for them.
 type hub struct {
@@ -33,7 +33,7 @@ type hub struct {
 	sockets  sync.WaitGroup
 }
 
-// follower is what the hub tells the feed: follow a DM channel while it
+// follower is what the hub tells the feed: follow a DM or created channel while it
 // has local members.
 type follower interface {
 	Follow(channel, after string)
@@ -53,7 +53,8 @@ type userShard struct {
 	byUser map[string]map[*conn]struct{}
 }
 
-// channelShard holds the local members of the DM channels that hash to it.
+// channelShard holds the local members of the DM and created channels that
+// hash to it. The default channels are everyone's: they need no sets.
 type channelShard struct {
 	mu      sync.RWMutex
 	members map[string]map[*conn]struct{}
@@ -97,7 +98,7 @@ func (h *hub) start() bool {
 // done counts a socket's goroutines out.
 func (h *hub) done() { h.sockets.Done() }
 
-// register adds c with its DM channels; lastIDs holds each DM's last id,
+// register adds c with its DM and created channels; lastIDs holds the last id of each,
 // read before registering, to follow it from. It reports whether c is its
 // user's first socket here.
 func (h *hub) register(c *conn, lastIDs map[string]string) (first bool, err error) {
@@ -151,16 +152,8 @@ func (h *hub) unregister(c *conn) (last bool) {
 			last = true
 		}
 	}
-	for ch := range c.dms {
-		cs := &h.channels[shardOf(ch)]
-		cs.mu.Lock()
-		set := cs.members[ch]
-		delete(set, c)
-		if len(set) == 0 {
-			delete(cs.members, ch)
-			h.follow.Unfollow(ch)
-		}
-		cs.mu.Unlock()
+	for ch := range c.joined {
+		h.dropLocked(c, ch)
 	}
 	h.count.Add(-1)
 	h.onCount(-1)
@@ -181,8 +174,8 @@ func (h *hub) joinDM(channel, a, b string) {
 	}
 }
 
-// joinLocked makes c a member of DM channel ch. Caller holds the lock of
-// c's user shard (which guards c.dms).
+// joinLocked makes c a member of DM or created channel ch. Caller holds the
+// lock of c's user shard (which guards c.joined).
 func (h *hub) joinLocked(c *conn, ch, after string) {
 	cs := &h.channels[shardOf(ch)]
 	cs.mu.Lock()
@@ -194,18 +187,83 @@ func (h *hub) joinLocked(c *conn, ch, after string) {
 	}
 	set[c] = struct{}{}
 	cs.mu.Unlock()
-	if c.dms == nil {
-		c.dms = map[string]struct{}{}
+	if c.joined == nil {
+		c.joined = map[string]struct{}{}
 	}
-	c.dms[ch] = struct{}{}
+	c.joined[ch] = struct{}{}
 }
 
-// follows reports whether c is a member of DM channel ch.
+// joinUser makes every local socket of user a member of created channel
+// ch, following it after after if nobody here did, and queues added for
+// each socket that was not in it yet.
+func (h *hub) joinUser(ch, user, after string, added []byte) (sockets int) {
+	us := &h.users[shardOf(user)]
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	for c := range us.byUser[user] {
+		if _, in := c.joined[ch]; in {
+			continue
+		}
+		h.joinLocked(c, ch, after)
+		c.rejoin(ch, added)
+		sockets++
+	}
+	return sockets
+}
+
+// leaveUser ends the membership of ch of every local socket of user, and
+// queues removed for each. Whatever of ch was fanned out to a socket before
+// is queued before removed, and nothing of ch after: fan-out reads the
+// channel's members under its shard's lock, which this takes to drop them.
+func (h *hub) leaveUser(ch, user string, removed []byte) (sockets int) {
+	us := &h.users[shardOf(user)]
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	for c := range us.byUser[user] {
+		if _, in := c.joined[ch]; !in {
+			continue
+		}
+		delete(c.joined, ch)
+		h.dropLocked(c, ch)
+		c.leave(ch, removed)
+		sockets++
+	}
+	return sockets
+}
+
+// dropLocked takes c out of channel ch's local members, and stops
+// following ch when nobody here is left in it. Caller holds the lock of c's
+// user shard.
+func (h *hub) dropLocked(c *conn, ch string) {
+	cs := &h.channels[shardOf(ch)]
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	set := cs.members[ch]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(cs.members, ch)
+		h.follow.Unfollow(ch)
+	}
+}
+
+// joinedSet is a copy of the DM and created channels c is in.
+func (h *hub) joinedSet(c *conn) map[string]bool {
+	us := &h.users[shardOf(c.user)]
+	us.mu.RLock()
+	defer us.mu.RUnlock()
+	out := make(map[string]bool, len(c.joined))
+	for ch := range c.joined {
+		out[ch] = true
+	}
+	return out
+}
+
+// follows reports whether c is a member of DM or created channel ch.
 func (h *hub) follows(c *conn, ch string) bool {
 	us := &h.users[shardOf(c.user)]
 	us.mu.RLock()
 	defer us.mu.RUnlock()
-	_, ok := c.dms[ch]
+	_, ok := c.joined[ch]
 	return ok
 }
 

@@ -14,7 +14,7 @@ import (
 // other sockets, on every server. A marker past the channel's last message
 // would mark messages read before they exist: it is refused.
 func (c *conn) handleRead(ctx context.Context, f protocol.ClientFrame) {
-	if err := c.s.access(c.user, f.Channel); err != nil {
+	if err := c.may(f.Channel); err != nil {
 		c.sendError(accessError(err, f.Channel, ""))
 		return
 	}

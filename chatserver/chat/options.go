@@ -10,8 +10,14 @@ import (
 // Options configure a Service.
 type Options struct {
 	// Pod identifies this server in presence marks and events.
-	Pod               string
-	Channels          []string
+	Pod string
+	// Channels are the room's default channels: everyone is in them.
+	Channels []string
+	// Admins are the room's admins: they may add anyone to, and remove
+	// anyone from, any channel people created.
+	Admins []string
+	// Membership bounds channels people create.
+	Membership        MemberLimits
 	HistoryMax        int
 	MaxMessageBytes   int
 	MessagesPerSecond float64
@@ -67,7 +73,10 @@ func (o Options) withDefaults() Options {
 
 // Limits on what one request may ask of storage.
 const (
-	maxDMs         = 1000
+	maxDMs = 1000
+	// maxJoined bounds the created channels read for one person: at least
+	// any --max-channels-per-user allows.
+	maxJoined      = 10000
 	maxOnline      = 1000
 	maxUnread      = 1000
 	maxResumeBatch = 500

@@ -48,6 +48,12 @@ type order struct {
 	releaseT *time.Timer // ends the resume window; nil once ended
 }
 
+// gone is the last id of a channel the person left or was removed from
+// while the socket was open: past every id, so nothing more of it is
+// queued, not even a resume's replay under way. (A mark in last rather
+// than a set of its own keeps conn within its size class.)
+var gone = protocol.ID{Ms: ^uint64(0), Seq: ^uint64(0)}
+
 // live takes messages fanned out as they are committed. It returns how many
 // it queued now.
 func (o *order) live(out *outbox, channel string, msgs []outMsg) int {
@@ -139,4 +145,25 @@ func (o *order) endReplay(out *outbox, channel string) int {
 	held := o.resuming[channel]
 	delete(o.resuming, channel)
 	return o.queue(out, channel, held)
+}
+
+// leave drops what is held of channel and refuses the rest of it.
+func (o *order) leave(channel string) {
+	o.setLast(channel, gone)
+	delete(o.resuming, channel)
+	kept := o.held[:0]
+	for _, h := range o.held {
+		if h.channel != channel {
+			kept = append(kept, h)
+		}
+	}
+	clear(o.held[len(kept):])
+	o.held = kept
+}
+
+// rejoin lets channel through again (the person is back in it).
+func (o *order) rejoin(channel string) {
+	if o.last[channel] == gone {
+		delete(o.last, channel)
+	}
 }

@@ -34,7 +34,7 @@ func queued(o *outbox) string {
 // what reaches the outbox: one stream per channel, in id order, no repeats.
 func TestOrder(t *testing.T) {
 	type step struct {
-		do      string // live, release, begin, replay, end
+		do      string // live, release, begin, replay, end, leave, rejoin
 		channel string
 		ids     []string // messages (live, replay) or the since id (begin)
 	}
@@ -42,6 +42,8 @@ func TestOrder(t *testing.T) {
 	replay := func(ch string, ids ...string) step { return step{"replay", ch, ids} }
 	begin := func(ch, since string) step { return step{"begin", ch, []string{since}} }
 	end := func(ch string) step { return step{"end", ch, nil} }
+	leave := func(ch string) step { return step{"leave", ch, nil} }
+	rejoin := func(ch string) step { return step{"rejoin", ch, nil} }
 	release := step{do: "release"}
 
 	tests := []struct {
@@ -74,6 +76,16 @@ func TestOrder(t *testing.T) {
 			[]step{live("g", "5-0"), begin("g", "1-0"), replay("g", "2-0", "5-0", "6-0"), end("g")}, "5-0 6-0"},
 		{"a replay of one channel does not hold another", false,
 			[]step{begin("a", ""), live("b", "1-0"), end("a")}, "1-0"},
+		{"nothing of a channel left goes out", false,
+			[]step{live("g", "1-0"), leave("g"), live("g", "2-0")}, "1-0"},
+		{"what was held of a channel left is dropped, other channels' kept", true,
+			[]step{live("g", "1-0"), live("b", "7-0"), leave("g"), release}, "7-0"},
+		{"a replay under way stops at leaving", false,
+			[]step{begin("g", ""), replay("g", "1-0"), live("g", "3-0"), leave("g"), replay("g", "2-0"), end("g")}, "1-0"},
+		{"back in, the channel goes out again", false,
+			[]step{live("g", "1-0"), leave("g"), rejoin("g"), live("g", "5-0")}, "1-0 5-0"},
+		{"rejoining a channel never left keeps its last id", false,
+			[]step{live("g", "5-0"), rejoin("g"), live("g", "4-0", "6-0")}, "5-0 6-0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +105,10 @@ func TestOrder(t *testing.T) {
 					total += o.queue(ob, s.channel, msgs(s.ids...))
 				case "end":
 					total += o.endReplay(ob, s.channel)
+				case "leave":
+					o.leave(s.channel)
+				case "rejoin":
+					o.rejoin(s.channel)
 				}
 			}
 			if got := queued(ob); got != tt.want {

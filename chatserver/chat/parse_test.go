@@ -55,7 +55,8 @@ func TestAccess(t *testing.T) {
 		{"alice", "dm:alice:bob", nil},
 		{"bob", "dm:alice:bob", nil},
 		{"carol", "dm:alice:bob", ErrForbidden},
-		{"alice", "random", ErrUnknownChannel},
+		{"alice", "random", errCreated}, // membership is the catalog's to say
+		{"alice", "Bad Name", ErrUnknownChannel},
 		{"alice", "dm:alice", ErrUnknownChannel},
 		{"alice", "dm:bob:alice", ErrUnknownChannel}, // not in canonical order: no such channel
 	}

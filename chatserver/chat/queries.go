@@ -16,13 +16,22 @@ var (
 	ErrUnknownChannel = errors.New("no such channel")
 )
 
-// access checks that user may read and write channel.
+// errCreated says a channel name is neither a default channel nor a DM:
+// whether it exists, and who may use it, is the channel catalog's business.
+var errCreated = errors.New("a channel people created")
+
+// access checks channel by its name alone: a default channel (everyone's)
+// or one of user's DMs. Any other well-formed name may be a created
+// channel: errCreated, and the caller checks membership.
 func (s *Service) access(user, channel string) error {
 	if s.hub.public[channel] {
 		return nil
 	}
 	a, b, ok := protocol.SplitDM(channel)
 	if !ok {
+		if protocol.ValidChannel(channel) {
+			return errCreated
+		}
 		return ErrUnknownChannel
 	}
 	if user != a && user != b {
@@ -31,46 +40,145 @@ func (s *Service) access(user, channel string) error {
 	return nil
 }
 
-// Channels returns the user's channels (public ones, then DMs) with last id and unread count.
-func (s *Service) Channels(ctx context.Context, user string) ([]protocol.ChannelInfo, error) {
-	dms, err := s.b.DMs(ctx, user, maxDMs)
-	if err != nil {
-		return nil, fmt.Errorf("listing DMs: %w", err)
+// may checks that c's person may use channel on this socket: a created
+// channel only if the socket is in it. A channel one is not in is "unknown"
+// whether it exists or not, so a private channel's name gives nothing away,
+// and checking costs no storage read.
+func (c *conn) may(channel string) error {
+	err := c.s.access(c.user, channel)
+	if errors.Is(err, errCreated) {
+		if c.s.hub.follows(c, channel) {
+			return nil
+		}
+		return ErrUnknownChannel
 	}
-	return s.channelInfos(ctx, user, dms, nil)
+	return err
 }
 
-// channelInfos describes the public channels and the given DMs. lastIDs
-// holds last ids already read (a new socket reads its DMs' to follow them),
-// so they are not read again.
-func (s *Service) channelInfos(ctx context.Context, user string, dms []string, lastIDs map[string]string) ([]protocol.ChannelInfo, error) {
+// mayRead checks in storage that user may read channel: anyone a public
+// created channel, only its members a private one (which, to everyone
+// else, does not exist).
+func (s *Service) mayRead(ctx context.Context, user, channel string) error {
+	err := s.access(user, channel)
+	if !errors.Is(err, errCreated) {
+		return err
+	}
+	meta, err := s.b.GetChannel(ctx, channel)
+	if err != nil {
+		return err
+	}
+	if !meta.Private {
+		return nil
+	}
+	member, _, err := s.b.Membership(ctx, channel, user)
+	if err != nil {
+		return fmt.Errorf("reading membership: %w", err)
+	}
+	if !member {
+		return ErrUnknownChannel
+	}
+	return nil
+}
+
+// memberChannels are the channels of one person besides the default ones:
+// the created channels they are in, and their DMs.
+type memberChannels struct {
+	created []MemberOf
+	dms     []string
+}
+
+func (m memberChannels) names() []string {
+	out := make([]string, 0, len(m.created)+len(m.dms))
+	for _, c := range m.created {
+		out = append(out, c.Channel)
+	}
+	return append(out, m.dms...)
+}
+
+func (s *Service) memberChannels(ctx context.Context, user string) (memberChannels, error) {
+	created, err := s.b.UserChannels(ctx, user, maxJoined)
+	if err != nil {
+		return memberChannels{}, fmt.Errorf("listing channels: %w", err)
+	}
+	dms, err := s.b.DMs(ctx, user, maxDMs)
+	if err != nil {
+		return memberChannels{}, fmt.Errorf("listing DMs: %w", err)
+	}
+	return memberChannels{created: created, dms: dms}, nil
+}
+
+// Channels returns the user's channels (default ones, created ones they are
+// in, then DMs) with last id and unread count.
+func (s *Service) Channels(ctx context.Context, user string) ([]protocol.ChannelInfo, error) {
+	mine, err := s.memberChannels(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	return s.channelInfos(ctx, user, mine, nil)
+}
+
+// channelInfos describes the default channels and the person's own.
+// lastIDs holds last ids already read (a new socket reads them to follow
+// its channels), so they are not read again. Two round trips at most,
+// however many channels: last ids, then unread counts.
+func (s *Service) channelInfos(ctx context.Context, user string, mine memberChannels, lastIDs map[string]string) ([]protocol.ChannelInfo, error) {
 	reads, err := s.b.ReadMarkers(ctx, user)
 	if err != nil {
 		return nil, fmt.Errorf("reading read markers: %w", err)
 	}
-	names := append(append([]string(nil), s.opts.Channels...), dms...)
-	out := make([]protocol.ChannelInfo, 0, len(names))
-	for _, name := range names {
-		last, known := lastIDs[name]
-		if !known {
-			if last, err = s.b.LastID(ctx, name); err != nil {
-				return nil, fmt.Errorf("reading last id of %s: %w", name, err)
+	out := make([]protocol.ChannelInfo, 0, len(s.opts.Channels)+len(mine.created)+len(mine.dms))
+	for _, name := range s.opts.Channels {
+		out = append(out, protocol.ChannelInfo{Name: name, Default: true})
+	}
+	for _, m := range mine.created {
+		out = append(out, protocol.ChannelInfo{Name: m.Channel, Private: m.Private, Admin: m.Admin})
+	}
+	for _, name := range mine.dms {
+		out = append(out, protocol.ChannelInfo{Name: name})
+	}
+	var unknown []string
+	for _, info := range out {
+		if _, ok := lastIDs[info.Name]; !ok {
+			unknown = append(unknown, info.Name)
+		}
+	}
+	if len(unknown) > 0 {
+		read, err := s.b.LastIDs(ctx, unknown)
+		if err != nil {
+			return nil, fmt.Errorf("reading last ids: %w", err)
+		}
+		if lastIDs == nil {
+			lastIDs = read
+		} else {
+			for k, v := range read {
+				lastIDs[k] = v
 			}
 		}
-		info := protocol.ChannelInfo{Name: name, LastID: last}
-		if last != "" && protocol.CompareIDs(last, reads[name]) > 0 {
-			if info.Unread, err = s.b.CountAfter(ctx, name, reads[name], maxUnread); err != nil {
-				return nil, fmt.Errorf("counting unread in %s: %w", name, err)
-			}
+	}
+	behind := map[string]string{}
+	for i := range out {
+		name := out[i].Name
+		out[i].LastID = lastIDs[name]
+		if out[i].LastID != "" && protocol.CompareIDs(out[i].LastID, reads[name]) > 0 {
+			behind[name] = reads[name]
 		}
-		out = append(out, info)
+	}
+	if len(behind) == 0 {
+		return out, nil
+	}
+	counts, err := s.b.CountsAfter(ctx, behind, maxUnread)
+	if err != nil {
+		return nil, fmt.Errorf("counting unread: %w", err)
+	}
+	for i := range out {
+		out[i].Unread = counts[out[i].Name]
 	}
 	return out, nil
 }
 
 // History returns a page of channel's messages older than before ("" = newest), newest last.
 func (s *Service) History(ctx context.Context, user, channel, before string, limit int) ([]protocol.Message, error) {
-	if err := s.access(user, channel); err != nil {
+	if err := s.mayRead(ctx, user, channel); err != nil {
 		return nil, err
 	}
 	limit = max(1, min(limit, MaxHistoryPage))

@@ -150,7 +150,7 @@ func accessError(err error, channel, clientID string) *protocol.Error {
 	if errors.Is(err, ErrForbidden) {
 		return &protocol.Error{Code: protocol.CodeForbidden, Message: fmt.Sprintf("you are not a member of %q", channel), ClientID: clientID}
 	}
-	return &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no channel %q", channel), ClientID: clientID}
+	return &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no channel %q that you are in", channel), ClientID: clientID}
 }
 
 func unavailable(clientID string) *protocol.Error {

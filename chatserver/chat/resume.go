@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,16 +18,20 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 	var unknown []string
 	recovered := map[string]bool{}
 	for channel, since := range f.Since {
-		if err := s.access(c.user, channel); err != nil {
-			c.sendError(accessError(err, channel, ""))
-			continue
-		}
-		if !s.hub.public[channel] && !s.hub.follows(c, channel) {
+		err := c.may(channel)
+		if err == nil && !s.hub.public[channel] && !s.hub.follows(c, channel) {
 			// The socket follows every DM of its person: those that existed
 			// when it connected and those created since (EventDM). A DM it
 			// does not follow does not exist; following it would cost a
 			// subscription and stream reads per made-up name.
+			err = ErrUnknownChannel
+		}
+		if errors.Is(err, ErrUnknownChannel) {
 			unknown = append(unknown, channel)
+			continue
+		}
+		if err != nil {
+			c.sendError(accessError(err, channel, ""))
 			continue
 		}
 		sinceID, err := protocol.ParseID(since) // Decode checked its form
@@ -52,7 +57,7 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		// One error for them all: a made-up list must not buy a flood back.
 		slices.Sort(unknown)
 		c.sendError(&protocol.Error{Code: protocol.CodeUnknownChannel,
-			Message: fmt.Sprintf("no such direct message channel: %s", strings.Join(unknown[:min(len(unknown), 3)], ", ")) + more(len(unknown)-3)})
+			Message: fmt.Sprintf("no such channel, or not one of yours: %s", strings.Join(unknown[:min(len(unknown), 3)], ", ")) + more(len(unknown)-3)})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,18 +25,41 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 	defer cancel()
 	s := c.s
 	channel := f.Channel
+	commit := s.b.Append
 	if f.To != "" {
 		var perr *protocol.Error
 		if channel, perr = c.dmChannel(ctx, f); perr != nil {
 			c.sendError(perr)
 			return
 		}
-	} else if err := s.access(c.user, channel); err != nil {
-		c.sendError(accessError(err, channel, f.ClientID))
-		return
+	} else {
+		switch err := s.access(c.user, channel); {
+		case errors.Is(err, errCreated):
+			if !s.hub.follows(c, channel) {
+				if err := s.catchUp(ctx, c.user, channel); err != nil {
+					if !errors.Is(err, ErrUnknownChannel) {
+						s.backendError("membership", err)
+						c.sendError(unavailable(f.ClientID))
+						return
+					}
+					c.sendError(accessError(err, channel, f.ClientID))
+					return
+				}
+			}
+			// Checked again with the append, atomically: someone removed
+			// while sending gets nothing in.
+			commit = s.b.AppendMember
+		case err != nil:
+			c.sendError(accessError(err, channel, f.ClientID))
+			return
+		}
 	}
-	m, err := s.b.Append(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
-	if err != nil {
+	m, err := commit(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
+	switch {
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrUnknownChannel):
+		c.sendError(accessError(ErrUnknownChannel, channel, f.ClientID))
+		return
+	case err != nil:
 		s.backendError("append", err)
 		c.sendError(unavailable(f.ClientID))
 		return

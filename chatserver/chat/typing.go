@@ -11,7 +11,7 @@ import (
 // this person is typing. Typing is advisory: at most one event per channel
 // per second per socket; the rest are dropped silently.
 func (c *conn) handleTyping(ctx context.Context, f protocol.ClientFrame) {
-	if err := c.s.access(c.user, f.Channel); err != nil {
+	if err := c.may(f.Channel); err != nil {
 		c.sendError(accessError(err, f.Channel, ""))
 		return
 	}

@@ -20,6 +20,11 @@ type ChannelInfo struct {
 	Name   string `json:"name"`
 	LastID string `json:"lastId"`
 	Unread int    `json:"unread"`
+	// Default marks the room's default channels (everyone is in them);
+	// Private and Admin describe a channel people created.
+	Default bool `json:"default,omitempty"`
+	Private bool `json:"private,omitempty"`
+	Admin   bool `json:"admin,omitempty"`
 }
 
 // Hello is the first object on every connection.
@@ -28,6 +33,29 @@ type Hello struct {
 	User     string        `json:"user"`
 	Channels []ChannelInfo `json:"channels"`
 	Online   []string      `json:"online"`
+	Limits   Limits        `json:"limits"`
+}
+
+// Limits tell a client what the server refuses, so it can say so first
+// (a length counter, a send queue paced to the rate).
+type Limits struct {
+	MaxMessageBytes   int     `json:"maxMessageBytes"`
+	MessagesPerSecond float64 `json:"messagesPerSecond"`
+	MessageBurst      int     `json:"messageBurst"`
+}
+
+// ChannelAdded tells a person they joined or were added to a channel.
+type ChannelAdded struct {
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Private bool   `json:"private"`
+}
+
+// Removed tells a person they left or were removed from a channel: nothing
+// more of it follows.
+type Removed struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
 }
 
 // Ack tells the sender its message is committed, and under which id.

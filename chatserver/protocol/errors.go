@@ -17,6 +17,10 @@ const (
 	CodeUnauthorized         = "unauthorized"
 	CodeInvalidCredentials   = "invalid_credentials"
 	CodeUsernameTaken        = "username_taken"
+	CodeChannelTaken         = "channel_taken"
+	CodeLimitReached         = "limit_reached"
+	CodeLastAdmin            = "last_admin"
+	CodeUnknownUser          = "unknown_user"
 	CodeRegistrationClosed   = "registration_closed"
 	CodeBadOrigin            = "bad_origin"
 	CodeNotFound             = "not_found"
@@ -72,6 +76,10 @@ var Errors = []ErrorInfo{
 	{CodeUnauthorized, InHTTP},
 	{CodeInvalidCredentials, InHTTP},
 	{CodeUsernameTaken, InHTTP},
+	{CodeChannelTaken, InHTTP},
+	{CodeLimitReached, InHTTP},
+	{CodeLastAdmin, InHTTP},
+	{CodeUnknownUser, InHTTP},
 	{CodeRegistrationClosed, InHTTP},
 	{CodeBadOrigin, InHTTP},
 	{CodeNotFound, InHTTP},

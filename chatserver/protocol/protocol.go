@@ -31,11 +31,13 @@ const (
 	TypeError        = "error"
 	TypeReconnect    = "reconnect"
 	TypeResumed      = "resumed"
+	TypeChannel      = "channel"
+	TypeRemoved      = "removed"
 )
 
 // ServerTypes is every object type the server sends.
 var ServerTypes = []string{TypeHello, TypeAck, TypeMessage, TypePresence, TypeTyping, TypeRead,
-	TypeNotification, TypeError, TypeReconnect, TypeResumed}
+	TypeNotification, TypeError, TypeReconnect, TypeResumed, TypeChannel, TypeRemoved}
 
 // StatsPath is the room's presence summary, GET {"onlineUsers": N}, which
 // needs no login: the operator reads it from a chat pod for the room's

@@ -105,7 +105,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, MaxConns: cfg.MaxConnections, PresenceTTL: cfg.PresenceTTL,
 		SendQueueMax: cfg.SendQueueMax, WriteTimeout: cfg.WriteTimeout, PongWait: cfg.PongWait,
-		Logger: log, Metrics: s.metrics,
+		Admins:     cfg.Admins,
+		Membership: chat.MemberLimits{PerUser: cfg.MaxChannelsPerUser, Members: cfg.MaxChannelMembers},
+		Logger:     log, Metrics: s.metrics,
 	})
 	return s, nil
 }
@@ -190,7 +192,8 @@ func (s *Server) Handler() http.Handler {
 	api.New(api.Options{
 		Auth: s.auth, Chat: s.chat, Metrics: s.metrics, Logger: s.log,
 		AllowedOrigins: s.cfg.AllowedOrigins, TrustedProxies: s.proxies,
-		SessionTTL: s.cfg.SessionTTL,
+		SessionTTL:         s.cfg.SessionTTL,
+		MaxChannelsPerUser: s.cfg.MaxChannelsPerUser, MaxChannelMembers: s.cfg.MaxChannelMembers,
 	}).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

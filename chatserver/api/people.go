@@ -1,0 +1,96 @@
+// The people directory and the channel browser: paged lists by name.
+
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hubbub-chat/hubbub/chatserver/chat"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+)
+
+// page is a list request: ?q=PREFIX&after=NAME&limit=N.
+type page struct {
+	prefix, after string
+	limit         int
+}
+
+// readPage parses a list request; names are compared case-folded, and may
+// hold only what a username or channel name may.
+func readPage(w http.ResponseWriter, r *http.Request) (page, bool) {
+	q := r.URL.Query()
+	p := page{prefix: strings.ToLower(q.Get("q")), after: strings.ToLower(q.Get("after")), limit: 50}
+	for _, f := range []struct{ name, v string }{{"q", p.prefix}, {"after", p.after}} {
+		if len(f.v) > 64 || strings.Trim(f.v, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != "" {
+			WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, fmt.Sprintf("%s: at most 64 of a-z 0-9 _ . -", f.name))
+			return page{}, false
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > chat.MaxPage {
+			WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, fmt.Sprintf("limit must be 1..%d", chat.MaxPage))
+			return page{}, false
+		}
+		p.limit = n
+	}
+	return p, true
+}
+
+// paged answers a page of items under key, with "next": the after of the
+// next page, "" on the last. items holds up to one more than the page: the
+// sign that another follows.
+func paged[T any](w http.ResponseWriter, p page, key string, items []T, name func(T) string) {
+	next := ""
+	if len(items) > p.limit {
+		items = items[:p.limit]
+		next = name(items[len(items)-1])
+	}
+	if items == nil {
+		items = []T{}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{key: items, "next": next})
+}
+
+func (a *API) handleUsers(w http.ResponseWriter, r *http.Request) {
+	p, ok := readPage(w, r)
+	if !ok {
+		return
+	}
+	people, err := a.opts.Chat.People(r.Context(), p.prefix, p.after, p.limit+1)
+	if err != nil {
+		a.internalError(w, r, err)
+		return
+	}
+	paged(w, p, "users", people, func(x chat.Person) string { return x.Username })
+}
+
+func (a *API) handleBrowse(w http.ResponseWriter, r *http.Request) {
+	p, ok := readPage(w, r)
+	if !ok {
+		return
+	}
+	chans, err := a.opts.Chat.BrowseChannels(r.Context(), sessionFrom(r).Username, p.prefix, p.after, p.limit+1)
+	if err != nil {
+		a.internalError(w, r, err)
+		return
+	}
+	paged(w, p, "channels", chans, func(x chat.PublicChannel) string { return x.Name })
+}
+
+func (a *API) handleMembers(w http.ResponseWriter, r *http.Request) {
+	p, ok := readPage(w, r)
+	if !ok {
+		return
+	}
+	channel := r.PathValue("channel")
+	members, err := a.opts.Chat.Members(r.Context(), sessionFrom(r).Username, channel, p.after, p.limit+1)
+	if err != nil {
+		a.channelError(w, r, err, channel, "")
+		return
+	}
+	paged(w, p, "members", members, func(x chat.Person) string { return x.Username })
+}
