@@ -61,6 +61,11 @@ func chatConfig(room *chatv1alpha1.ChatRoom) config.Config {
 	c.MessagesPerSecond = float64(s.Limits.MessagesPerSecond)
 	c.MessageBurst = int(s.Limits.MessageBurst)
 	c.MaxConnectionsPerUser = int(s.Limits.MaxConnectionsPerUser)
+	c.MaxChannelsPerUser = int(s.Limits.MaxChannelsPerUser)
+	c.MaxChannelMembers = int(s.Limits.MaxChannelMembers)
+	for _, a := range s.Admins {
+		c.Admins = append(c.Admins, string(a))
+	}
 	if in := s.Ingress; in != nil {
 		// Behind an ingress the browser's origin is the public host.
 		c.AllowedOrigins = []string{roomURLScheme(in) + "://" + in.Host}

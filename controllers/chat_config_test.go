@@ -39,7 +39,9 @@ func testRooms() map[string]*chatv1alpha1.ChatRoom {
 			History:    chatv1alpha1.HistorySpec{MaxMessages: 500},
 			Limits: chatv1alpha1.LimitsSpec{
 				MaxMessageBytes: 2048, MessagesPerSecond: 2, MessageBurst: 4, MaxConnectionsPerUser: 3,
+				MaxChannelsPerUser: 50, MaxChannelMembers: 500,
 			},
+			Admins:         []chatv1alpha1.Username{"alice", "ops.bot"},
 			Ingress:        &chatv1alpha1.IngressSpec{Host: "chat.example.com", TLSSecretName: "tls"},
 			TrustedProxies: []chatv1alpha1.TrustedProxy{"10.244.0.0/16", "fd00::7"},
 		}},
@@ -189,6 +191,9 @@ func TestChatConfigFollowsTheRoom(t *testing.T) {
 				eq("burst", c.MessageBurst, 4),
 				eq("connections", c.MaxConnectionsPerUser, 3),
 				eq("bytes", c.MaxMessageBytes, 2048),
+				eq("channels per person", c.MaxChannelsPerUser, 50),
+				eq("members", c.MaxChannelMembers, 500),
+				eq("admins", strings.Join(c.Admins, ","), "alice,ops.bot"),
 			)
 		}},
 		{"ingress without TLS", func(c config.Config) error { return eq("origin", c.AllowedOrigins[0], "http://chat.example.com") }},

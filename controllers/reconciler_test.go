@@ -866,6 +866,8 @@ func TestValidation(t *testing.T) {
 			r.Spec.Autoscaling = &chatv1alpha1.AutoscalingSpec{MinReplicas: 5, MaxReplicas: 3}
 		}, "spec.autoscaling", "minReplicas must not exceed maxReplicas"},
 		{"registration", func(r *chatv1alpha1.ChatRoom) { r.Spec.Registration = "Invite" }, "spec.registration", "supported values"},
+		{"admin who cannot be a user", func(r *chatv1alpha1.ChatRoom) { r.Spec.Admins = []chatv1alpha1.Username{"alice", "Root Admin"} }, "spec.admins[1]", "should match"},
+		{"channel members below 2", func(r *chatv1alpha1.ChatRoom) { r.Spec.Limits.MaxChannelMembers = 1 }, "spec.limits.maxChannelMembers", "greater than or equal to 2"},
 		{"session TTL too short", func(r *chatv1alpha1.ChatRoom) { r.Spec.SessionTTL = &metav1.Duration{Duration: time.Second} }, "spec.sessionTTL", "at least 1m"},
 		{"service port", func(r *chatv1alpha1.ChatRoom) { r.Spec.Service.Port = 70000 }, "spec.service.port", "less than or equal to 65535"},
 		{"ingress host", func(r *chatv1alpha1.ChatRoom) { r.Spec.Ingress = &chatv1alpha1.IngressSpec{Host: "Not A Host"} }, "spec.ingress.host", "should match"},

@@ -19,6 +19,8 @@ const (
 	DefaultMessagesPerSecond     int32 = 5
 	DefaultMessageBurst          int32 = 10
 	DefaultMaxConnectionsPerUser int32 = 10
+	DefaultMaxChannelsPerUser    int32 = 1000
+	DefaultMaxChannelMembers     int32 = 10000
 	DefaultRedisStorage                = "1Gi"
 	DefaultServicePort           int32 = 80
 	DefaultMinReplicas           int32 = 1
@@ -63,6 +65,12 @@ func SetDefaults(r *ChatRoom) {
 	}
 	if l.MaxConnectionsPerUser == 0 {
 		l.MaxConnectionsPerUser = DefaultMaxConnectionsPerUser
+	}
+	if l.MaxChannelsPerUser == 0 {
+		l.MaxChannelsPerUser = DefaultMaxChannelsPerUser
+	}
+	if l.MaxChannelMembers == 0 {
+		l.MaxChannelMembers = DefaultMaxChannelMembers
 	}
 	if s.Redis == nil {
 		s.Redis = &RedisSpec{Managed: &ManagedRedisSpec{}}

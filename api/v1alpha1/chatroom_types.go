@@ -78,6 +78,15 @@ type ChatRoomSpec struct {
 	// +optional
 	BootstrapUsersSecretRef *SecretKeySelector `json:"bootstrapUsersSecretRef,omitempty"`
 
+	// admins are the room's admins, by username: they may add anyone to,
+	// and remove anyone from, any channel people created (private ones
+	// too). They need accounts like anyone else (registered, or bootstrap
+	// users); naming someone here creates no account.
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=set
+	// +optional
+	Admins []Username `json:"admins,omitempty"`
+
 	// sessionTTL is the sliding idle lifetime of a login session, at least 1m.
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="sessionTTL must be at least 1m"
@@ -126,6 +135,13 @@ type ChatRoomSpec struct {
 	// +optional
 	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 }
+
+// Username is a person's account name: 3 to 32 of lower-case letters,
+// digits, '_', '.' and '-'.
+// +kubebuilder:validation:MinLength=3
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:Pattern=`^[a-z0-9_.-]{3,32}$`
+type Username string
 
 // ChannelName is a public channel's name: lower-case letters, digits and '-',
 // starting and ending with a letter or digit, at most 63 characters.
@@ -201,6 +217,21 @@ type LimitsSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	MaxConnectionsPerUser int32 `json:"maxConnectionsPerUser,omitempty"`
+
+	// maxChannelsPerUser bounds the channels people created that one person
+	// may be in (the room's channels and direct messages do not count).
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MaxChannelsPerUser int32 `json:"maxChannelsPerUser,omitempty"`
+
+	// maxChannelMembers bounds the members of one channel people created.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxChannelMembers int32 `json:"maxChannelMembers,omitempty"`
 }
 
 // RedisSpec says where the room's Redis is: exactly one of url (external) or

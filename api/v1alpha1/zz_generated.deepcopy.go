@@ -133,6 +133,11 @@ func (in *ChatRoomSpec) DeepCopyInto(out *ChatRoomSpec) {
 		*out = new(SecretKeySelector)
 		**out = **in
 	}
+	if in.Admins != nil {
+		in, out := &in.Admins, &out.Admins
+		*out = make([]Username, len(*in))
+		copy(*out, *in)
+	}
 	if in.SessionTTL != nil {
 		in, out := &in.SessionTTL, &out.SessionTTL
 		*out = new(metav1.Duration)
