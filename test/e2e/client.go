@@ -38,6 +38,7 @@ type Frame struct {
 	User     string `json:"user,omitempty"`
 	Status   string `json:"status,omitempty"` // presence: online or offline
 	Kind     string `json:"kind,omitempty"`   // notification: dm or mention
+	Name     string `json:"name,omitempty"`   // channel: the channel one was added to
 	// Recovered is set on resumed: per channel, whether the replay was whole.
 	Recovered map[string]bool `json:"recovered,omitempty"`
 	// Channels is set on hello: the channels with their last message id.
@@ -142,32 +143,48 @@ func (a API) Login(ctx context.Context, username, password string) (string, erro
 }
 
 func (a API) post(ctx context.Context, path string, v any, want int) ([]byte, error) {
-	payload, err := json.Marshal(v)
+	return a.Call(ctx, http.MethodPost, path, "", v, want)
+}
+
+// Call makes an API request (with a Bearer token unless token is empty, and
+// v, unless nil, as its JSON body) and returns the body of an answer with
+// status want; any other status is an error naming the API's error code.
+func (a API) Call(ctx context.Context, method, path, token string, v any, want int) ([]byte, error) {
+	var rd io.Reader
+	if v != nil {
+		payload, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.BaseURL+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.BaseURL+path, bytes.NewReader(payload))
-	if err != nil {
-		return nil, err
+	if v != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	c := a.Client
 	if c == nil {
 		c = http.DefaultClient
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != want {
 		var e apiError
 		_ = json.Unmarshal(body, &e) // best effort: the status alone is the error
-		return nil, fmt.Errorf("POST %s: status %d, want %d: %s %s", path, resp.StatusCode, want, e.Error.Code, e.Error.Message)
+		return nil, fmt.Errorf("%s %s: status %d, want %d: %s %s", method, path, resp.StatusCode, want, e.Error.Code, e.Error.Message)
 	}
 	return body, nil
 }

@@ -68,6 +68,7 @@ func TestUsersPath(t *testing.T) {
 		{"Install", s.install},
 		{"ApplyRoom", s.applyRoom},
 		{"ChatAcrossPods", s.chatAcrossPods},
+		{"ChannelRemovalAcrossPods", s.channelRemovalAcrossPods},
 		{"ChatPodDeleted", s.chatPodDeleted},
 		{"DriveThePage", s.drivePage},
 		{"Metrics", s.metrics},
@@ -236,6 +237,39 @@ func (s *path) chatAcrossPods(ctx context.Context, t *testing.T) {
 		}
 		return r.Status.OnlineUsers >= 2, fmt.Sprintf("onlineUsers %d", r.Status.OnlineUsers)
 	})
+}
+
+// channelRemovalAcrossPods: alice, on one pod, makes a private channel,
+// invites bob, on the other, and removes him: bob's socket is told within
+// 1 s and gets nothing more of it.
+func (s *path) channelRemovalAcrossPods(ctx context.Context, t *testing.T) {
+	alice, bob := connect(ctx, t, s.alice), connect(ctx, t, s.bob)
+	secret := "secret-" + s.suffix
+	call := func(method, path string, body any, want int) {
+		t.Helper()
+		if _, err := s.alice.API.Call(ctx, method, "/api/v1/channels"+path, s.alice.Token, body, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call("POST", "", map[string]any{"name": secret, "private": true}, 201)
+	call("POST", "/"+secret+"/members", map[string]any{"username": s.bob.Name}, 204)
+	bob.expect(ctx, "added to "+secret, func(f e2e.Frame) bool { return f.Type == "channel" && f.Name == secret })
+	id := alice.send(ctx, secret, "", "for bob's eyes")
+	bob.expect(ctx, "the message in "+secret, func(f e2e.Frame) bool { return f.Type == "message" && f.ID == id })
+
+	start := time.Now()
+	call("DELETE", "/"+secret+"/members/"+s.bob.Name, nil, 204)
+	bob.expect(ctx, "removed from "+secret, func(f e2e.Frame) bool { return f.Type == "removed" && f.Channel == secret })
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("removed reached bob's pod's socket %v after the removal, want within 1 s", d)
+	}
+	alice.send(ctx, secret, "", "bob is gone")
+	// After every send above: once the DM is there, anything of the channel would be too.
+	dm := alice.send(ctx, "", s.bob.Name, "still friends")
+	bob.expect(ctx, "the DM", func(f e2e.Frame) bool { return f.Type == "message" && f.ID == dm })
+	if n := bob.count(func(f e2e.Frame) bool { return f.Type == "message" && f.Channel == secret }); n != 1 {
+		t.Errorf("bob got %d messages of %s, want the 1 before he was removed", n, secret)
+	}
 }
 
 // chatPodDeleted: a chat pod is deleted mid-conversation; every acked

@@ -110,6 +110,19 @@ func (u *person) expect(ctx context.Context, what string, match func(e2e.Frame) 
 	}
 }
 
+// count is how many of the server objects received so far match.
+func (u *person) count(match func(e2e.Frame) bool) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, f := range u.frames {
+		if match(f) {
+			n++
+		}
+	}
+	return n
+}
+
 // closeCode waits for the socket to end and returns its close code (0 when
 // it ended without a close frame).
 func (u *person) closeCode(ctx context.Context, limit time.Duration) int {
