@@ -36,6 +36,9 @@ func TestServesPageAndAssets(t *testing.T) {
 		{"/assets/conn.js", "text/javascript; charset=utf-8", "export class Connection"},
 		{"/assets/api.js", "text/javascript; charset=utf-8", "export const api"},
 		{"/assets/dom.js", "text/javascript; charset=utf-8", "export function h("},
+		{"/assets/people.js", "text/javascript; charset=utf-8", "export class PeopleList"},
+		{"/assets/channels.js", "text/javascript; charset=utf-8", "export class ChannelDialogs"},
+		{"/assets/drafts.js", "text/javascript; charset=utf-8", "export function loadDraft"},
 		{"/assets/app.css", "text/css; charset=utf-8", "prefers-color-scheme: dark"},
 		{"/assets/icon.svg", "image/svg+xml", "<svg"},
 	} {
@@ -171,5 +174,36 @@ func TestPageHasNothingInline(t *testing.T) {
 		if loc := bad.FindStringIndex(html); loc != nil {
 			t.Errorf("index.html has %q at %d: %q", bad, loc[0], html[loc[0]:min(len(html), loc[1]+40)])
 		}
+	}
+}
+
+// Every module the page imports is one the handler serves: with no build
+// step, a renamed or forgotten file would only show as a blank page.
+func TestModulesResolve(t *testing.T) {
+	h := Handler()
+	importRe := regexp.MustCompile(`(?m)^\s*(?:import|export)\s[^;]*?from\s+'(\./[^']+)'`)
+	entries, err := static.ReadDir("static/assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".js") {
+			continue
+		}
+		body, err := static.ReadFile("static/assets/" + e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range importRe.FindAllStringSubmatch(string(body), -1) {
+			target := "/assets/" + strings.TrimPrefix(m[1], "./")
+			if res := get(t, h, http.MethodGet, target, nil); res.StatusCode != http.StatusOK {
+				t.Errorf("%s imports %s: status %d", e.Name(), target, res.StatusCode)
+			}
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d imports found: the pattern no longer matches the modules", checked)
 	}
 }

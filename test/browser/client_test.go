@@ -12,8 +12,10 @@ import (
 
 // TestClientLogic checks the page's pure protocol helpers (proto.js) in the
 // real browser, against the real embedded files and their CSP, with no chat
-// server: id order, de-duplication, frame splitting, DM names, mentions and
-// backoff.
+// server: id order, de-duplication, frame splitting, DM names, mentions,
+// backoff, byte counts, the pause after a refused send, where unread
+// messages start and how many mention me, directory prefixes, the people
+// list's order, and drafts (drafts.js).
 func TestClientLogic(t *testing.T) {
 	ts := httptest.NewServer(web.Handler())
 	t.Cleanup(ts.Close)
@@ -69,10 +71,46 @@ func TestClientLogic(t *testing.T) {
   check('backoff within window', draws.every(d => d >= 0 && d < 4000), true);
   check('backoff spread', new Set(draws).size > 100, true);
 
+  check('utf8 length', [m.utf8Length('abc'), m.utf8Length('é'), m.utf8Length('🙂'), m.utf8Length('€')], [3, 2, 4, 3]);
+
+  const rd = (a, r) => m.refusalDelay(a, { perSecond: 5, cap: 8000 }, () => r);
+  check('refusal delay never immediate', [rd(0, 0), rd(0, 0.999999)], [125, 249]);
+  check('refusal delay doubles, capped', [rd(1, 0), rd(2, 0), rd(10, 0)], [250, 500, 4000]);
+  check('refusal delay follows the rate', m.refusalDelay(0, { perSecond: 1 }, () => 0), 500);
+
+  const msgs = [
+    { id: '1-0', from: 'bob', text: 'old' },
+    { id: '2-0', from: 'bob', text: 'hi @alice' },
+    { id: '3-0', from: 'alice', text: 'mine' },
+    { id: '4-0', from: 'carol', text: 'plain' },
+    { id: '5-0', from: 'bob', text: '@ALICE again' },
+  ];
+  check('unread split', m.unreadSplit(msgs, 3, 'alice'), { first: '2-0', mentions: 2, complete: true });
+  check('unread split, one', m.unreadSplit(msgs, 1, 'alice'), { first: '5-0', mentions: 1, complete: true });
+  check('unread split, more than held', m.unreadSplit(msgs, 9, 'alice'), { first: '1-0', mentions: 2, complete: false });
+  check('unread split, none', m.unreadSplit(msgs, 0, 'alice'), { first: '', mentions: 0, complete: true });
+
+  check('name prefix', ['Bob', ' @al ', '#dev-ops', '', 'a b', 'x!'].map(m.namePrefix), ['bob', 'al', 'dev-ops', '', null, null]);
+  check('people order', [{ username: 'zed', online: true }, { username: 'ann' }, { username: 'bob', online: true }, { username: 'al' }]
+    .sort(m.peopleOrder).map((p) => p.username), ['bob', 'zed', 'al', 'ann']);
+
+  const { loadDraft, saveDraft, clearDrafts } = await import('/assets/drafts.js');
+  localStorage.clear();
+  saveDraft('alice', 'general', 'half a thought');
+  saveDraft('alice', 'dm:alice:bob', 'psst');
+  saveDraft('al', 'general', 'another account');
+  saveDraft('alice', 'random', '   ');
+  check('drafts kept per user and channel', [loadDraft('alice', 'general'), loadDraft('alice', 'dm:alice:bob'), loadDraft('al', 'general'), loadDraft('alice', 'random')],
+    ['half a thought', 'psst', 'another account', '']);
+  check('blank drafts are not kept', localStorage.getItem('hubbub.draft:alice:random'), null);
+  clearDrafts('alice');
+  check('clearing one user keeps the others', [loadDraft('alice', 'general'), loadDraft('al', 'general')], ['', 'another account']);
+  localStorage.clear();
+
   check('uuid v4', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(m.uuid()), true);
   return out;
 })()`)
-	if len(results) < 20 {
+	if len(results) < 35 {
 		t.Fatalf("only %d checks ran", len(results))
 	}
 	for _, r := range results {

@@ -193,6 +193,11 @@ const pageSummary = `JSON.stringify({
   channel: document.getElementById('channel-title')?.textContent,
   messages: [...document.querySelectorAll('#messages .msg .text')].slice(-5).map(e => e.textContent),
   pending: [...document.querySelectorAll('#pending .msg')].map(e => e.textContent),
+  sidebar: [...document.querySelectorAll('#sidebar .conv[data-channel]')].map(b => b.dataset.channel + (b.classList.contains('active') ? '*' : '')),
+  people: [...document.querySelectorAll('#people-list .conv')].slice(0, 8).map(b => (b.dataset.online === '1' ? '' : '-') + b.dataset.user),
+  peopleStatus: document.getElementById('people-status')?.textContent,
+  gone: document.getElementById('gone')?.hidden ? '' : document.getElementById('gone')?.dataset.kind,
+  dialogs: [...document.querySelectorAll('dialog[open]')].map(d => d.id),
 })`
 
 // jsString quotes s as a JavaScript string literal.

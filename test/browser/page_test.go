@@ -2,10 +2,13 @@ package browser
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
@@ -92,7 +95,7 @@ func (p *person) waitMessage(text string) {
 
 func (p *person) openConversation(channel string) {
 	p.t.Helper()
-	p.do("opening "+channel, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sidebar .conv[data-channel=%q]`, channel))))
+	p.click("opening "+channel, fmt.Sprintf(`#sidebar .conv[data-channel=%q]`, channel))
 	p.waitFor("the conversation to open", fmt.Sprintf(`document.querySelector('.conv.active')?.dataset.channel === %s`, jsString(channel)))
 }
 
@@ -138,4 +141,112 @@ func (p *person) screenshot(dir, name string) string {
 
 func contains(haystack, needle string) bool {
 	return strings.Contains(strings.ToLower(haystack), strings.ToLower(needle))
+}
+
+// signup opens the server's page, creates an account and waits until the
+// chat view is connected.
+func (p *person) signup(url, user string) {
+	p.t.Helper()
+	p.open(url)
+	p.register(user, password)
+	p.waitOnline()
+}
+
+// reload reloads the page and waits until it is connected again.
+func (p *person) reload() {
+	p.t.Helper()
+	p.do("reloading the page", chromedp.Reload())
+	p.waitFor("the page to boot", `!document.getElementById('boot') || document.getElementById('boot').hidden`)
+	p.waitOnline()
+}
+
+// click clicks the element sel matches (CSS), once it is visible. The page
+// redraws lists (the sidebar on every presence change, say) by replacing
+// their elements: a node found a moment before the click may be gone, so a
+// click that lost its node is tried again on the new one.
+func (p *person) click(what, sel string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+	defer cancel()
+	for {
+		err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "Could not find node") && !strings.Contains(err.Error(), "Could not compute box model") {
+			p.t.Fatalf("%s: %s: %v", p.name, what, err)
+		}
+	}
+}
+
+// setComposer puts text into the message box as typing would (an input
+// event follows), without typing thousands of keys one by one.
+func (p *person) setComposer(text string) {
+	p.t.Helper()
+	p.do("filling the message box", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(el => { el.focus(); el.value = %s; el.dispatchEvent(new Event('input', { bubbles: true })); })(document.getElementById('composer-input'))`, jsString(text))))
+}
+
+// typeInto types text into the field sel matches, key by key.
+func (p *person) typeInto(sel, text string) {
+	p.t.Helper()
+	p.do("typing "+text, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// fill replaces the value of the field sel matches with text, as typing does.
+func (p *person) fill(sel, text string) {
+	p.t.Helper()
+	p.do("filling "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(el => { el.focus(); el.value = %s; el.dispatchEvent(new Event('input', { bubbles: true })); })(document.querySelector(%s))`, jsString(text), jsString(sel))))
+}
+
+func (p *person) composer() string {
+	p.t.Helper()
+	return eval[string](p, `document.getElementById('composer-input').value`)
+}
+
+// sidebarChannels lists the channels in the sidebar, in order.
+func (p *person) sidebarChannels() []string {
+	p.t.Helper()
+	return eval[[]string](p, `[...document.querySelectorAll('#channel-list .conv')].map(b => b.dataset.channel)`)
+}
+
+// textsIn lists the texts of the confirmed messages on screen.
+func (p *person) texts() []string {
+	p.t.Helper()
+	return eval[[]string](p, `[...document.querySelectorAll('#messages .msg .text')].map(e => e.textContent)`)
+}
+
+// registerHTTP creates an account as a non-browser client would.
+func registerHTTP(t *testing.T, srv *chatServer, user string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.url()+"/api/v1/register",
+		strings.NewReader(fmt.Sprintf(`{"username":%s,"password":%s}`, jsString(user), jsString(password))))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("register %s: %v", user, err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("register %s: status %d", user, res.StatusCode)
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// shots is where screenshots go: the test's temp dir, or
+// HUBBUB_SCREENSHOT_DIR to keep them.
+func shots(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("HUBBUB_SCREENSHOT_DIR"); dir != "" {
+		return dir
+	}
+	return t.TempDir()
 }

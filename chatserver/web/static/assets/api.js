@@ -46,6 +46,14 @@ async function request(method, path, body) {
 
 const enc = encodeURIComponent;
 
+function listQuery(q, after, limit) {
+  const p = new URLSearchParams();
+  if (q) p.set('q', q);
+  if (after) p.set('after', after);
+  if (limit) p.set('limit', String(limit));
+  return p;
+}
+
 export const api = {
   register: (username, password) => request('POST', '/api/v1/register', { username, password }),
   login: (username, password) => request('POST', '/api/v1/login', { username, password }),
@@ -55,6 +63,16 @@ export const api = {
   revokeSession: (id) => request('DELETE', `/api/v1/sessions/${enc(id)}`, {}),
   revokeAllSessions: () => request('DELETE', '/api/v1/sessions', {}),
   channels: () => request('GET', '/api/v1/channels'),
+  // The people directory and the channel browser are paged by name: pass the
+  // previous answer's `next` as after; '' is the first page.
+  users: (q, after, limit) => request('GET', `/api/v1/users?${listQuery(q, after, limit)}`),
+  browseChannels: (q, after, limit) => request('GET', `/api/v1/channels/browse?${listQuery(q, after, limit)}`),
+  createChannel: (name, isPrivate) => request('POST', '/api/v1/channels', { name, private: !!isPrivate }),
+  joinChannel: (channel) => request('POST', `/api/v1/channels/${enc(channel)}/join`, {}),
+  leaveChannel: (channel) => request('POST', `/api/v1/channels/${enc(channel)}/leave`, {}),
+  members: (channel, after, limit) => request('GET', `/api/v1/channels/${enc(channel)}/members?${listQuery('', after, limit)}`),
+  addMember: (channel, username) => request('POST', `/api/v1/channels/${enc(channel)}/members`, { username }),
+  removeMember: (channel, username) => request('DELETE', `/api/v1/channels/${enc(channel)}/members/${enc(username)}`, {}),
   // history returns one page of a channel, oldest first; before '' is the latest page.
   history: (channel, before, limit) => {
     const q = new URLSearchParams({ limit: String(limit) });

@@ -6,15 +6,25 @@
 // arrive in, each message shows once, in id order.
 
 import { api, ApiError } from './api.js';
+import { ChannelDialogs } from './channels.js';
 import { Connection } from './conn.js';
 import { $, ago, avatar, dayKey, dayLabel, describeAgent, h, renderText, show, timeEl } from './dom.js';
-import { Timeline, compareIds, dmChannel, dmPeer, isDM, maxId, mentions, uuid } from './proto.js';
+import { clearDrafts, loadDraft, saveDraft } from './drafts.js';
+import { PeopleList } from './people.js';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES, Timeline, compareIds, dmChannel, dmPeer, isDM, maxId, mentions, namePrefix,
+  refusalDelay, unreadSplit, utf8Length, uuid,
+} from './proto.js';
 
 const PAGE = 50; // history page size
 const TYPING_SEND_EVERY = 2500; // ms between our typing signals
 const TYPING_SHOWN_FOR = 4000; // ms a typing signal stays on screen
 const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages within this share a header
 const TOAST_FOR = 7000;
+const COUNTER_FROM = 0.8; // the length counter shows from this share of the limit on
+// Server error codes that mean "not now": the message stays pending and is
+// sent again, with the same clientId, after a pause.
+const RETRY_LATER = new Set(['rate_limited', 'unavailable']);
 
 // ---------------------------------------------------------------- state
 
@@ -32,6 +42,19 @@ function freshState() {
     started: false, // the first hello opened a channel
     lastTypingSent: 0,
     seenNotifications: new Set(),
+    // What the server refuses (hello.limits); the defaults until it says.
+    limits: { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, messagesPerSecond: 5 },
+    // After a rate_limited refusal, pending messages go out one at a time,
+    // oldest first, each after the previous one's ack (so their order holds).
+    paced: false,
+    paceTimer: 0,
+    paceAttempt: 0,
+    removed: new Set(), // channels we left or were removed from since the page loaded
+    gone: '', // the channel name shown as "not found" or "removed" instead of a conversation
+    leaving: '', // the channel this tab asked to leave
+    joinedHere: '', // the channel this tab is joining or creating (no toast for its channel frame)
+    routeSeq: 0, // bumped by every navigation, so a slow route lookup cannot undo a newer one
+    paceInFlight: '', // the clientId the pacer sent and waits on
   };
 }
 
@@ -43,6 +66,11 @@ function channelFor(name) {
       dm: isDM(name),
       peer: isDM(name) ? dmPeer(name, state.me) : '',
       timeline: new Timeline(),
+      member: isDM(name), // a channel shows in the sidebar once hello or a channel frame says we are in it
+      private: false,
+      admin: false,
+      isDefault: false,
+      divider: null, // {count, id}: where "new messages" starts, while the conversation is open
       unread: 0,
       countedTo: '', // unread already counts every message up to this id (from hello)
       readSent: '',
@@ -68,6 +96,38 @@ const conn = new Connection({
     }
   },
 });
+
+const people = new PeopleList({
+  api,
+  els: { list: $('people-list'), search: $('people-search'), more: $('people-more'), status: $('people-status'), count: $('online-count') },
+  me: () => state.me,
+  pick: (user) => startDM(user),
+  onError: apiFailed,
+});
+
+const dialogs = new ChannelDialogs({
+  api,
+  me: () => state.me,
+  channel: (name) => state.channels.get(name),
+  joined: (name, info) => joinedChannel(name, info),
+  left: (name) => leftChannel(name),
+  leaving: (name) => { state.leaving = name; },
+  joining: (name) => { state.joinedHere = name; },
+  setAdmin: (name, admin) => {
+    const ch = state.channels.get(name);
+    if (ch && ch.admin !== admin) {
+      ch.admin = admin;
+      renderHeader();
+    }
+  },
+  onError: apiFailed,
+});
+
+// apiFailed handles what any failed request can mean for the whole page:
+// the session is gone. Every other failure is shown where it happened.
+function apiFailed(e) {
+  if (e instanceof ApiError && e.status === 401) leave('Your session has ended. Please log in again.');
+}
 
 // ---------------------------------------------------------------- views
 
@@ -160,6 +220,7 @@ async function onRegister(ev) {
 function enterChat(username) {
   state = freshState();
   state.me = username || '';
+  people.reset();
   renderMe();
   showChat();
   renderAll();
@@ -170,10 +231,15 @@ function enterChat(username) {
 // leave drops everything this tab knew and shows the login form.
 function leave(notice) {
   conn.stop();
+  clearTimeout(state.paceTimer);
   state = freshState();
+  people.reset();
+  dialogs.closeAll();
   $('messages').replaceChildren();
   $('pending').replaceChildren();
   $('toasts').replaceChildren();
+  $('composer-input').value = '';
+  showGone(null);
   if ($('sessions-dialog').open) $('sessions-dialog').close();
   show($('notify-prompt'), false);
   closeNav();
@@ -190,6 +256,9 @@ async function logout() {
       return;
     }
   }
+  // Logging out on purpose forgets the drafts too (a shared computer);
+  // a session that merely ended keeps them for the next login.
+  clearDrafts(state.me);
   leave('You have logged out.');
 }
 
@@ -207,43 +276,254 @@ function onFrame(m) {
     case 'error': return onServerError(m);
     case 'reconnect': return; // the connection handles the close that follows
     case 'resumed': return onResumed(m);
+    case 'channel': return onChannelAdded(m);
+    case 'removed': return onRemoved(m);
     default: console.debug('hubbub: ignoring unknown frame type', m.type);
   }
 }
 
 function onHello(m) {
   state.me = m.user || state.me;
+  const limits = m.limits || {};
+  if (Number(limits.maxMessageBytes) > 0) state.limits.maxMessageBytes = Number(limits.maxMessageBytes);
+  if (Number(limits.messagesPerSecond) > 0) state.limits.messagesPerSecond = Number(limits.messagesPerSecond);
+  // Room to type past the limit (the counter says by how much), not without end.
+  $('composer-input').maxLength = Math.max(20000, 2 * state.limits.maxMessageBytes);
+  updateCounter();
+  const listed = new Set();
   for (const c of m.channels || []) {
+    if (!c || typeof c.name !== 'string') continue;
+    listed.add(c.name);
     const ch = channelFor(c.name);
     if (ch.dm) ch.peer = dmPeer(c.name, state.me);
+    ch.member = true;
+    ch.private = !!c.private;
+    ch.admin = !!c.admin;
+    ch.isDefault = !!c.default;
+    state.removed.delete(c.name);
     // The server's count is the truth; messages up to lastId are in it, so
     // replayed ones must not count again.
     ch.unread = Number(c.unread) || 0;
     ch.countedTo = c.lastId || '';
   }
+  // A channel we were in that hello no longer names: we left it or were
+  // removed while this page was away.
+  for (const ch of [...state.channels.values()]) {
+    if (!ch.dm && ch.member && !listed.has(ch.name)) dropChannel(ch.name);
+  }
   state.online = new Set(m.online || []);
+  people.setOnline(state.online);
   renderMe();
   state.greeted = true;
-  if (!state.started) {
+  const first = !state.started;
+  if (first) {
     state.started = true;
     const wanted = routeChannel();
-    const first = [...state.channels.values()].find((c) => !c.dm);
-    openChannel(wanted && (state.channels.has(wanted) || isDM(wanted)) ? wanted : first ? first.name : 'general', { focus: false });
+    if (wanted && !state.channels.get(wanted)?.member) routeTo(wanted, { focus: false });
+    else openChannel(wanted || defaultChannel(), { focus: false });
+    people.load(false);
   }
   // Ask for what we missed in every channel we hold messages for.
   const since = {};
-  for (const ch of state.channels.values()) if (ch.timeline.size) since[ch.name] = ch.timeline.newestId;
+  for (const ch of state.channels.values()) if (ch.member && ch.timeline.size) since[ch.name] = ch.timeline.newestId;
   conn.send({ type: 'resume', since });
-  // Then what we typed while away, in order; the server drops repeats of a clientId.
+  // Then what we typed while away, in order; the server drops repeats of a
+  // clientId. After a refusal for sending too fast they go one at a time.
   state.sentOnSocket = [];
-  for (const p of state.pending.values()) if (p.status === 'pending') transmit(p);
+  state.paceInFlight = '';
+  if (state.paced) pace(0);
+  else for (const p of state.pending.values()) if (p.status === 'pending') transmit(p);
   conn.healthy();
   renderAll();
   markRead();
+  // DMs that came while this person was away: their first hello says so,
+  // as a live DM would have (a reconnect does not say it again).
+  if (first) {
+    for (const ch of state.channels.values()) {
+      if (ch.dm && ch.unread && ch.name !== state.active) {
+        toast({ title: ch.peer, subtitle: 'while you were away', body: ch.unread === 1 ? '1 new message' : `${ch.unread} new messages`, kind: 'dm', channel: ch.name });
+      }
+    }
+  }
+  // Which of the unread messages mention me is in the messages themselves:
+  // fetch the newest page of every other channel that has unread ones.
+  if (first) {
+    for (const ch of state.channels.values()) {
+      if (!ch.dm && ch.member && ch.unread && ch.name !== state.active && !ch.historyLoaded) loadHistory(ch, false);
+    }
+  }
+}
+
+// defaultChannel is where the page opens when the URL names nothing.
+function defaultChannel() {
+  const chans = [...state.channels.values()].filter((c) => !c.dm && c.member);
+  const first = chans.find((c) => c.isDefault) || chans.sort((a, b) => a.name.localeCompare(b.name))[0];
+  return first ? first.name : 'general';
+}
+
+// onChannelAdded: we joined or were added to a channel (here or on another
+// device). Its messages follow.
+function onChannelAdded(m) {
+  if (typeof m.name !== 'string' || !m.name) return;
+  const ch = channelFor(m.name);
+  const added = !ch.member;
+  ch.member = true;
+  ch.private = !!m.private;
+  state.removed.delete(m.name);
+  if (state.gone === m.name) openChannel(m.name, { focus: false });
+  else if (added && state.joinedHere !== m.name && !isReading(ch)) {
+    toast({ title: `#${m.name}`, body: m.private ? 'You were added to this private channel.' : 'You are now a member of this channel.', kind: 'info', channel: m.name });
+  }
+  renderSidebar();
+}
+
+// onRemoved: we left or were removed from a channel. It leaves the sidebar;
+// if it is on screen, the page says so instead of showing it.
+function onRemoved(m) {
+  if (typeof m.channel !== 'string' || !m.channel) return;
+  const name = m.channel;
+  if (state.leaving === name) {
+    // This tab's own leave, whose answer has not come yet: leftChannel says so.
+    const wasOpen = state.active === name;
+    forget(name);
+    if (wasOpen) openChannel(defaultChannel());
+    else renderSidebar();
+    return;
+  }
+  dropChannel(name);
+}
+
+function forget(name) {
+  const ch = state.channels.get(name);
+  state.removed.add(name);
+  if (!ch) return;
+  state.channels.delete(name);
+  for (const t of ch.typing.values()) clearTimeout(t);
+}
+
+// dropChannel forgets a channel we are no longer in, and says so.
+function dropChannel(name) {
+  const had = state.channels.has(name);
+  forget(name);
+  if (!had) return;
+  if (state.active === name) showGone(name, 'removed');
+  else toast({ title: `#${name}`, body: 'You are no longer a member of this channel.', kind: 'info' });
+  renderSidebar();
+}
+
+// joinedChannel: the API said we joined or created a channel (its channel
+// frame may come before or after): show it in the sidebar and open it.
+function joinedChannel(name, info = {}) {
+  const ch = channelFor(name);
+  ch.member = true;
+  if (info.private !== undefined) ch.private = !!info.private;
+  if (info.admin) ch.admin = true;
+  state.removed.delete(name);
+  state.joinedHere = name;
+  openChannel(name);
+}
+
+// leftChannel: this tab's leave succeeded. The removed frame that follows
+// is expected; go back to where the page starts.
+function leftChannel(name) {
+  state.leaving = '';
+  forget(name);
+  toast({ title: `#${name}`, body: 'You left the channel.', kind: 'info' });
+  if (state.active === name || state.gone === name) openChannel(defaultChannel());
+  else renderSidebar();
+}
+
+// routeTo opens what the URL names. A conversation the page does not know
+// is checked with the server first: a DM with someone who exists opens
+// (empty); a public channel we are not in offers to join; anything else
+// shows "not found" and never becomes a sidebar entry.
+async function routeTo(name, { focus = true } = {}) {
+  const ch = state.channels.get(name);
+  if (ch && ch.member) {
+    openChannel(name, { focus });
+    return;
+  }
+  const seq = ++state.routeSeq;
+  if (isDM(name)) {
+    const peer = dmPeer(name, state.me);
+    if (peer && peer !== state.me && name === dmChannel(state.me, peer) && await userExists(peer)) {
+      if (seq === state.routeSeq) openChannel(name, { focus });
+      return;
+    }
+    if (seq === state.routeSeq) showGone(name, 'notfound');
+    return;
+  }
+  showGone(name, 'notfound');
+  const q = namePrefix(name);
+  if (!q) return;
+  try {
+    const res = await api.browseChannels(q, '', 5);
+    if (seq !== state.routeSeq || state.gone !== name) return;
+    if (((res && res.channels) || []).some((c) => c.name === name)) showGone(name, 'joinable');
+  } catch (e) {
+    apiFailed(e);
+  }
+}
+
+async function userExists(name) {
+  try {
+    const res = await api.users(name, '', 1);
+    return ((res && res.users) || []).some((u) => u.username === name);
+  } catch (e) {
+    apiFailed(e);
+    return !(e instanceof ApiError && e.status >= 400 && e.status < 500);
+  }
+}
+
+// showGone shows, instead of a conversation, that name is not found, is a
+// public channel we could join, or was taken from us; null goes back to
+// showing conversations.
+function showGone(name, kind = 'notfound') {
+  const on = name !== null;
+  show($('gone'), on);
+  show($('scroller'), !on);
+  show($('composer-wrap'), !on);
+  if (on) show($('jump-latest'), false);
+  if (!on) {
+    state.gone = '';
+    return;
+  }
+  markRead();
+  const prev = state.channels.get(state.active);
+  if (prev) prev.divider = null;
+  state.active = '';
+  state.gone = name;
+  const dm = isDM(name);
+  const label = dm ? dmPeer(name, state.me) || name : `#${name}`;
+  let title = dm ? 'Conversation not found' : 'Channel not found';
+  const mine = dm && name === dmChannel(state.me, dmPeer(name, state.me));
+  let text = !dm ? `There is no channel called “${label}”, or it is private and you are not in it.`
+    : mine ? `There is no one called “${label}” to write to.` : 'This is not one of your conversations.';
+  if (kind === 'joinable') {
+    title = label;
+    text = `You are not a member of ${label} yet.`;
+  } else if (kind === 'removed') {
+    title = label;
+    text = `You were removed from ${label} (or left it on another device). Its messages are no longer shown here.`;
+  }
+  $('gone').dataset.kind = kind;
+  $('gone').dataset.channel = name;
+  $('gone-title').textContent = title;
+  $('gone-text').textContent = text;
+  show($('gone-join'), kind === 'joinable');
+  $('gone-join').textContent = `Join ${label}`;
+  $('channel-title').replaceChildren(h('span', { class: 'hash', 'aria-hidden': 'true', text: dm ? '@' : '#' }), dm ? label : name);
+  show($('open-members'), false);
+  $('messages').replaceChildren();
+  $('pending').replaceChildren();
+  $('typing').textContent = '';
+  renderSidebar();
 }
 
 function onMessage(m) {
   if (typeof m.id !== 'string' || typeof m.channel !== 'string') return;
+  // Nothing more of a channel we left shows, even what was on its way.
+  if (state.removed.has(m.channel)) return;
   const ch = channelFor(m.channel);
   const existing = ch.timeline.get(m.id);
   if (existing) {
@@ -261,7 +541,12 @@ function onMessage(m) {
   const idx = ch.timeline.insert(m);
   stopTyping(ch, m.from);
   const fresh = compareIds(m.id, ch.countedTo) > 0;
-  if (fresh && m.from !== state.me && !isReading(ch)) ch.unread++;
+  if (fresh && m.from !== state.me && !isReading(ch)) {
+    ch.unread++;
+    // Open but not looked at (another tab, a minimised window): mark where
+    // the new messages start, as opening it would have.
+    if (ch.name === state.active && !ch.divider && idx === ch.timeline.size - 1) ch.divider = { count: 1, id: m.id };
+  }
   if (ch.name === state.active) {
     appendOrRender(ch, idx);
     markReadSoon();
@@ -274,6 +559,12 @@ function onAck(m) {
   if (!p) return;
   state.pending.delete(m.clientId);
   state.sentOnSocket = state.sentOnSocket.filter((id) => id !== m.clientId);
+  if (state.paceInFlight === m.clientId) {
+    // Paced after a refusal: the next one goes out when the rate allows.
+    state.paceInFlight = '';
+    state.paceAttempt = 0;
+    pace(Math.ceil(1000 / state.limits.messagesPerSecond));
+  }
   const ch = channelFor(p.channel);
   if (typeof m.id === 'string' && !ch.timeline.has(m.id)) {
     const idx = ch.timeline.insert({ id: m.id, channel: p.channel, from: state.me, text: p.text, ts: Date.now(), provisional: true });
@@ -287,18 +578,30 @@ function onAck(m) {
 function onServerError(m) {
   if (m.clientId && state.pending.has(m.clientId)) {
     const p = state.pending.get(m.clientId);
-    p.status = 'failed';
-    p.error = m.message || m.code || 'The server could not take this message.';
     state.sentOnSocket = state.sentOnSocket.filter((id) => id !== m.clientId);
+    if (RETRY_LATER.has(m.code)) {
+      hold(p);
+    } else {
+      p.status = 'failed';
+      p.error = m.message || m.code || 'The server could not take this message.';
+      if (state.paceInFlight === m.clientId) {
+        state.paceInFlight = '';
+        pace(0);
+      }
+    }
     renderPending();
     return;
   }
+  // A typing or read signal over the frame budget is simply dropped.
+  if (m.code === 'rate_limited') return;
   toast({ title: 'Server error', body: m.message || m.code || 'Something went wrong.', kind: 'error' });
 }
 
 function onPresence(m) {
+  if (typeof m.user !== 'string') return;
   if (m.status === 'online') state.online.add(m.user);
   else state.online.delete(m.user);
+  people.presence(m.user, m.status === 'online');
   renderSidebar();
 }
 
@@ -356,13 +659,54 @@ function sendMessage(text) {
   const frame = ch.dm
     ? { type: 'send', to: ch.peer, text, clientId }
     : { type: 'send', channel: ch.name, text, clientId };
-  const p = { clientId, channel: ch.name, frame, text, status: 'pending', error: '' };
+  const p = { clientId, channel: ch.name, frame, text, status: 'pending', error: '', held: false };
   state.pending.set(clientId, p);
   // Before hello the socket may be open but the session not ready; hello
-  // sends everything pending, so only send now once greeted.
-  if (state.greeted && conn.open) transmit(p);
+  // sends everything pending, so only send now once greeted. While paced,
+  // it waits its turn behind the ones the server refused.
+  if (state.paced) pace(0, true);
+  else if (state.greeted && conn.open) transmit(p);
   renderPending();
   scrollToBottom();
+}
+
+// hold keeps a message the server refused for now (rate_limited,
+// unavailable) and sends it again, with the same clientId, after a pause.
+// Until the queue is empty, messages go one at a time, so they keep their order.
+function hold(p) {
+  p.status = 'pending';
+  p.held = true;
+  state.paced = true;
+  if (state.paceInFlight === p.clientId) state.paceInFlight = '';
+  // A burst refused at once waits once, not once per message.
+  if (!state.paceTimer && !state.paceInFlight) {
+    pace(refusalDelay(state.paceAttempt++, { perSecond: state.limits.messagesPerSecond }));
+  }
+}
+
+// pace sends the oldest pending message after delay ms. ifIdle leaves a
+// wait that is already running alone.
+function pace(delay, ifIdle = false) {
+  if (ifIdle && (state.paceTimer || state.paceInFlight)) return;
+  clearTimeout(state.paceTimer);
+  state.paceTimer = setTimeout(paceNext, delay);
+}
+
+function paceNext() {
+  state.paceTimer = 0;
+  if (!state.paced || state.paceInFlight) return;
+  const next = [...state.pending.values()].find((p) => p.status === 'pending');
+  if (!next) {
+    state.paced = false;
+    state.paceAttempt = 0;
+    renderPending();
+    return;
+  }
+  if (!(state.greeted && conn.open)) return; // the next hello goes on from here
+  state.paceInFlight = next.clientId;
+  next.held = false;
+  transmit(next);
+  renderPending();
 }
 
 function retry(clientId) {
@@ -370,7 +714,8 @@ function retry(clientId) {
   if (!p) return;
   p.status = 'pending';
   p.error = '';
-  if (state.greeted && conn.open) transmit(p);
+  if (state.paced) pace(0, true);
+  else if (state.greeted && conn.open) transmit(p);
   renderPending();
   $('composer-input').focus(); // the button that had focus is gone
 }
@@ -388,19 +733,53 @@ function onComposerKey(ev) {
   }
 }
 
+// composerText is what Enter would send: blank lines around a message are
+// never meant; indentation inside it is.
+function composerText() {
+  return $('composer-input').value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
+}
+
 function onComposerSubmit(ev) {
   ev.preventDefault();
   const input = $('composer-input');
-  // Blank lines around a message are never meant; indentation inside it is.
-  const text = input.value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
-  if (!text.trim()) return;
+  const text = composerText();
+  if (!text.trim() || !state.active) return;
+  if (updateCounter()) {
+    // Over the server's limit: the counter says by how much; nothing goes out.
+    input.focus();
+    return;
+  }
   input.value = '';
+  saveDraft(state.me, state.active, '');
   autoGrow();
+  updateCounter();
   sendMessage(text);
+}
+
+// updateCounter shows how much room is left once a message nears the
+// server's limit (in UTF-8 bytes, as the server counts), and whether it is
+// over; it returns true when it is.
+function updateCounter() {
+  const limit = state.limits.maxMessageBytes;
+  const used = utf8Length(composerText());
+  const left = limit - used;
+  const over = left < 0;
+  const el = $('composer-count');
+  show(el, used >= limit * COUNTER_FROM);
+  el.textContent = over ? `${-left} over the limit` : `${left} left`;
+  el.classList.toggle('over', over);
+  el.dataset.left = String(left);
+  el.dataset.limit = String(limit);
+  el.title = `A message can be up to ${limit} bytes: most characters count as 1, accented letters as 2, emoji as 4.`;
+  $('send').disabled = over;
+  $('composer-input').setAttribute('aria-invalid', String(over));
+  return over;
 }
 
 function onComposerInput() {
   autoGrow();
+  updateCounter();
+  saveDraft(state.me, state.active, $('composer-input').value);
   const now = Date.now();
   if (!$('composer-input').value || now - state.lastTypingSent < TYPING_SEND_EVERY) return;
   state.lastTypingSent = now;
@@ -476,7 +855,15 @@ async function loadHistory(ch, older) {
     if (!older) ch.historyLoaded = true;
     if (older || !ch.timeline.size || msgs.length < PAGE) ch.hasMore = msgs.length >= PAGE;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 404) {
+    if (e instanceof ApiError && e.status === 404 && !ch.dm) {
+      // Gone while we were not looking (removed, or never there).
+      ch.loading = false;
+      if (ch.name === state.active) {
+        forget(ch.name);
+        showGone(ch.name, ch.member ? 'removed' : 'notfound');
+      }
+      return;
+    } else if (e instanceof ApiError && e.status === 404) {
       // A DM nobody has written in yet.
       ch.historyLoaded = true;
       ch.hasMore = false;
@@ -493,6 +880,7 @@ async function loadHistory(ch, older) {
     renderMessages({ keepScroll: older, toBottom: !older });
     markReadSoon();
   }
+  renderSidebar(); // unread mentions are counted from the messages
 }
 
 // ---------------------------------------------------------------- navigation
@@ -504,10 +892,29 @@ function routeChannel() {
 
 function openChannel(name, { focus = true } = {}) {
   if (!name) return;
+  state.routeSeq++;
+  const prev = state.active;
   markRead(); // what was on screen until now has been read
+  if (prev !== name) {
+    const old = state.channels.get(prev);
+    if (old) {
+      old.divider = null;
+      saveDraft(state.me, prev, $('composer-input').value);
+    }
+  }
+  showGone(null);
   const ch = channelFor(name);
+  const switched = prev !== name;
   state.active = name;
+  // Where the unread messages start, for as long as it stays open.
+  if (switched) ch.divider = ch.unread ? { count: ch.unread, id: '', shown: false } : null;
   if (routeChannel() !== name) history.replaceState(null, '', `#/${name}`);
+  if (switched) {
+    // Each conversation has its own draft: one never follows you to another.
+    $('composer-input').value = loadDraft(state.me, name);
+    autoGrow();
+    updateCounter();
+  }
   renderHeader();
   renderSidebar();
   renderMessages({ toBottom: true });
@@ -571,13 +978,39 @@ function renderHeader() {
   if (ch.dm) {
     title.append(h('span', { class: `presence ${state.online.has(ch.peer) ? 'on' : ''}`, 'aria-hidden': 'true' }), ch.peer);
   } else {
-    title.append(h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }), ch.name);
+    title.append(channelIcon(ch), ch.name);
+    if (ch.private) title.append(h('span', { class: 'visually-hidden', text: ' (private)' }));
   }
+  // Everyone is in a default channel; the others have members to see.
+  show($('open-members'), !ch.dm && ch.member && !ch.isDefault);
   const what = ch.dm ? ch.peer : `#${ch.name}`;
   $('composer-input').placeholder = `Message ${what}`;
   $('composer-label').textContent = `Message ${what}`;
   $('messages').setAttribute('aria-label', `Messages in ${what}`);
 }
+
+function channelIcon(ch) {
+  if (!ch.private) return h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' });
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'hash lock');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', 'M7 10V7a5 5 0 0 1 10 0v3h2v11H5V10zm2 0h6V7a3 3 0 0 0-6 0z');
+  svg.append(path);
+  return svg;
+}
+
+// unreadOf splits a conversation's unread count: in a channel, the messages
+// that mention me count apart from the rest; in a DM every message is for me.
+function unreadOf(ch) {
+  if (!ch.unread) return { total: 0, mentions: 0, other: 0 };
+  if (ch.dm) return { total: ch.unread, mentions: ch.unread, other: 0 };
+  const n = unreadSplit(ch.timeline.messages, ch.unread, state.me).mentions;
+  return { total: ch.unread, mentions: n, other: ch.unread - n };
+}
+
+const count99 = (n) => (n > 99 ? '99+' : String(n));
 
 function convButton(ch) {
   const active = ch.name === state.active;
@@ -589,10 +1022,19 @@ function convButton(ch) {
     on: { click: () => openChannel(ch.name) },
   });
   if (ch.dm) btn.append(h('span', { class: `presence ${state.online.has(ch.peer) ? 'on' : ''}`, 'aria-hidden': 'true' }), h('span', { class: 'conv-name', text: ch.peer }));
-  else btn.append(h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }), h('span', { class: 'conv-name', text: ch.name }));
-  if (ch.unread) {
-    btn.append(h('span', { class: 'badge', text: ch.unread > 99 ? '99+' : String(ch.unread) }),
-      h('span', { class: 'visually-hidden', text: `, ${ch.unread} unread` }));
+  else btn.append(channelIcon(ch), h('span', { class: 'conv-name', text: ch.name }));
+  if (ch.private) btn.append(h('span', { class: 'visually-hidden', text: ' (private)' }));
+  const u = unreadOf(ch);
+  if (u.total) {
+    const badges = h('span', { class: 'badges', 'aria-hidden': 'true' });
+    if (ch.dm) badges.append(h('span', { class: 'badge badge-dm', text: count99(u.total) }));
+    else {
+      if (u.mentions) badges.append(h('span', { class: 'badge badge-mention', title: `${u.mentions} mentioning you`, text: `@${count99(u.mentions)}` }));
+      if (u.other) badges.append(h('span', { class: 'badge badge-unread', title: `${u.other} other unread`, text: count99(u.other) }));
+    }
+    const said = ch.dm ? `${u.total} unread`
+      : [u.mentions ? `${u.mentions} ${u.mentions === 1 ? 'mention' : 'mentions'}` : '', u.other ? `${u.other} other unread` : ''].filter(Boolean).join(', ');
+    btn.append(badges, h('span', { class: 'visually-hidden', text: `, ${said}` }));
   }
   return h('li', {}, btn);
 }
@@ -600,41 +1042,61 @@ function convButton(ch) {
 function renderSidebar() {
   if (!state) return;
   const chans = [...state.channels.values()];
-  const pub = chans.filter((c) => !c.dm).sort((a, b) => a.name.localeCompare(b.name));
+  const pub = chans.filter((c) => !c.dm && c.member).sort((a, b) => a.name.localeCompare(b.name));
   const dms = chans.filter((c) => c.dm && (c.timeline.size || c.name === state.active || c.countedTo))
     .sort((a, b) => compareIds(b.timeline.newestId || b.countedTo, a.timeline.newestId || a.countedTo) || a.peer.localeCompare(b.peer));
   // Redrawing must not steal keyboard focus: remember which entry had it.
   const focused = document.activeElement;
-  const refocus = focused && focused.closest('#sidebar') && (focused.dataset.channel || focused.dataset.user)
-    ? (focused.dataset.channel ? `[data-channel="${CSS.escape(focused.dataset.channel)}"]` : `[data-user="${CSS.escape(focused.dataset.user)}"]`)
-    : '';
+  const refocus = focused && focused.closest('#channel-list, #dm-list') && focused.dataset.channel
+    ? `[data-channel="${CSS.escape(focused.dataset.channel)}"]` : '';
   $('channel-list').replaceChildren(...pub.map(convButton));
   $('dm-list').replaceChildren(...dms.map(convButton));
   show($('dm-empty'), dms.length === 0);
-
-  const people = [...state.online].sort((a, b) => (a === state.me) - (b === state.me) || a.localeCompare(b));
-  $('online-count').textContent = String(people.length);
-  $('online-list').replaceChildren(...people.map((u) => {
-    const me = u === state.me;
-    return h('li', {}, h('button', {
-      type: 'button',
-      class: 'conv person',
-      dataset: { user: u },
-      disabled: me,
-      title: me ? 'You' : `Message ${u}`,
-      'aria-label': me ? `${u} (you)` : `Message ${u}`,
-      on: { click: () => startDM(u) },
-    }, avatar(u, 'avatar avatar-xs'), h('span', { class: 'presence on', 'aria-hidden': 'true' }), h('span', { class: 'conv-name', text: me ? `${u} (you)` : u })));
-  }));
   if (refocus && !document.activeElement.closest('#sidebar')) {
     const again = $('sidebar').querySelector(refocus);
     if (again) again.focus();
   }
 
-  const total = chans.reduce((n, c) => n + c.unread, 0);
+  let total = 0;
+  let urgent = 0;
+  for (const c of chans) {
+    if (!c.member && !c.dm) continue;
+    const u = unreadOf(c);
+    total += u.total;
+    urgent += u.mentions;
+  }
+  renderNavBadge(total, urgent);
   const active = state.channels.get(state.active);
-  document.title = `${total ? `(${total}) ` : ''}${active ? label(active) : 'Chat'} · Hubbub`;
+  document.title = `${total ? `(${total}) ` : ''}${active ? label(active) : state.gone ? 'Not found' : 'Chat'} · Hubbub`;
   if (active && active.dm) renderHeader(); // presence dot
+}
+
+// renderNavBadge puts the unread count on the phone's menu button, where
+// the sidebar is out of sight; red when some of it is for me.
+function renderNavBadge(total, urgent) {
+  const badge = $('nav-badge');
+  show(badge, total > 0);
+  badge.textContent = count99(total);
+  badge.classList.toggle('badge-mention', urgent > 0);
+  badge.classList.toggle('badge-unread', urgent === 0);
+  $('nav-open').setAttribute('aria-label', total
+    ? `Open menu, ${total} unread${urgent ? `, ${urgent} for you` : ''}` : 'Open menu');
+}
+
+function unreadDivider() {
+  return h('div', { class: 'unread-divider', role: 'separator', 'aria-label': 'New messages' }, h('span', { text: 'New' }));
+}
+
+// dividerId resolves where the "new messages" divider goes in ch, once the
+// messages it counts are there.
+function dividerId(ch) {
+  const d = ch.divider;
+  if (!d) return '';
+  if (!d.id && ch.timeline.size) {
+    const split = unreadSplit(ch.timeline.messages, d.count, state.me);
+    if (split.complete || ch.historyLoaded) d.id = split.first;
+  }
+  return d.id;
 }
 
 function messageEl(m, prev) {
@@ -683,15 +1145,27 @@ function renderMessages({ keepScroll = false, toBottom = false } = {}) {
   const fromBottom = s.scrollHeight - s.scrollTop;
   const nodes = [];
   let prev = null;
+  const divider = dividerId(ch);
+  let dividerEl = null;
   for (const m of ch.timeline.messages) {
     if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) nodes.push(daySep(m.ts));
-    nodes.push(messageEl(m, prev));
+    if (m.id === divider) {
+      dividerEl = unreadDivider();
+      nodes.push(dividerEl);
+    }
+    nodes.push(messageEl(m, dividerEl && m.id === divider ? null : prev));
     prev = m;
   }
   box.replaceChildren(...nodes);
   renderHistoryTop();
   if (toBottom || (stick && !keepScroll)) scrollToBottom();
   else if (keepScroll) s.scrollTop = s.scrollHeight - fromBottom;
+  // The first time it shows, the divider is in view, even when what came
+  // after it is more than one screen.
+  if (dividerEl && !ch.divider.shown) {
+    ch.divider.shown = true;
+    if (dividerEl.offsetTop < s.scrollTop) dividerEl.scrollIntoView({ block: 'start' });
+  }
 }
 
 // appendOrRender shows a message inserted at idx: appended when it is the
@@ -707,7 +1181,9 @@ function appendOrRender(ch, idx) {
   const prev = list[idx - 1];
   const box = $('messages');
   if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) box.append(daySep(m.ts));
-  box.append(messageEl(m, prev));
+  const divided = ch.divider && dividerId(ch) === m.id;
+  if (divided) box.append(unreadDivider());
+  box.append(messageEl(m, divided ? null : prev));
   renderHistoryTop();
   if (stick || m.from === state.me) scrollToBottom();
   else show($('jump-latest'), true);
@@ -734,13 +1210,17 @@ function renderPending() {
   const items = [...state.pending.values()].filter((p) => p.channel === state.active);
   box.replaceChildren(...items.map((p) => {
     const failed = p.status === 'failed';
+    // Refused for sending too fast, or queued behind one that was: it goes out by itself.
+    const waiting = !failed && state.paced && p.clientId !== state.paceInFlight;
+    const status = failed ? 'Not sent' : waiting ? 'Waiting to send…' : 'Sending…';
     const el = h('article', {
-      class: `msg mine ${failed ? 'failed' : 'pending'}`,
+      class: `msg mine ${failed ? 'failed' : 'pending'}${waiting ? ' held' : ''}`,
       dataset: { clientId: p.clientId },
-      'aria-label': `${failed ? 'Not sent' : 'Sending'}: ${p.text}`,
+      'aria-label': `${status.replace('…', '')}: ${p.text}`,
+      title: waiting ? 'Sending too fast for the server: this goes out by itself in a moment.' : undefined,
     }, avatar(state.me));
     const body = h('div', { class: 'msg-body' },
-      h('div', { class: 'msg-head' }, h('span', { class: 'author', text: state.me }), h('span', { class: 'status', text: failed ? 'Not sent' : 'Sending…' })),
+      h('div', { class: 'msg-head' }, h('span', { class: 'author', text: state.me }), h('span', { class: 'status', text: status })),
       h('p', { class: 'text' }, renderText(p.text, state.me)));
     if (failed) {
       body.append(h('div', { class: 'msg-error' },
@@ -879,7 +1359,10 @@ async function revoke(s, btn) {
       return;
     }
   }
-  if (s.current) return leave('You have logged out.');
+  if (s.current) {
+    clearDrafts(state.me);
+    return leave('You have logged out.');
+  }
   await renderSessions();
 }
 
@@ -895,6 +1378,7 @@ async function logoutEverywhere() {
   } finally {
     $('logout-all').disabled = false;
   }
+  clearDrafts(state.me);
   leave('You have been logged out on every device.');
 }
 
@@ -972,7 +1456,26 @@ function wire() {
   matchMedia('(max-width: 760px)').addEventListener('change', (ev) => { if (!ev.matches) closeNav(); });
   window.addEventListener('hashchange', () => {
     const name = routeChannel();
-    if (state && state.started && name && name !== state.active) openChannel(name);
+    if (state && state.started && name && name !== state.active) routeTo(name);
+  });
+  $('browse-channels').addEventListener('click', () => dialogs.openBrowse());
+  $('create-channel').addEventListener('click', () => dialogs.openCreate());
+  $('open-members').addEventListener('click', () => { if (state.active) dialogs.openMembers(state.active); });
+  $('gone-browse').addEventListener('click', () => dialogs.openBrowse(namePrefix(state.gone) || ''));
+  $('gone-join').addEventListener('click', async () => {
+    const name = state.gone;
+    const btn = $('gone-join');
+    btn.disabled = true;
+    state.joinedHere = name;
+    try {
+      await api.joinChannel(name);
+      joinedChannel(name);
+    } catch (e) {
+      apiFailed(e);
+      toast({ title: `Could not join #${name}`, body: e.message, kind: 'error' });
+    } finally {
+      btn.disabled = false;
+    }
   });
 
   conn.addEventListener('frame', (ev) => onFrame(ev.detail));
@@ -982,6 +1485,7 @@ function wire() {
     const el = $('conn-state');
     el.dataset.closes = [...(el.dataset.closes ? el.dataset.closes.split(',') : []), String(ev.detail.code)].slice(-10).join(',');
     state.greeted = false;
+    state.paceInFlight = ''; // still pending: the next hello sends it again
     if (ev.detail.code === 1009) {
       // A frame we sent was too big: resending it would loop. The culprit is
       // the largest message still unacknowledged on that socket.

@@ -169,3 +169,59 @@ export function uuid() {
   const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+// utf8Length is the size of s in UTF-8 bytes: what the server's
+// --max-message-bytes limit counts (an "é" is 2, most emoji 4).
+const utf8 = new TextEncoder();
+export function utf8Length(s) {
+  return utf8.encode(String(s)).length;
+}
+
+// DEFAULT_MAX_MESSAGE_BYTES is the server's default limit, used until a
+// hello names the room's own (hello.limits.maxMessageBytes).
+export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
+
+// refusalDelay is the wait before resending a message the server refused
+// as rate_limited (or unavailable): "equal jitter" on a doubling window that
+// starts at one token's worth of the send rate, so a resend is never
+// immediate (the bucket needs time to refill) and queued tabs spread out.
+export function refusalDelay(attempt, { perSecond = 5, cap = 8000 } = {}, rand = Math.random) {
+  const base = Math.max(250, Math.ceil(1000 / (perSecond > 0 ? perSecond : 5)));
+  const ceiling = Math.min(cap, base * 2 ** Math.max(0, Math.min(attempt, 16)));
+  return Math.floor(ceiling / 2 + rand() * (ceiling / 2));
+}
+
+// unreadSplit looks at the newest `unread` messages of a timeline that
+// others wrote (the server counts only those) and returns the id of the
+// first of them, where the "new messages" divider goes, and how many of them
+// mention me. When the timeline holds fewer than `unread` such messages,
+// the divider goes before the oldest it holds (complete: false).
+export function unreadSplit(messages, unread, me) {
+  let left = Math.max(0, Number(unread) || 0);
+  let first = '';
+  let mentioned = 0;
+  for (let i = messages.length - 1; i >= 0 && left > 0; i--) {
+    const m = messages[i];
+    if (m.from === me) continue;
+    left--;
+    first = m.id;
+    if (mentions(m.text, me)) mentioned++;
+  }
+  if (left > 0 && messages.length) first = messages[0].id;
+  return { first, mentions: mentioned, complete: left === 0 };
+}
+
+// namePrefix normalizes what someone typed into a directory search: the
+// server folds case and accepts only name characters ('' = everyone); null
+// means no name can start like that.
+export function namePrefix(q) {
+  const s = String(q).trim().replace(/^[@#]/, '').toLowerCase();
+  return /^[a-z0-9_.-]{0,64}$/.test(s) ? s : null;
+}
+
+// peopleOrder sorts a people list: online first, then everyone else, each
+// part by name (byte order, as the server pages it).
+export function peopleOrder(a, b) {
+  if (!!a.online !== !!b.online) return a.online ? -1 : 1;
+  return a.username < b.username ? -1 : a.username > b.username ? 1 : 0;
+}

@@ -1,0 +1,164 @@
+// The people list in the sidebar: everyone in the room, online first, then
+// everyone else by name. The directory (GET /api/v1/users) is paged by name
+// and searched by prefix; who is online is kept live from hello.online and
+// presence frames, which the page passes in. Clicking anyone starts a DM,
+// whether they are online or not.
+
+import { avatar, h, show } from './dom.js';
+import { namePrefix, peopleOrder } from './proto.js';
+
+const PAGE = 50;
+const SEARCH_DELAY = 200; // ms of quiet typing before asking the server
+
+export class PeopleList {
+  // api: the page's API; els: {list, search, more, status, count};
+  // me(): who is logged in; pick(username): start a DM; onError(err):
+  // a request failed (the page decides what a 401 means).
+  constructor({ api, els, me, pick, onError }) {
+    this.api = api;
+    this.els = els;
+    this.me = me;
+    this.pick = pick;
+    this.onError = onError;
+    this.online = new Set();
+    this.reset();
+    els.search.addEventListener('input', () => {
+      clearTimeout(this.searchTimer);
+      this.searchTimer = setTimeout(() => this.load(false), SEARCH_DELAY);
+    });
+    els.search.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'Enter') return;
+      ev.preventDefault();
+      const first = els.list.querySelector('button:not(:disabled)');
+      if (first) first.click();
+    });
+    els.more.addEventListener('click', () => this.load(true));
+  }
+
+  reset() {
+    clearTimeout(this.searchTimer);
+    this.q = '';
+    this.people = new Map(); // username -> {username, online}
+    this.next = '';
+    this.cursor = ''; // the last name the directory has answered up to
+    this.complete = false;
+    this.loading = false;
+    this.seq = 0;
+    this.greeted = false;
+    this.error = '';
+    this.online = new Set();
+    this.els.search.value = '';
+    this.els.list.replaceChildren();
+    this.els.status.textContent = '';
+    show(this.els.more, false);
+  }
+
+  // setOnline replaces the online set (a hello); presence changes one person.
+  setOnline(names) {
+    this.greeted = true;
+    this.online = new Set(names);
+    this.render();
+  }
+
+  presence(user, online) {
+    if (online) this.online.add(user);
+    else this.online.delete(user);
+    this.render();
+  }
+
+  // load fetches the first page for what the search box says, or the next page.
+  async load(more) {
+    const q = namePrefix(this.els.search.value);
+    const seq = ++this.seq;
+    if (!more) {
+      this.q = q;
+      this.people = new Map();
+      this.next = '';
+      this.cursor = '';
+      this.complete = false;
+    }
+    if (q === null) {
+      // Nobody's name has such characters: no need to ask.
+      this.complete = true;
+      this.render();
+      return;
+    }
+    this.loading = true;
+    this.els.list.setAttribute('aria-busy', 'true');
+    this.els.more.disabled = true;
+    try {
+      const res = await this.api.users(q, more ? this.next : '', PAGE);
+      if (seq !== this.seq) return; // a newer search went out meanwhile
+      for (const u of (res && res.users) || []) {
+        if (typeof u.username !== 'string') continue;
+        this.people.set(u.username, { username: u.username });
+        this.cursor = u.username;
+        // Until the socket greets us, the directory's word is all we have.
+        if (u.online && !this.greeted) this.online.add(u.username);
+      }
+      this.next = (res && res.next) || '';
+      this.complete = !this.next;
+      this.error = '';
+    } catch (e) {
+      if (seq !== this.seq) return;
+      this.error = e.message;
+      this.onError(e);
+    } finally {
+      if (seq === this.seq) {
+        this.loading = false;
+        this.els.more.disabled = false;
+        this.els.list.removeAttribute('aria-busy');
+      }
+    }
+    this.render();
+  }
+
+  // rows: everyone online whose name fits the search, and everyone else the
+  // directory has listed so far. Someone offline past the last name loaded
+  // waits for "More people", so the list never skips a name.
+  rows() {
+    const q = this.q;
+    if (q === null) return [];
+    const out = new Map();
+    for (const name of this.online) {
+      if (name.startsWith(q)) out.set(name, { username: name, online: true });
+    }
+    for (const p of this.people.values()) {
+      if (out.has(p.username)) continue;
+      if (this.complete || p.username <= this.cursor) out.set(p.username, { username: p.username, online: false });
+    }
+    return [...out.values()].sort(peopleOrder);
+  }
+
+  render() {
+    const { list, status, more, count } = this.els;
+    const me = this.me();
+    count.textContent = `${this.online.size} online`;
+    const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.user : '';
+    const rows = this.rows();
+    list.replaceChildren(...rows.map((p) => {
+      const self = p.username === me;
+      const name = self ? `${p.username} (you)` : p.username;
+      return h('li', {}, h('button', {
+        type: 'button',
+        class: `conv person${p.online ? ' online' : ''}`,
+        dataset: { user: p.username, online: p.online ? '1' : '0' },
+        disabled: self,
+        title: self ? 'You' : `Message ${p.username}${p.online ? '' : ' (offline: they will see it when they are back)'}`,
+        'aria-label': self ? name : `Message ${p.username}, ${p.online ? 'online' : 'offline'}`,
+        on: { click: () => this.pick(p.username) },
+      }, avatar(p.username, 'avatar avatar-xs'), h('span', { class: `presence${p.online ? ' on' : ''}`, 'aria-hidden': 'true' }), h('span', { class: 'conv-name', text: name })));
+    }));
+    if (focused) {
+      const again = list.querySelector(`[data-user="${CSS.escape(focused)}"]`);
+      if (again) again.focus();
+    }
+    show(more, !this.complete && !this.loading && this.q !== null && !this.error);
+    let text = '';
+    if (this.error) text = `Could not load people: ${this.error}`;
+    else if (this.loading && !rows.length) text = 'Loading…';
+    else if (!rows.length && this.complete) text = this.els.search.value.trim() ? `No one’s name starts with “${this.els.search.value.trim()}”.` : 'No one here yet.';
+    status.textContent = text;
+    show(status, !!text);
+  }
+}
