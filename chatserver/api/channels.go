@@ -88,9 +88,9 @@ func (a *API) handleLeave(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &struct{}{}) {
 		return
 	}
-	channel := r.PathValue("channel")
-	if err := a.opts.Chat.LeaveChannel(r.Context(), sessionFrom(r).Username, channel); err != nil {
-		a.channelError(w, r, err, channel, "")
+	channel, me := r.PathValue("channel"), sessionFrom(r).Username
+	if err := a.opts.Chat.LeaveChannel(r.Context(), me, channel); err != nil {
+		a.channelError(w, r, err, channel, me)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

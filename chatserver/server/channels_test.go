@@ -186,7 +186,11 @@ func testChannelLifecycle(t *testing.T, b backend) {
 	}
 	want(t, "bob (not an admin) removes alice", api(bobTok, "DELETE", "/ops/members/alice", nil), 403, "forbidden")
 	want(t, "bob grants himself admin", api(bobTok, "POST", "/ops/members", map[string]any{"username": "bob", "admin": true}), 403, "forbidden")
-	want(t, "the only admin leaves while bob is in", api(aliceTok, "POST", "/ops/leave", map[string]any{}), 409, "last_admin")
+	r = api(aliceTok, "POST", "/ops/leave", map[string]any{})
+	want(t, "the only admin leaves while bob is in", r, 409, "last_admin")
+	if !strings.HasPrefix(r.errMessage(), "alice is the only admin") {
+		t.Errorf("last admin message %q does not name her", r.errMessage())
+	}
 	want(t, "bob adds carol", api(bobTok, "POST", "/ops/members", map[string]any{"username": "carol"}), 204, "")
 	want(t, "inviting nobody", api(bobTok, "POST", "/ops/members", map[string]any{"username": "nobody"}), 404, "unknown_user")
 
