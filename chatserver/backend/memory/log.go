@@ -97,6 +97,9 @@ func (cl *channelLog) after(id protocol.ID) int {
 }
 
 func parseOrZero(s string) protocol.ID {
+	if s == "" {
+		return protocol.ID{} // common (from the start): skips ParseID's error
+	}
 	id, _ := protocol.ParseID(s)
 	return id
 }
