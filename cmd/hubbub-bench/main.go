@@ -7,6 +7,7 @@
 // and what it cost the servers (RSS and CPU read from /proc).
 //
 //	hubbub-bench run [flags]       the coordinator (what people run)
+//	hubbub-bench hello [flags]     one person's connect (hello) in many channels, and the people directory
 //	hubbub-bench worker            a load worker (started by run)
 //	hubbub-bench baseline --addr   gorilla's chat example shape (the baseline)
 //
@@ -37,19 +38,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hubbub-bench run|worker|baseline [flags]")
+		fmt.Fprintln(os.Stderr, "usage: hubbub-bench run|hello|worker|baseline [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "run":
 		err = runMain(ctx, os.Args[2:])
+	case "hello":
+		err = helloMain(ctx, os.Args[2:])
 	case "worker":
 		err = loadtest.RunWorker(ctx, os.Stdin, os.Stdout)
 	case "baseline":
 		err = baselineMain(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown subcommand %q (want run, worker or baseline)", os.Args[1])
+		err = fmt.Errorf("unknown subcommand %q (want run, hello, worker or baseline)", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "hubbub-bench:", err)
@@ -99,6 +102,46 @@ func runMain(ctx context.Context, args []string) error {
 	cfg.ServerEnv = strings.Fields(serverEnv)
 	res, err := loadtest.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if res != nil && len(res.Steps) > 0 {
+		res.WriteMarkdown(os.Stdout)
+		if jsonOut != "" {
+			if werr := res.WriteJSON(jsonOut); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+	}
+	return err
+}
+
+func helloMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("hello", flag.ContinueOnError)
+	var cfg loadtest.HelloConfig
+	var serverArgs, jsonOut string
+	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
+	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
+	fs.StringVar(&cfg.Backend, "backend", "redis", "redis or memory")
+	fs.IntVar(&cfg.People, "people", 10000, "people in the room (registered and logged in through the API)")
+	fs.IntVar(&cfg.Channels, "channels", 1000, "created channels the measured person is in")
+	fs.IntVar(&cfg.MessagesPerChannel, "messages-per-channel", 1, "messages posted in each channel before measuring (so lastId and unread are real)")
+	fs.IntVar(&cfg.Connects, "connects", 200, "connects timed per scenario")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 8, "connects at once in the concurrent scenario (0: skip it)")
+	fs.IntVar(&cfg.DirectoryWalks, "directory-walks", 3, "walks through every page of the people directory")
+	fs.StringVar(&cfg.Prefix, "prefix", "bench12", "the people directory's prefix query")
+	fs.IntVar(&cfg.Requests, "requests", 50, "repetitions of each single-page HTTP request")
+	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", 4, "bcrypt cost of the users (low: creating them is setup, not the test)")
+	fs.StringVar(&serverArgs, "server-args", "", "extra chatserver flags, space-separated")
+	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for server and Redis logs (default: a new temp dir)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
+	fs.DurationVar(&cfg.Settle, "settle", time.Second, "pause after setup and after each scenario, for the server's background work to end")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the chat server, taken while the measured person connects over and over, to this file")
+	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 10, "length of the --cpuprofile profile")
+	fs.BoolVar(&cfg.ProfileOthersOnline, "profile-others-online", false, "profile while the channels' owner is online (default: while nobody else is)")
+	fs.StringVar(&jsonOut, "json", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.ServerArgs = strings.Fields(serverArgs)
+	res, err := loadtest.RunHello(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if res != nil && (len(res.Connects) > 0 || len(res.Requests) > 0) {
 		res.WriteMarkdown(os.Stdout)
 		if jsonOut != "" {
 			if werr := res.WriteJSON(jsonOut); werr != nil {

@@ -110,6 +110,12 @@ func (cfg *Config) prepare() error {
 	case len(cfg.Steps)*cfg.Repeat > maxSteps:
 		return fmt.Errorf("at most %d steps in all", maxSteps)
 	}
+	return cfg.fillPaths()
+}
+
+// fillPaths finds the chat server binary and makes the log directory when
+// cfg names neither.
+func (cfg *Config) fillPaths() error {
 	if cfg.Target == "hubbub" && cfg.ChatServer == "" {
 		cfg.ChatServer = findChatServer()
 	}

@@ -26,15 +26,21 @@ type coordinator struct {
 	http     *http.Client
 }
 
+// newCoordinator is a coordinator that has started nothing yet; stopAll
+// stops whatever it starts.
+func newCoordinator(cfg Config, log *slog.Logger) *coordinator {
+	return &coordinator{cfg: cfg, log: log, http: &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 256},
+	}}
+}
+
 // runCoordinator starts everything cfg asks for, measures the idle sockets,
 // runs the steps, and stops it all again, whatever happened.
 func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	c := &coordinator{cfg: cfg, log: log, http: &http.Client{
-		Timeout:   60 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 256},
-	}}
+	c := newCoordinator(cfg, log)
 	defer c.stopAll()
 	if err := c.startServers(ctx); err != nil {
 		return nil, err

@@ -129,13 +129,25 @@ func (c *coordinator) createFloodUser(ctx context.Context) error {
 	return waitHTTP(ctx, "http://"+addr+"/healthz", p, 60*time.Second)
 }
 
-func (c *coordinator) postJSON(ctx context.Context, url string, body any, out any) (int, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+// call makes one API request: body (when not nil) is sent as JSON, token
+// (when set) as a Bearer token, and a 2xx answer is decoded into out (when
+// not nil).
+func (c *coordinator) call(ctx context.Context, method, url, token string, body any, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, err
@@ -151,49 +163,71 @@ func (c *coordinator) postJSON(ctx context.Context, url string, body any, out an
 	return resp.StatusCode, nil
 }
 
+// userName is the name of the benchmark's user i.
+func userName(i int) string { return fmt.Sprintf("bench%d", i) }
+
 // createUsers registers and logs in the benchmark's users through the API,
 // spread over the servers, and keeps their tokens.
 func (c *coordinator) createUsers(ctx context.Context) error {
 	t0 := time.Now()
 	c.tokens = make([]string, c.cfg.Users)
+	err := forEach(ctx, c.cfg.Users, 32, func(i int) error {
+		srv := c.servers[i%len(c.servers)]
+		cred := map[string]string{"username": userName(i), "password": "bench-password"}
+		code, err := c.call(ctx, http.MethodPost, srv.url("/api/v1/register"), "", cred, nil)
+		if err == nil && code != http.StatusCreated && code != http.StatusConflict {
+			err = fmt.Errorf("register: HTTP %d", code)
+		}
+		var tok struct{ Token string }
+		if err == nil {
+			code, err = c.call(ctx, http.MethodPost, srv.url("/api/v1/login"), "", cred, &tok)
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("login: HTTP %d", code)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("user %d: %w", i, err)
+		}
+		c.tokens[i] = tok.Token
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.log.Info("users created", "users", c.cfg.Users, "seconds", time.Since(t0).Seconds())
+	return nil
+}
+
+// forEach calls f(0) .. f(n-1) from conc goroutines, so that setup through
+// the API is quick without opening a connection per item. It stops at the
+// first error and returns it.
+func forEach(ctx context.Context, n, conc int, f func(i int) error) error {
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
+	var failed atomic.Bool
 	var wg sync.WaitGroup
-	for range 32 {
+	for range max(1, min(conc, n)) {
 		wg.Go(func() {
-			for {
+			for !failed.Load() {
 				i := int(next.Add(1) - 1)
-				if i >= c.cfg.Users || ctx.Err() != nil {
+				if i >= n {
 					return
 				}
-				srv := c.servers[i%len(c.servers)]
-				cred := map[string]string{"username": fmt.Sprintf("bench%d", i), "password": "bench-password"}
-				code, err := c.postJSON(ctx, srv.url("/api/v1/register"), cred, nil)
-				if err == nil && code != http.StatusCreated && code != http.StatusConflict {
-					err = fmt.Errorf("register: HTTP %d", code)
-				}
-				var tok struct{ Token string }
+				err := ctx.Err()
 				if err == nil {
-					code, err = c.postJSON(ctx, srv.url("/api/v1/login"), cred, &tok)
-					if err == nil && code != http.StatusOK {
-						err = fmt.Errorf("login: HTTP %d", code)
-					}
+					err = f(i)
 				}
 				if err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("user %d: %w", i, err) })
+					errOnce.Do(func() { firstErr = err })
+					failed.Store(true)
 					return
 				}
-				c.tokens[i] = tok.Token
 			}
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	c.log.Info("users created", "users", c.cfg.Users, "seconds", time.Since(t0).Seconds())
-	return nil
+	return firstErr
 }
 
 type serverSample struct {

@@ -160,7 +160,7 @@ func (c *coordinator) loginFlood(ctx context.Context, rate float64, d time.Durat
 		wg.Go(func() {
 			defer func() { <-sem }()
 			t0 := time.Now()
-			code, err := c.postJSON(ctx, srv.url("/api/v1/login"), cred, nil)
+			code, err := c.call(ctx, http.MethodPost, srv.url("/api/v1/login"), "", cred, nil)
 			if err != nil || code != http.StatusOK {
 				fails.Add(1)
 				return

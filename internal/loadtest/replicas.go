@@ -61,27 +61,36 @@ func (c *coordinator) startReplicas(ctx context.Context, primaryPort int) error 
 
 // onlineReplicas counts the replicas INFO replication on addr calls online.
 func onlineReplicas(addr string) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	body, err := redisInfo(addr, "replication")
 	if err != nil {
 		return 0, err
 	}
+	return strings.Count(body, "state=online"), nil
+}
+
+// redisInfo is the text INFO section answers on addr.
+func redisInfo(addr, section string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("INFO replication\r\n")); err != nil {
-		return 0, err
+	if _, err := c.Write([]byte("INFO " + section + "\r\n")); err != nil {
+		return "", err
 	}
 	r := bufio.NewReader(c)
 	head, err := r.ReadString('\n') // $<length>
 	if err != nil || !strings.HasPrefix(head, "$") {
-		return 0, fmt.Errorf("INFO: unexpected reply %q (%v)", head, err)
+		return "", fmt.Errorf("INFO: unexpected reply %q (%v)", head, err)
 	}
 	size, err := strconv.Atoi(strings.TrimSpace(head[1:]))
 	if err != nil {
-		return 0, fmt.Errorf("INFO: %q: %w", head, err)
+		return "", fmt.Errorf("INFO: %q: %w", head, err)
 	}
 	body := make([]byte, size)
 	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
+		return "", err
 	}
-	return strings.Count(string(body), "state=online"), nil
+	return string(body), nil
 }
