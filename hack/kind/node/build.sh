@@ -114,7 +114,10 @@ wanted_tools_stamp() {
 }
 
 # ---- Debian rootfs: the node's base image and kube-proxy's image ----
-KIND_MOD_DIR=$(cd "$KIND_DIR/modules/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
+# go list -m prints no Dir for a module not in the module cache yet (a fresh
+# machine): download it first.
+KIND_MOD_DIR=$(cd "$KIND_DIR/modules/kind" && go mod download sigs.k8s.io/kind && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
+[ -d "$KIND_MOD_DIR/images/base/files" ] || die "could not find kind's images/base/files (sigs.k8s.io/kind from the Go module proxy); got '$KIND_MOD_DIR'"
 KINDVER=$(modver "$KIND_DIR/modules/kind" sigs.k8s.io/kind)
 # The base and kube-proxy images hold Debian's packages, kind's files, our
 # containerd and kube-proxy, and whatever this folder says.
