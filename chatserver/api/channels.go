@@ -24,7 +24,7 @@ func (a *API) handleChannels(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
-	channel := r.PathValue("channel")
+	channel := channelParam(r)
 	q := r.URL.Query()
 	before := q.Get("before")
 	if before != "" {
@@ -76,7 +76,7 @@ func (a *API) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &struct{}{}) {
 		return
 	}
-	channel := r.PathValue("channel")
+	channel := channelParam(r)
 	if err := a.opts.Chat.JoinChannel(r.Context(), sessionFrom(r).Username, channel); err != nil {
 		a.channelError(w, r, err, channel, "")
 		return
@@ -88,7 +88,7 @@ func (a *API) handleLeave(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &struct{}{}) {
 		return
 	}
-	channel, me := r.PathValue("channel"), sessionFrom(r).Username
+	channel, me := channelParam(r), sessionFrom(r).Username
 	if err := a.opts.Chat.LeaveChannel(r.Context(), me, channel); err != nil {
 		a.channelError(w, r, err, channel, me)
 		return
@@ -106,7 +106,7 @@ func (a *API) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	channel, who := r.PathValue("channel"), strings.ToLower(req.Username)
+	channel, who := channelParam(r), strings.ToLower(req.Username)
 	if !protocol.ValidUsername(who) {
 		WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, "username: 3–32 of a-z 0-9 _ . -")
 		return
@@ -119,7 +119,7 @@ func (a *API) handleAddMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
-	channel, who := r.PathValue("channel"), strings.ToLower(r.PathValue("username"))
+	channel, who := channelParam(r), strings.ToLower(r.PathValue("username"))
 	if err := a.opts.Chat.RemoveMember(r.Context(), sessionFrom(r).Username, channel, who); err != nil {
 		a.channelError(w, r, err, channel, who)
 		return
@@ -160,3 +160,7 @@ func (a *API) channelError(w http.ResponseWriter, r *http.Request, err error, ch
 	}
 	WriteError(w, status, code, msg)
 }
+
+// channelParam is the {channel} of a path, case-folded as names are
+// everywhere ("Ops" and "ops" are one channel).
+func channelParam(r *http.Request) string { return strings.ToLower(r.PathValue("channel")) }

@@ -86,7 +86,7 @@ func (a *API) handleMembers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	channel := r.PathValue("channel")
+	channel := channelParam(r)
 	members, err := a.opts.Chat.Members(r.Context(), sessionFrom(r).Username, channel, p.after, p.limit+1)
 	if err != nil {
 		a.channelError(w, r, err, channel, "")

@@ -298,8 +298,9 @@ func (s *Service) catchUp(ctx context.Context, user, channel string) error {
 func (s *Service) syncMembership(ctx context.Context, c *conn) error {
 	// A change whose event lands while storage is read is left to that
 	// event: only channels this socket was in (or not) both before and
-	// after the read are corrected, and any event later than the read
-	// still overrides what is done here.
+	// after the read are corrected. A join decided here is verified once
+	// more after it is applied (verifyJoined), so a removal stored
+	// meanwhile still wins.
 	before := s.hub.joinedSet(c)
 	stored, err := s.b.UserChannels(ctx, c.user, maxJoined)
 	if err != nil {
@@ -339,6 +340,31 @@ func (s *Service) isDM(channel string) bool {
 	return ok
 }
 
+// verifyJoined reads user's membership of channel once more, after
+// sockets here joined it on a decision made from an earlier read (an
+// event, a catch-up, a reconciliation): a removal stored in between, whose
+// "left" was applied here first or overtook the "joined" between servers,
+// would otherwise leave them reading until the next session check. A
+// removal stored after this read sends its own "left", which comes after.
+func (s *Service) verifyJoined(user, channel string) {
+	if !s.hub.start() {
+		return // stopping: the sockets are going anyway
+	}
+	go func() {
+		defer s.hub.done()
+		ctx, cancel := context.WithTimeout(s.life, storageTimeout)
+		defer cancel()
+		member, _, err := s.b.Membership(ctx, channel, user)
+		if err != nil {
+			s.backendError("membership_check", err)
+			return
+		}
+		if !member {
+			s.memberEvent(Event{Kind: EventMember, Channel: channel, User: user, Status: memberLeft})
+		}
+	}()
+}
+
 // Status of an EventMember.
 const (
 	memberJoined = "joined"
@@ -349,6 +375,10 @@ const (
 // pressed "join" sees it take effect), then tells the other servers.
 func (s *Service) memberChanged(ctx context.Context, e Event) {
 	s.memberEvent(e)
+	// Stored already: the other servers must hear of it even if the
+	// request that made it is gone or out of time.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageTimeout)
+	defer cancel()
 	s.publish(ctx, e)
 }
 
@@ -357,7 +387,9 @@ func (s *Service) memberEvent(e Event) {
 	switch e.Status {
 	case memberJoined:
 		frame := protocol.Encode(protocol.ChannelAdded{Type: protocol.TypeChannel, Name: e.Channel, Private: e.Private})
-		s.hub.joinUser(e.Channel, e.User, e.ID, frame)
+		if s.hub.joinUser(e.Channel, e.User, e.ID, frame) > 0 {
+			s.verifyJoined(e.User, e.Channel)
+		}
 	case memberLeft:
 		frame := protocol.Encode(protocol.Removed{Type: protocol.TypeRemoved, Channel: e.Channel})
 		s.hub.leaveUser(e.Channel, e.User, frame)

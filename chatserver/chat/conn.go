@@ -93,6 +93,7 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 	// DM and created channels are followed from their last id, read before
 	// registering so that nothing committed in between is missed (the feed
 	// replays after it).
+	epoch := s.hub.epoch(c.user)
 	mine, err := s.memberChannels(ctx, c.user)
 	if err != nil {
 		s.backendError("member_channels", err)
@@ -115,6 +116,13 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		return refuse(protocol.CloseTooManyConnections, "too many connections")
 	}
 
+	if s.hub.epoch(c.user) != epoch {
+		// A membership change came between reading the channels and
+		// registering, and found no socket of this one's to apply to.
+		if err := s.syncMembership(ctx, c); err != nil {
+			s.backendError("membership_check", err)
+		}
+	}
 	if first {
 		if err := s.b.Join(ctx, s.opts.Pod, c.user, s.opts.PresenceTTL); err != nil {
 			s.backendError("presence_join", err)

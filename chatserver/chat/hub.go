@@ -23,6 +23,7 @@ type hub struct {
 	follow   follower
 	limits   hubLimits
 	count    atomic.Int64
+	epochs   [epochShards]atomic.Uint64
 	// onCount reports each change in the number of registered sockets (+1
 	// or -1): a gauge that adds them is right whatever order concurrent
 	// changes report in.
@@ -200,15 +201,35 @@ func (h *hub) joinUser(ch, user, after string, added []byte) (sockets int) {
 	us := &h.users[shardOf(user)]
 	us.mu.Lock()
 	defer us.mu.Unlock()
+	h.bumpEpoch(user)
 	for c := range us.byUser[user] {
 		if _, in := c.joined[ch]; in {
 			continue
 		}
-		h.joinLocked(c, ch, after)
+		// Let the channel through first: a message fanned out as soon as
+		// the socket is in the channel's set must not meet the mark of an
+		// earlier leave, nor go out before "channel".
 		c.rejoin(ch, added)
+		h.joinLocked(c, ch, after)
 		sockets++
 	}
 	return sockets
+}
+
+// epochShards spread the membership epochs: a collision only costs a
+// connecting socket one needless storage read.
+const epochShards = 1024
+
+// epoch counts the membership changes applied here to user (and to the
+// users that share its shard). A socket that read its channels and then
+// registered compares it: a change in between, which found no socket of
+// its to apply to, is caught up from storage.
+func (h *hub) epoch(user string) uint64 {
+	return h.epochs[maphash.String(shardSeed, user)%epochShards].Load()
+}
+
+func (h *hub) bumpEpoch(user string) {
+	h.epochs[maphash.String(shardSeed, user)%epochShards].Add(1)
 }
 
 // leaveUser ends the membership of ch of every local socket of user, and
@@ -219,6 +240,7 @@ func (h *hub) leaveUser(ch, user string, removed []byte) (sockets int) {
 	us := &h.users[shardOf(user)]
 	us.mu.Lock()
 	defer us.mu.Unlock()
+	h.bumpEpoch(user)
 	for c := range us.byUser[user] {
 		if _, in := c.joined[ch]; !in {
 			continue

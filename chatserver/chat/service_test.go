@@ -568,3 +568,56 @@ func TestMarkAllRead(t *testing.T) {
 		}
 	}
 }
+
+// A "joined" that arrives after the person was removed (events are at most
+// once and unordered between servers) is undone as soon as storage is
+// read again: the socket gets removed, not the channel's messages.
+func TestStaleJoinedIsUndone(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice", "bob")
+	ctx := context.Background()
+	bob := r.connect("bob")
+	if _, err := r.s.CreateChannel(ctx, "alice", "ops", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.s.AddMember(ctx, "alice", "ops", "bob", false); err != nil {
+		t.Fatal(err)
+	}
+	bob.Next(t, protocol.TypeChannel)
+	if err := r.s.RemoveMember(ctx, "alice", "ops", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.Next(t, protocol.TypeRemoved)
+
+	// The add's event again, late, as from another server.
+	stale := chat.Event{Kind: chat.EventMember, Channel: "ops", User: "bob", Status: "joined", Private: true, Origin: "pod-elsewhere"}
+	if err := r.b.Publish(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if added := bob.Next(t, protocol.TypeChannel); added["name"] != "ops" {
+		t.Fatalf("got %v, want the stale channel object", added)
+	}
+	if removed := bob.Next(t, protocol.TypeRemoved); removed["channel"] != "ops" {
+		t.Fatalf("got %v, want removed from ops once storage is read", removed)
+	}
+	alice := r.connect("alice")
+	id := send(t, alice, "ops", "bob is out", "o1")
+	alice.Next(t, protocol.TypeMessage)
+	// A DM after it: had ops reached bob, it would have come first.
+	dm := sendTo(t, alice, "bob", "psst", "d1")
+	for {
+		m := bob.Next(t, protocol.TypeMessage)
+		if m["id"] == id {
+			t.Fatal("bob got a message of ops after the stale join was undone")
+		}
+		if m["id"] == dm {
+			break
+		}
+	}
+}
+
+func sendTo(t *testing.T, ws *chattest.Socket, to, text, clientID string) string {
+	t.Helper()
+	ws.Send(fmt.Sprintf(`{"type":"send","to":%q,"text":%q,"clientId":%q}`, to, text, clientID))
+	ack := ws.Next(t, protocol.TypeAck)
+	return ack["id"].(string)
+}
