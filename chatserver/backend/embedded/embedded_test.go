@@ -348,6 +348,41 @@ func TestExpiredKeptWhileLive(t *testing.T) {
 	must[auth.Session](t)(b.TouchSession(ctx, "short", time.Hour))
 }
 
+// TestTouchesAreWrittenAMinuteApart: sliding a session on every request
+// costs no disk sync until the expiry has moved a minute; what a restart
+// then finds is at most that far behind.
+func TestTouchesAreWrittenAMinuteApart(t *testing.T) {
+	tests := []struct {
+		name      string
+		touchedAt time.Duration // after creation
+		reopenAt  time.Duration // after creation; the session was created with 1h to live
+		alive     bool
+	}{
+		{"a touch within the minute is not written", 30 * time.Second, 61 * time.Minute, false},
+		{"a touch past the minute is written", 2 * time.Minute, 61 * time.Minute, true},
+		{"the unwritten touch is at most a minute behind", 30 * time.Second, 59 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			dir := t.TempDir()
+			start := time.Now()
+			now := start
+			b, err := embedded.OpenAt(dir, func() time.Time { return now })
+			check(t, err)
+			check(t, b.CreateSession(ctx, auth.Session{ID: "s", TokenHash: "tok", Username: "alice"}, time.Hour))
+			now = start.Add(tt.touchedAt)
+			must[auth.Session](t)(b.TouchSession(ctx, "tok", time.Hour))
+			check(t, b.Close())
+			b = openAt(t, dir, func() time.Time { return start.Add(tt.reopenAt) })
+			_, err = b.TouchSession(ctx, "tok", time.Hour)
+			if alive := err == nil; alive != tt.alive {
+				t.Errorf("session alive after reopening %v later: %t (%v), want %t", tt.reopenAt, alive, err, tt.alive)
+			}
+		})
+	}
+}
+
 // TestTrimmedOnDisk: the file keeps what --history-max keeps, not every
 // message ever sent.
 func TestTrimmedOnDisk(t *testing.T) {

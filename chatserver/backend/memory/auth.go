@@ -43,6 +43,7 @@ func (st *store) putSessionLocked(e sessionEntry) error {
 	if err := tx.commit(); err != nil {
 		return err
 	}
+	e.stored = e.expires
 	st.sessions[e.s.TokenHash] = e
 	return nil
 }
@@ -87,6 +88,10 @@ func (b *Backend) TouchSession(_ context.Context, tokenHash string, ttl time.Dur
 	}
 	e.s.LastSeenAt = now
 	e.expires = now.Add(ttl)
+	if e.expires.Sub(e.stored) < touchSlack {
+		st.sessions[tokenHash] = e
+		return e.s, nil
+	}
 	if err := st.putSessionLocked(e); err != nil {
 		return auth.Session{}, err
 	}

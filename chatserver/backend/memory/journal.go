@@ -215,6 +215,7 @@ func (st *store) restoreRecord(r Record, now time.Time) error {
 				UserAgent: s.UserAgent, IP: s.IP,
 			},
 			expires: s.Expires,
+			stored:  s.Expires,
 		}
 	case bucketMessages:
 		var m protocol.Message

@@ -57,7 +57,16 @@ type dedupEntry struct {
 type sessionEntry struct {
 	s       auth.Session
 	expires time.Time
+	// stored is the expiry the journal last wrote: a touch that slides the
+	// expiry by less than touchSlack is kept in memory only.
+	stored time.Time
 }
+
+// touchSlack bounds how far a session's expiry in memory may run ahead of
+// the journal's. Every authenticated request slides its session; written
+// through, each would be a disk sync. A restart may so end a session up
+// to this much early.
+const touchSlack = time.Minute
 
 type throttleEntry struct {
 	count int
