@@ -9,13 +9,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hubbub-chat/hubbub/chatserver/backend/embedded"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 )
 
 // People and channels (docs/protocol.md): the directory, channels people
-// create, membership and who may read what. Each runs on both backends.
+// create, membership and who may read what. Each runs on every backend.
 var channelContractTests = []contractTest{
 	{"PeopleDirectory", testPeopleDirectory},
 	{"DMToSomeoneOffline", testDMToSomeoneOffline},
@@ -30,12 +31,24 @@ func init() { contractTests = append(contractTests, channelContractTests...) }
 
 // startPair starts two servers of one room on one storage, as two pods.
 func startPair(t *testing.T, b backend, cfg config.Config) (*testServer, *testServer) {
-	if b.name != "memory" {
+	var first *memory.Backend
+	switch b.name {
+	case "redis":
 		return startServer(t, cfg, server.Options{}), startServer(t, cfg, server.Options{})
+	case "embedded":
+		// One process holds a data dir: the second server is a peer on it.
+		e, err := embedded.Open(cfg.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Close() })
+		first = e.Backend
+	default:
+		first = memory.New()
+		t.Cleanup(func() { _ = first.Close() })
 	}
-	first := memory.New()
 	second := first.Peer()
-	t.Cleanup(func() { _ = first.Close(); _ = second.Close() })
+	t.Cleanup(func() { _ = second.Close() })
 	// Servers stop (their Cleanup) before the backends close: Cleanups run last-in first-out.
 	return startServer(t, cfg, server.Options{Backend: first}), startServer(t, cfg, server.Options{Backend: second})
 }

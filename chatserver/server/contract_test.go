@@ -48,7 +48,8 @@ type contractTest struct {
 }
 
 // The contract holds on every backend: each test below runs against the
-// in-memory backend and against a real redis-server (backends), in
+// in-memory backend, make run's embedded store and a real redis-server
+// (backends), in
 // parallel, each on servers and a room of its own.
 var contractTests = []contractTest{
 	{"Accounts", testAccounts},
@@ -649,7 +650,7 @@ func testResumedSaysWhatWasKept(t *testing.T, b backend) {
 	a.expect("hello", typeIs("hello"))
 	a.expect("resumed, for the empty resume every client sends first", typeIs("resumed"))
 	// Redis trims its streams in whole nodes (100 entries): send enough
-	// that the first messages are surely gone on both backends.
+	// that the first messages are surely gone on every backend.
 	var ids []string
 	for i := range 300 {
 		ids = append(ids, a.sendAndAck("general", "", fmt.Sprint("m", i), fmt.Sprint("c", i)))

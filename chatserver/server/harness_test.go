@@ -39,14 +39,21 @@ type backend struct {
 	config func(testing.TB) config.Config
 }
 
-// backends are what the contract tests run on: the in-memory backend, and
-// a real redis-server. Every test gets a room of its own (testConfig), so
+// backends are what the contract tests run on: the in-memory backend, the
+// embedded store (a data dir per test), and a real redis-server. Every
+// test gets a room of its own (testConfig), so
 // its Redis keys ("hb:{room}:...") and topics are its own, and the tests
 // share one redis-server (sharedRedis) without seeing each other's data.
 // A test that kills, freezes or restarts Redis starts its own
 // (redistest.Start) instead.
 var backends = []backend{
 	{"memory", func(testing.TB) config.Config { return testConfig() }},
+	// make run's store: memory journaled to a bbolt file, one per test.
+	{"embedded", func(t testing.TB) config.Config {
+		cfg := testConfig()
+		cfg.DataDir = t.TempDir()
+		return cfg
+	}},
 	{"redis", func(t testing.TB) config.Config {
 		cfg := testConfig()
 		cfg.RedisURL = sharedRedis(t).URL()
