@@ -8,7 +8,7 @@
 import { api, ApiError } from './api.js';
 import { ChannelDialogs } from './channels.js';
 import { Connection } from './conn.js';
-import { $, ago, avatar, dayKey, dayLabel, describeAgent, h, renderText, show, timeEl } from './dom.js';
+import { $, ago, avatar, dayKey, dayLabel, describeAgent, h, patchList, renderText, show, timeEl } from './dom.js';
 import { clearDrafts, loadDraft, saveDraft } from './drafts.js';
 import { PeopleList } from './people.js';
 import {
@@ -17,6 +17,7 @@ import {
 } from './proto.js';
 
 const PAGE = 50; // history page size
+const BACKGROUND_LOADS = 3; // history pages fetched at once at login (for mentions in unread channels)
 const TYPING_SEND_EVERY = 2500; // ms between our typing signals
 const TYPING_SHOWN_FOR = 4000; // ms a typing signal stays on screen
 const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages within this share a header
@@ -346,11 +347,15 @@ function onHello(m) {
     }
   }
   // Which of the unread messages mention me is in the messages themselves:
-  // fetch the newest page of every other channel that has unread ones.
+  // fetch the newest page of every other channel that has unread ones, a
+  // few at a time: someone in 1,000 channels must not send 1,000 requests
+  // at once as they log in.
   if (first) {
-    for (const ch of state.channels.values()) {
-      if (!ch.dm && ch.member && ch.unread && ch.name !== state.active && !ch.historyLoaded) loadHistory(ch, false);
-    }
+    const todo = [...state.channels.values()].filter((ch) => !ch.dm && ch.member && ch.unread && ch.name !== state.active && !ch.historyLoaded);
+    const worker = async () => {
+      for (let ch = todo.shift(); ch; ch = todo.shift()) await loadHistory(ch, false);
+    };
+    for (let i = 0; i < BACKGROUND_LOADS; i++) worker();
   }
 }
 
@@ -1049,8 +1054,8 @@ function renderSidebar() {
   const focused = document.activeElement;
   const refocus = focused && focused.closest('#channel-list, #dm-list') && focused.dataset.channel
     ? `[data-channel="${CSS.escape(focused.dataset.channel)}"]` : '';
-  $('channel-list').replaceChildren(...pub.map(convButton));
-  $('dm-list').replaceChildren(...dms.map(convButton));
+  patchList($('channel-list'), pub.map(convButton), (li) => li.firstElementChild.dataset.channel);
+  patchList($('dm-list'), dms.map(convButton), (li) => li.firstElementChild.dataset.channel);
   show($('dm-empty'), dms.length === 0);
   if (refocus && !document.activeElement.closest('#sidebar')) {
     const again = $('sidebar').querySelector(refocus);

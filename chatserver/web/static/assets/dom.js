@@ -27,6 +27,30 @@ export function h(tag, attrs = {}, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
+// patchList makes list hold items (<li>s, each with a button first), keeping
+// the entry already there under the same key and only bringing its button
+// up to date. Lists are redrawn on every message and presence change: had
+// the button under the pointer been replaced between a click's press and
+// its release, the click would have gone to a common ancestor, and been
+// lost. (The kept button's listener is the one it was made with: the key
+// must say everything a click on it does.)
+export function patchList(list, items, key) {
+  const old = new Map();
+  for (const li of list.children) old.set(key(li), li);
+  const next = items.map((li) => {
+    const prev = old.get(key(li));
+    if (!prev) return li;
+    const was = prev.firstElementChild;
+    const now = li.firstElementChild;
+    for (const a of [...was.attributes]) if (!now.hasAttribute(a.name)) was.removeAttribute(a.name);
+    for (const a of [...now.attributes]) if (was.getAttribute(a.name) !== a.value) was.setAttribute(a.name, a.value);
+    was.disabled = now.disabled;
+    was.replaceChildren(...now.childNodes);
+    return prev;
+  });
+  if (next.length !== list.children.length || next.some((li, i) => list.children[i] !== li)) list.replaceChildren(...next);
+}
+
 // show/hide toggle the hidden attribute (style attributes are off limits under the CSP).
 export function show(el, on = true) { el.hidden = !on; }
 

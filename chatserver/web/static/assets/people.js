@@ -4,7 +4,7 @@
 // presence frames, which the page passes in. Clicking anyone starts a DM,
 // whether they are online or not.
 
-import { avatar, h, show } from './dom.js';
+import { avatar, h, patchList, show } from './dom.js';
 import { namePrefix, peopleOrder } from './proto.js';
 
 const PAGE = 50;
@@ -136,7 +136,7 @@ export class PeopleList {
     count.textContent = `${this.online.size} online`;
     const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.user : '';
     const rows = this.rows();
-    list.replaceChildren(...rows.map((p) => {
+    patchList(list, rows.map((p) => {
       const self = p.username === me;
       const name = self ? `${p.username} (you)` : p.username;
       return h('li', {}, h('button', {
@@ -148,7 +148,7 @@ export class PeopleList {
         'aria-label': self ? name : `Message ${p.username}, ${p.online ? 'online' : 'offline'}`,
         on: { click: () => this.pick(p.username) },
       }, avatar(p.username, 'avatar avatar-xs'), h('span', { class: `presence${p.online ? ' on' : ''}`, 'aria-hidden': 'true' }), h('span', { class: 'conv-name', text: name })));
-    }));
+    }), (li) => li.firstElementChild.dataset.user);
     if (focused) {
       const again = list.querySelector(`[data-user="${CSS.escape(focused)}"]`);
       if (again) again.focus();
