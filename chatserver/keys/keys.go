@@ -83,6 +83,12 @@ func UserChannels(room, username string) string { return Prefix(room) + "uchans:
 // distinct users here for ChatRoom status.onlineUsers.
 func Presence(room string) string { return Prefix(room) + "presence" }
 
+// PresencePods is a sorted set of the pods with presence marks: member the
+// pod, score its newest mark's expiry. Asking whether given people are
+// online then costs a lookup per person per pod, not a pass over everyone
+// online.
+func PresencePods(room string) string { return Prefix(room) + "presence:pods" }
+
 // PresenceMember is the Presence member for one user on one pod.
 func PresenceMember(pod, username string) string { return pod + "/" + username }
 

@@ -22,12 +22,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// joinScript: ARGV[1] ttl ms, ARGV[2..] members. Marks them online until now+ttl.
+// joinScript: KEYS[1] presence, KEYS[2] the pods; ARGV[1] ttl ms, ARGV[2]
+// the pod, ARGV[3..] its members. Marks them online until now+ttl, keeps
+// the pod's expiry the newest of its marks', and forgets pods whose marks
+// have all expired.
 var joinScript = redis.NewScript(luaNow + `
 local exp = now + tonumber(ARGV[1])
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   redis.call('ZADD', KEYS[1], exp, ARGV[i])
 end
+redis.call('ZADD', KEYS[2], 'GT', exp, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return exp
 `)
 
@@ -79,31 +84,27 @@ var onlineScript = redis.NewScript(luaNow + `
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', tonumber(ARGV[1]), tonumber(ARGV[2]))
 `)
 
-// onlineAmongScript: ARGV the users asked about. Returns those of them with
-// an unexpired member. One ZSCAN pass over the set, stopped as soon as every
-// user is found: members are "<pod>/<user>" and the pods are not known, so
-// no lookup by user exists, and a cursor (unlike ZRANGE ... LIMIT offset)
-// costs nothing per page to resume.
+// onlineAmongScript: KEYS[1] presence, KEYS[2] the pods; ARGV the users
+// asked about. Returns those of them with an unexpired mark: one ZSCORE per
+// user per live pod, however many people are online. (Pods from before the
+// pods set existed are not in it: during that rolling upgrade their people
+// show offline here, and nowhere else.)
 var onlineAmongScript = redis.NewScript(luaNow + `
-local want, left = {}, 0
+local pods = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
+local out, seen = {}, {}
 for i = 1, #ARGV do
-  if not want[ARGV[i]] then want[ARGV[i]] = true; left = left + 1 end
-end
-local out = {}
-local cursor = '0'
-repeat
-  local r = redis.call('ZSCAN', KEYS[1], cursor, 'COUNT', 1000)
-  cursor = r[1]
-  local kv = r[2]
-  for i = 1, #kv, 2 do
-    local u = string.match(kv[i], '[^/]*$')
-    if want[u] and tonumber(kv[i+1]) > now then
-      want[u] = nil
-      left = left - 1
-      out[#out+1] = u
+  local u = ARGV[i]
+  if not seen[u] then
+    seen[u] = true
+    for _, p in ipairs(pods) do
+      local s = redis.call('ZSCORE', KEYS[1], p .. '/' .. u)
+      if s and tonumber(s) > now then
+        out[#out+1] = u
+        break
+      end
     end
   end
-until cursor == '0' or left == 0
+end
 return out
 `)
 
@@ -119,11 +120,11 @@ func (b *Backend) Join(ctx context.Context, pod, user string, ttl time.Duration)
 
 // Heartbeat implements chat.Presence.
 func (b *Backend) Heartbeat(ctx context.Context, pod string, users []string, ttl time.Duration) error {
-	key := []string{keys.Presence(b.room)}
+	key := []string{keys.Presence(b.room), keys.PresencePods(b.room)}
 	ms := max(ttl.Milliseconds(), 1)
 	for batch := range slices.Chunk(users, presenceBatch) {
-		args := make([]any, 0, len(batch)+1)
-		args = append(args, ms)
+		args := make([]any, 0, len(batch)+2)
+		args = append(args, ms, pod)
 		for _, u := range batch {
 			args = append(args, keys.PresenceMember(pod, u))
 		}
@@ -181,7 +182,7 @@ func (b *Backend) OnlineAmong(ctx context.Context, users []string) (map[string]b
 	for i, u := range users {
 		args[i] = u
 	}
-	online, err := onlineAmongScript.Run(ctx, b.client, []string{keys.Presence(b.room)}, args...).StringSlice()
+	online, err := onlineAmongScript.Run(ctx, b.client, []string{keys.Presence(b.room), keys.PresencePods(b.room)}, args...).StringSlice()
 	if err != nil {
 		return nil, b.wrap("presence among", err)
 	}
