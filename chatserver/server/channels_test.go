@@ -188,7 +188,7 @@ func testChannelLifecycle(t *testing.T, b backend) {
 	want(t, "bob joins again, in capitals", api(bobTok, "POST", "/OPS/join", map[string]any{}), 204, "")
 	id := bob.sendAndAck("ops", "", "hi ops", "b2")
 	alice.expect("alice gets bob's message", typeIs("message", "id", id, "channel", "ops"))
-	bob.expect("bob gets his own", typeIs("message", "id", id))
+	bob.expect("bob gets his own", typeIs("message", "id", id, "channel", "ops"))
 	if bob.backlogged(typeIs("message", "id", first)) != 0 {
 		t.Error("bob was sent a message from before he joined as if live")
 	}
@@ -317,7 +317,7 @@ func testPrivateChannelInvisible(t *testing.T, b backend) {
 	bob.expect("read refused", typeIs("error", "code", "unknown_channel"))
 	// A DM after the mention: had the mention reached bob, it would have come first.
 	dm := alice.sendAndAck("", "bob", "after", "d1")
-	bob.expect("the DM", typeIs("message", "id", dm))
+	bob.expect("the DM", typeIs("message", "id", dm, "channel", "dm:alice:bob"))
 	if n := bob.backlogged(typeIs("notification", "kind", "mention")) + bob.backlogged(typeIs("message", "channel", "secret")); n != 0 {
 		t.Errorf("bob got %d objects from #secret", n)
 	}
@@ -394,7 +394,7 @@ func testRemovedOnEveryServer(t *testing.T, b backend) {
 	// A DM after every send: once it arrives, anything of #ops sent before it would have too.
 	dm := alice.sendAndAck("", "bob", "done", "dm")
 	for name, c := range map[string]*client{"here": bobHere, "there": bobThere} {
-		c.expect("the DM "+name, typeIs("message", "id", dm))
+		c.expect("the DM "+name, typeIs("message", "id", dm, "channel", "dm:alice:bob"))
 		if k := c.backlogged(typeIs("message", "channel", "ops")); k != 0 {
 			t.Errorf("bob's socket %s got %d messages of #ops after removed (of %d sent)", name, k, n)
 		}

@@ -266,7 +266,9 @@ func (s *path) channelRemovalAcrossPods(ctx context.Context, t *testing.T) {
 	alice.send(ctx, secret, "", "bob is gone")
 	// After every send above: once the DM is there, anything of the channel would be too.
 	dm := alice.send(ctx, "", s.bob.Name, "still friends")
-	bob.expect(ctx, "the DM", func(f e2e.Frame) bool { return f.Type == "message" && f.ID == dm })
+	bob.expect(ctx, "the DM", func(f e2e.Frame) bool {
+		return f.Type == "message" && f.ID == dm && f.Channel == dmChannel(s.alice.Name, s.bob.Name)
+	})
 	if n := bob.count(func(f e2e.Frame) bool { return f.Type == "message" && f.Channel == secret }); n != 1 {
 		t.Errorf("bob got %d messages of %s, want the 1 before he was removed", n, secret)
 	}
