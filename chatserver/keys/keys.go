@@ -89,6 +89,11 @@ func Presence(room string) string { return Prefix(room) + "presence" }
 // online.
 func PresencePods(room string) string { return Prefix(room) + "presence:pods" }
 
+// PresencePodsNew exists (with a TTL) while a room's PresencePods set is
+// new: servers from before it may still mark people online without being
+// in it, so presence also scans the whole set meanwhile.
+func PresencePodsNew(room string) string { return Prefix(room) + "presence:pods:new" }
+
 // PresenceMember is the Presence member for one user on one pod.
 func PresenceMember(pod, username string) string { return pod + "/" + username }
 

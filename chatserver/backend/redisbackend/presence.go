@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,47 +21,78 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// joinScript: KEYS[1] presence, KEYS[2] the pods; ARGV[1] ttl ms, ARGV[2]
-// the pod, ARGV[3..] its members. Marks them online until now+ttl, keeps
-// the pod's expiry the newest of its marks', and forgets pods whose marks
-// have all expired.
+// podsKept is how long a pod whose marks have all expired stays in the
+// pods set: long enough for Sweep to remove its marks, which Leave and
+// Sweep look up through it.
+const podsKept = 10 * time.Minute
+
+// joinScript: KEYS[1] presence, KEYS[2] the pods, KEYS[3] the pods set's
+// "new" marker; ARGV[1] ttl ms, ARGV[2] the pod, ARGV[3] how long the pods
+// set counts as new (ms; 0 = never), ARGV[4] how long a dead pod is kept
+// (ms), ARGV[5..] the pod's members. Marks them online until now+ttl and
+// keeps the pod's score the newest of its marks' expiries.
 var joinScript = redis.NewScript(luaNow + `
 local exp = now + tonumber(ARGV[1])
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   redis.call('ZADD', KEYS[1], exp, ARGV[i])
 end
+if tonumber(ARGV[3]) > 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[3], 1, 'PX', ARGV[3])
+end
 redis.call('ZADD', KEYS[2], 'GT', exp, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))
 return exp
 `)
 
-// leaveScript: ARGV[1] member, ARGV[2] MATCH pattern for the user's members.
+// luaMarks is a Lua prelude: marks(user) returns the user's members on
+// every pod the pods set (KEYS[2]) lists, with their scores; with the
+// "new" marker (KEYS[3]) set, it scans the whole presence set (KEYS[1])
+// instead, for pods from before the pods set. Either way a lookup, not a
+// pass over everyone online, once the upgrade window is over.
+const luaMarks = `
+local function marks(user)
+  local out = {}
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    local pattern = string.gsub(user, '[%*%?%[%]\\]', '\\%0')
+    local cursor = '0'
+    repeat
+      local r = redis.call('ZSCAN', KEYS[1], cursor, 'MATCH', '*/' .. pattern, 'COUNT', 1000)
+      cursor = r[1]
+      for i = 1, #r[2], 2 do out[#out+1] = {r[2][i], tonumber(r[2][i+1])} end
+    until cursor == '0'
+    return out
+  end
+  for _, p in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local m = p .. '/' .. user
+    local s = redis.call('ZSCORE', KEYS[1], m)
+    if s then out[#out+1] = {m, tonumber(s)} end
+  end
+  return out
+end
+`
+
+// leaveScript: KEYS as luaMarks; ARGV[1] the member, ARGV[2] its user.
 // Removes the member, and the user's expired members on other pods (so a
-// later Sweep does not report the user offline a second time); returns 1 if
-// the user has no unexpired member left.
-var leaveScript = redis.NewScript(luaNow + `
+// later Sweep does not report the user offline a second time); returns 1
+// if the user has no unexpired member left.
+var leaveScript = redis.NewScript(luaNow + luaMarks + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 local online = false
-local cursor = '0'
-repeat
-  local r = redis.call('ZSCAN', KEYS[1], cursor, 'MATCH', ARGV[2], 'COUNT', 1000)
-  cursor = r[1]
-  local kv = r[2]
-  for i = 1, #kv, 2 do
-    if tonumber(kv[i+1]) > now then
-      online = true
-    else
-      redis.call('ZREM', KEYS[1], kv[i])
-    end
+for _, m in ipairs(marks(ARGV[2])) do
+  if m[2] > now then
+    online = true
+  else
+    redis.call('ZREM', KEYS[1], m[1])
   end
-until cursor == '0'
+end
 if online then return 0 end
 return 1
 `)
 
-// sweepScript: ARGV[1] batch size. Removes up to that many expired members and
-// returns {removed, user...}: the users left with no unexpired member.
-var sweepScript = redis.NewScript(luaNow + `
+// sweepScript: KEYS as luaMarks; ARGV[1] batch size. Removes up to that
+// many expired members and returns {removed, user...}: the users left with
+// no unexpired member.
+var sweepScript = redis.NewScript(luaNow + luaMarks + `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #expired == 0 then return {0} end
 local gone = {}
@@ -70,12 +100,14 @@ for _, m in ipairs(expired) do
   redis.call('ZREM', KEYS[1], m)
   gone[string.match(m, '[^/]*$')] = true
 end
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-for _, m in ipairs(live) do
-  gone[string.match(m, '[^/]*$')] = nil
-end
 local out = {#expired}
-for u in pairs(gone) do out[#out+1] = u end
+for u in pairs(gone) do
+  local online = false
+  for _, m in ipairs(marks(u)) do
+    if m[2] > now then online = true; break end
+  end
+  if not online then out[#out+1] = u end
+end
 return out
 `)
 
@@ -120,15 +152,14 @@ func (b *Backend) Join(ctx context.Context, pod, user string, ttl time.Duration)
 
 // Heartbeat implements chat.Presence.
 func (b *Backend) Heartbeat(ctx context.Context, pod string, users []string, ttl time.Duration) error {
-	key := []string{keys.Presence(b.room), keys.PresencePods(b.room)}
 	ms := max(ttl.Milliseconds(), 1)
 	for batch := range slices.Chunk(users, presenceBatch) {
-		args := make([]any, 0, len(batch)+2)
-		args = append(args, ms, pod)
+		args := make([]any, 0, len(batch)+4)
+		args = append(args, ms, pod, max(b.opt.PresenceUpgradeWindow.Milliseconds(), 0), podsKept.Milliseconds())
 		for _, u := range batch {
 			args = append(args, keys.PresenceMember(pod, u))
 		}
-		if err := joinScript.Run(ctx, b.client, key, args...).Err(); err != nil {
+		if err := joinScript.Run(ctx, b.client, b.presenceKeys(), args...).Err(); err != nil {
 			return b.wrap("presence heartbeat", err)
 		}
 	}
@@ -137,8 +168,7 @@ func (b *Backend) Heartbeat(ctx context.Context, pod string, users []string, ttl
 
 // Leave implements chat.Presence.
 func (b *Backend) Leave(ctx context.Context, pod, user string) (bool, error) {
-	n, err := leaveScript.Run(ctx, b.client, []string{keys.Presence(b.room)},
-		keys.PresenceMember(pod, user), "*/"+globEscape(user)).Int()
+	n, err := leaveScript.Run(ctx, b.client, b.presenceKeys(), keys.PresenceMember(pod, user), user).Int()
 	if err != nil {
 		return false, b.wrap("presence leave", err)
 	}
@@ -182,7 +212,7 @@ func (b *Backend) OnlineAmong(ctx context.Context, users []string) (map[string]b
 	for i, u := range users {
 		args[i] = u
 	}
-	online, err := onlineAmongScript.Run(ctx, b.client, []string{keys.Presence(b.room), keys.PresencePods(b.room)}, args...).StringSlice()
+	online, err := onlineAmongScript.Run(ctx, b.client, b.presenceKeys()[:2], args...).StringSlice()
 	if err != nil {
 		return nil, b.wrap("presence among", err)
 	}
@@ -196,7 +226,7 @@ func (b *Backend) OnlineAmong(ctx context.Context, users []string) (map[string]b
 func (b *Backend) Sweep(ctx context.Context) ([]string, error) {
 	var out []string
 	for {
-		res, err := sweepScript.Run(ctx, b.client, []string{keys.Presence(b.room)}, sweepBatch).Slice()
+		res, err := sweepScript.Run(ctx, b.client, b.presenceKeys(), sweepBatch).Slice()
 		if err != nil {
 			return out, b.wrap("presence sweep", err)
 		}
@@ -216,17 +246,8 @@ func (b *Backend) Sweep(ctx context.Context) ([]string, error) {
 	}
 }
 
-// globEscape quotes the characters MATCH patterns treat specially.
-func globEscape(s string) string {
-	if !strings.ContainsAny(s, `*?[]\`) {
-		return s
-	}
-	var sb strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			sb.WriteByte('\\')
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
+// presenceKeys are the presence scripts' KEYS: the marks, the pods, and
+// the pods set's "new" marker (luaMarks).
+func (b *Backend) presenceKeys() []string {
+	return []string{keys.Presence(b.room), keys.PresencePods(b.room), keys.PresencePodsNew(b.room)}
 }

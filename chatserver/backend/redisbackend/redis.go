@@ -89,6 +89,13 @@ type Options struct {
 	MinReplicaAcks int
 	// ReplicaAckTimeout bounds that wait. Default DefaultReplicaAckTimeout.
 	ReplicaAckTimeout time.Duration
+
+	// PresenceUpgradeWindow is how long after a room's pods set
+	// (keys.PresencePods) first appears Leave and Sweep still scan the
+	// whole presence set: servers from before it, still running during a
+	// rolling upgrade, mark people online without listing their pod there.
+	// 0 means 10 minutes; negative means never (a room with no older servers).
+	PresenceUpgradeWindow time.Duration
 }
 
 // AutoReplicaAcks is the MinReplicaAcks that follows the topology.
@@ -105,6 +112,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.PresenceUpgradeWindow == 0 {
+		o.PresenceUpgradeWindow = 10 * time.Minute
 	}
 	if o.Shards <= 0 {
 		o.Shards = 4

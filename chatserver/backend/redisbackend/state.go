@@ -230,3 +230,18 @@ func lexRange(prefix, after string) (lo, hi string) {
 var errNil = redis.Nil
 
 func isNil(err error) bool { return errors.Is(err, errNil) }
+
+// globEscape quotes the characters MATCH patterns treat specially.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
