@@ -49,9 +49,9 @@ type Cluster struct {
 	password string
 	nodes    []*Server
 
+	clients clientPool
 	mu      sync.Mutex
-	clients map[string]*redis.Client // by address
-	slots   []clusterSlotRange       // as of the last time the cluster settled
+	slots   []clusterSlotRange // as of the last time the cluster settled
 }
 
 type clusterSlotRange struct {
@@ -67,20 +67,12 @@ type clusterSlotRange struct {
 // PATH or the cluster does not form in time.
 func StartCluster(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
-	c, err := NewCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.t = t
-	for _, s := range c.nodes {
-		s.t = t
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("redistest: %v", err)
+	return forTest(t, func() (*Cluster, error) { return NewCluster(opts...) }, func(c *Cluster) {
+		c.t = t
+		for _, s := range c.nodes {
+			s.t = t
 		}
 	})
-	return c
 }
 
 // NewCluster starts a Redis Cluster that belongs to no test (for a
@@ -95,7 +87,7 @@ func NewCluster(opts ...Option) (c *Cluster, err error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c = &Cluster{t: noTest{}, password: cfg.password, clients: map[string]*redis.Client{}}
+	c = &Cluster{t: noTest{}, password: cfg.password, clients: clientPool{password: cfg.password, timeout: clusterQueryTimeout}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Close())
@@ -211,12 +203,7 @@ func (c *Cluster) Close() error {
 			errs = append(errs, s.Close())
 		}
 	}
-	c.mu.Lock()
-	for addr, cl := range c.clients {
-		_ = cl.Close() // a client's error on close says nothing about the test
-		delete(c.clients, addr)
-	}
-	c.mu.Unlock()
+	c.clients.close()
 	return errors.Join(errs...)
 }
 
@@ -382,7 +369,7 @@ func (c *Cluster) failedOver(old *Server, slot int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if role := clusterInfoField(info, "role"); role != "master" {
+	if role := infoField(info, "role"); role != "master" {
 		return nil, fmt.Errorf("%s serves slot %d but reports role:%s", p.Addr(), slot, role)
 	}
 	c.remember(ranges)
@@ -441,7 +428,7 @@ func (c *Cluster) settled() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.Addr(), err)
 		}
-		if role := clusterInfoField(info, "role"); role != "master" {
+		if role := infoField(info, "role"); role != "master" {
 			return fmt.Errorf("%s serves slots but reports role:%s", p.Addr(), role)
 		}
 		if !strings.Contains(info, "state=online") {
@@ -460,10 +447,10 @@ func (c *Cluster) allOK(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: CLUSTER INFO: %w", s.Addr(), err)
 		}
-		if st := clusterInfoField(info, "cluster_state"); st != "ok" {
+		if st := infoField(info, "cluster_state"); st != "ok" {
 			return fmt.Errorf("%s reports cluster_state:%s", s.Addr(), st)
 		}
-		if n := clusterInfoField(info, "cluster_known_nodes"); n != strconv.Itoa(len(c.nodes)) {
+		if n := infoField(info, "cluster_known_nodes"); n != strconv.Itoa(len(c.nodes)) {
 			return fmt.Errorf("%s knows %s of %d nodes", s.Addr(), n, len(c.nodes))
 		}
 	}
@@ -537,20 +524,7 @@ func (c *Cluster) running() []*Server {
 	return out
 }
 
-func (c *Cluster) client(addr string) *redis.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cl := c.clients[addr]
-	if cl == nil {
-		cl = redis.NewClient(&redis.Options{
-			Addr: addr, Password: c.password,
-			DialTimeout: clusterQueryTimeout, ReadTimeout: clusterQueryTimeout, WriteTimeout: clusterQueryTimeout,
-			MaxRetries: -1, PoolSize: 2, DisableIdentity: true,
-		})
-		c.clients[addr] = cl
-	}
-	return cl
-}
+func (c *Cluster) client(addr string) *redis.Client { return c.clients.get(addr) }
 
 // logs is the end of every node's log, for a failure message.
 func (c *Cluster) logs() string {
@@ -561,14 +535,4 @@ func (c *Cluster) logs() string {
 		}
 	}
 	return b.String()
-}
-
-// clusterInfoField is one "name:value" line of INFO or CLUSTER INFO.
-func clusterInfoField(info, name string) string {
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }

@@ -74,17 +74,7 @@ type Server struct {
 // if redis-server is not on PATH or does not answer PING in time.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	s, err := New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.t = t
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("redistest: %v", err)
-		}
-	})
-	return s
+	return forTest(t, func() (*Server, error) { return New(opts...) }, func(s *Server) { s.t = t })
 }
 
 // New starts a redis-server that belongs to no test, for a TestMain or a

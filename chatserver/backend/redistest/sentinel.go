@@ -67,9 +67,9 @@ type Sentinel struct {
 	password  string
 	servers   []*Server
 	sentinels []*sentinelProc
-	// clients query the servers and the sentinels, by address.
-	mu      sync.Mutex
-	clients map[string]*redis.Client
+	// clients query the servers and the sentinels, by address (both take
+	// the password). RESP2: sentinelPairs reads flat arrays.
+	clients clientPool
 }
 
 // StartSentinel starts a Sentinel topology for t and stops it when t ends;
@@ -80,20 +80,12 @@ type Sentinel struct {
 // redis-server is not on PATH or the topology does not settle in time.
 func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 	t.Helper()
-	h, err := NewSentinel(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.t = t
-	for _, s := range h.servers {
-		s.t = t
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("redistest: %v", err)
+	return forTest(t, func() (*Sentinel, error) { return NewSentinel(opts...) }, func(h *Sentinel) {
+		h.t = t
+		for _, s := range h.servers {
+			s.t = t
 		}
 	})
-	return h
 }
 
 // NewSentinel starts a Sentinel topology that belongs to no test (for a
@@ -104,13 +96,14 @@ func NewSentinel(opts ...Option) (h *Sentinel, err error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	h = &Sentinel{t: noTest{}, password: cfg.password, clients: map[string]*redis.Client{}}
+	h = &Sentinel{t: noTest{}, password: cfg.password}
 	if h.password == "" {
 		var pw [16]byte
 		_, _ = rand.Read(pw[:]) // crypto/rand never fails on Linux
 		h.password = hex.EncodeToString(pw[:])
 		opts = append(slices.Clip(opts), WithPassword(h.password))
 	}
+	h.clients = clientPool{password: h.password, timeout: sentinelQueryTimeout, protocol: 2}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, h.Close())
@@ -157,12 +150,7 @@ func (h *Sentinel) Close() error {
 	for _, s := range h.servers {
 		errs = append(errs, s.Close())
 	}
-	h.mu.Lock()
-	for addr, c := range h.clients {
-		_ = c.Close() // a client's error on close says nothing about the test
-		delete(h.clients, addr)
-	}
-	h.mu.Unlock()
+	h.clients.close()
 	return errors.Join(errs...)
 }
 
@@ -352,7 +340,7 @@ func (h *Sentinel) settled(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if role := sentinelInfoField(info, "role"); role != "master" {
+	if role := infoField(info, "role"); role != "master" {
 		return fmt.Errorf("primary %s reports role %q", p.Addr(), role)
 	}
 	var replicas []*Server
@@ -451,7 +439,7 @@ func (h *Sentinel) isMaster(s *Server) error {
 	if err != nil {
 		return err
 	}
-	if role := sentinelInfoField(info, "role"); role != "master" {
+	if role := infoField(info, "role"); role != "master" {
 		return fmt.Errorf("%s reports role %q", s.Addr(), role)
 	}
 	return nil
@@ -467,23 +455,8 @@ func (h *Sentinel) info(ctx context.Context, s *Server) (string, error) {
 	return info, nil
 }
 
-// client is a client of addr (a server or a sentinel: both take the password).
-func (h *Sentinel) client(addr string) *redis.Client {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := h.clients[addr]
-	if c == nil {
-		c = redis.NewClient(&redis.Options{
-			Addr: addr, Password: h.password,
-			DialTimeout: sentinelQueryTimeout, ReadTimeout: sentinelQueryTimeout, WriteTimeout: sentinelQueryTimeout,
-			MaxRetries: -1, PoolSize: 2, Protocol: 2,
-			// No CLIENT SETINFO: Redis 7.0 does not know it.
-			DisableIdentity: true,
-		})
-		h.clients[addr] = c
-	}
-	return c
-}
+// client is a client of addr (a server or a sentinel).
+func (h *Sentinel) client(addr string) *redis.Client { return h.clients.get(addr) }
 
 // logs is the tail of every sentinel's log, for a failure message.
 func (h *Sentinel) logs() string {
@@ -492,16 +465,6 @@ func (h *Sentinel) logs() string {
 		fmt.Fprintf(&b, "\nsentinel %s log:\n%s", s.addr(), tail(filepath.Join(s.dir, "sentinel.log")))
 	}
 	return b.String()
-}
-
-// sentinelInfoField is one "name:value" of an INFO answer.
-func sentinelInfoField(info, name string) string {
-	for line := range strings.Lines(info) {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == name {
-			return v
-		}
-	}
-	return ""
 }
 
 // sentinelPairs reads a SENTINEL MASTER or REPLICAS entry: in RESP2 (the
