@@ -112,6 +112,25 @@ func must[T any](t *testing.T) func(v T, err error) T {
 	}
 }
 
+// walk pages through a list by name from the start: page reads the page
+// after a name, key names an item. It fails t if paging goes past most
+// items (it would never end).
+func walk[T any](t *testing.T, most int, page func(after string) ([]T, error), key func(T) string) []T {
+	t.Helper()
+	var walked []T
+	for after := ""; ; {
+		p := must[[]T](t)(page(after))
+		if len(p) == 0 {
+			return walked
+		}
+		walked = append(walked, p...)
+		after = key(p[len(p)-1])
+		if len(walked) > most {
+			t.Fatalf("paging did not end: %+v", walked)
+		}
+	}
+}
+
 func check(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -270,18 +270,8 @@ func testPublicChannels(t *testing.T, newBackend func() Backend) {
 		})
 	}
 	// Paging one at a time walks them all, in order.
-	var walked []chat.ChannelMeta
-	for after := ""; ; {
-		page := must[[]chat.ChannelMeta](t)(b.PublicChannels(ctx, "", after, 1))
-		if len(page) == 0 {
-			break
-		}
-		walked = append(walked, page...)
-		after = page[len(page)-1].Name
-		if len(walked) > len(public) {
-			t.Fatalf("paging did not end: %+v", walked)
-		}
-	}
+	walked := walk(t, len(public), func(after string) ([]chat.ChannelMeta, error) { return b.PublicChannels(ctx, "", after, 1) },
+		func(m chat.ChannelMeta) string { return m.Name })
 	if diff := cmp.Diff(metas("alpha", "beta", "beta-2", "betamax", "delta", "gamma"), walked); diff != "" {
 		t.Errorf("paged by one (-want +got):\n%s", diff)
 	}
@@ -562,18 +552,8 @@ func testMembersPaging(t *testing.T, newBackend func() Backend) {
 			t.Errorf("Members(big, %q, %d) (-want +got):\n%s", tc.after, tc.limit, diff)
 		}
 	}
-	var walked []chat.Member
-	for after := ""; ; {
-		page := must[[]chat.Member](t)(b.Members(ctx, "big", after, 3))
-		if len(page) == 0 {
-			break
-		}
-		walked = append(walked, page...)
-		after = page[len(page)-1].Username
-		if len(walked) > len(all) {
-			t.Fatalf("paging did not end: %+v", walked)
-		}
-	}
+	walked := walk(t, len(all), func(after string) ([]chat.Member, error) { return b.Members(ctx, "big", after, 3) },
+		func(m chat.Member) string { return m.Username })
 	if diff := cmp.Diff(all, walked); diff != "" {
 		t.Errorf("paged by three (-want +got):\n%s", diff)
 	}

@@ -155,18 +155,8 @@ func testListUsers(t *testing.T, newBackend func() Backend) {
 			t.Errorf("%s: ListUsers(%q, %q, %d) (-want +got):\n%s", tc.name, tc.prefix, tc.after, tc.limit, diff)
 		}
 	}
-	var walked []string
-	for after := ""; ; {
-		page := must[[]string](t)(b.ListUsers(ctx, "", after, 3))
-		if len(page) == 0 {
-			break
-		}
-		walked = append(walked, page...)
-		after = page[len(page)-1]
-		if len(walked) > len(all) {
-			t.Fatalf("paging did not end: %v", walked)
-		}
-	}
+	walked := walk(t, len(all), func(after string) ([]string, error) { return b.ListUsers(ctx, "", after, 3) },
+		func(name string) string { return name })
 	if diff := cmp.Diff(all, walked); diff != "" {
 		t.Errorf("paged by three (-want +got):\n%s", diff)
 	}
