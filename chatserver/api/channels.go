@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -73,23 +74,21 @@ func (a *API) handleCreateChannel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleJoin(w http.ResponseWriter, r *http.Request) {
-	if !decodeBody(w, r, &struct{}{}) {
-		return
-	}
-	channel := channelParam(r)
-	if err := a.opts.Chat.JoinChannel(r.Context(), sessionFrom(r).Username, channel); err != nil {
-		a.channelError(w, r, err, channel, "")
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.ownMembership(w, r, a.opts.Chat.JoinChannel)
 }
 
 func (a *API) handleLeave(w http.ResponseWriter, r *http.Request) {
+	a.ownMembership(w, r, a.opts.Chat.LeaveChannel)
+}
+
+// ownMembership answers a change of the person's own membership (join,
+// leave): an empty JSON body, 204 or the change's error.
+func (a *API) ownMembership(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, user, channel string) error) {
 	if !decodeBody(w, r, &struct{}{}) {
 		return
 	}
 	channel, me := channelParam(r), sessionFrom(r).Username
-	if err := a.opts.Chat.LeaveChannel(r.Context(), me, channel); err != nil {
+	if err := change(r.Context(), me, channel); err != nil {
 		a.channelError(w, r, err, channel, me)
 		return
 	}

@@ -55,42 +55,39 @@ func paged[T any](w http.ResponseWriter, p page, key string, items []T, name fun
 	WriteJSON(w, http.StatusOK, map[string]any{key: items, "next": next})
 }
 
-func (a *API) handleUsers(w http.ResponseWriter, r *http.Request) {
-	p, ok := readPage(w, r)
-	if !ok {
-		return
+// listHandler answers a paged list: list reads up to p.limit+1 items (one
+// more says another page follows), name names an item for "next".
+func listHandler[T any](a *API, key string, name func(T) string, list func(r *http.Request, p page) ([]T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := readPage(w, r)
+		if !ok {
+			return
+		}
+		items, err := list(r, p)
+		if err != nil {
+			a.channelError(w, r, err, channelParam(r), "")
+			return
+		}
+		paged(w, p, key, items, name)
 	}
-	people, err := a.opts.Chat.People(r.Context(), p.prefix, p.after, p.limit+1)
-	if err != nil {
-		a.internalError(w, r, err)
-		return
-	}
-	paged(w, p, "users", people, func(x chat.Person) string { return x.Username })
 }
 
-func (a *API) handleBrowse(w http.ResponseWriter, r *http.Request) {
-	p, ok := readPage(w, r)
-	if !ok {
-		return
-	}
-	chans, err := a.opts.Chat.BrowseChannels(r.Context(), sessionFrom(r).Username, p.prefix, p.after, p.limit+1)
-	if err != nil {
-		a.internalError(w, r, err)
-		return
-	}
-	paged(w, p, "channels", chans, func(x chat.PublicChannel) string { return x.Name })
+func personName(x chat.Person) string { return x.Username }
+
+func (a *API) handleUsers() http.HandlerFunc {
+	return listHandler(a, "users", personName, func(r *http.Request, p page) ([]chat.Person, error) {
+		return a.opts.Chat.People(r.Context(), p.prefix, p.after, p.limit+1)
+	})
 }
 
-func (a *API) handleMembers(w http.ResponseWriter, r *http.Request) {
-	p, ok := readPage(w, r)
-	if !ok {
-		return
-	}
-	channel := channelParam(r)
-	members, err := a.opts.Chat.Members(r.Context(), sessionFrom(r).Username, channel, p.after, p.limit+1)
-	if err != nil {
-		a.channelError(w, r, err, channel, "")
-		return
-	}
-	paged(w, p, "members", members, func(x chat.Person) string { return x.Username })
+func (a *API) handleBrowse() http.HandlerFunc {
+	return listHandler(a, "channels", func(x chat.PublicChannel) string { return x.Name }, func(r *http.Request, p page) ([]chat.PublicChannel, error) {
+		return a.opts.Chat.BrowseChannels(r.Context(), sessionFrom(r).Username, p.prefix, p.after, p.limit+1)
+	})
+}
+
+func (a *API) handleMembers() http.HandlerFunc {
+	return listHandler(a, "members", personName, func(r *http.Request, p page) ([]chat.Person, error) {
+		return a.opts.Chat.Members(r.Context(), sessionFrom(r).Username, channelParam(r), p.after, p.limit+1)
+	})
 }
