@@ -396,22 +396,11 @@ func (r *clusterRoom) check(t *testing.T) (acked, retries, delivered, lost, dups
 // what was delivered.
 func (c *collector) waitDelivered(t *testing.T, what, channel, id string, b *redisbackend.Backend) []string {
 	t.Helper()
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	for {
-		c.mu.Lock()
-		got := slices.Clone(c.ids[channel])
-		ch := c.changed
-		c.mu.Unlock()
-		if len(got) > 0 && protocol.CompareIDs(got[len(got)-1], id) >= 0 {
-			return got
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			t.Fatalf("%s: %d messages delivered, not yet %s; feed %+v", what, len(got), id, b.Stats())
-		}
-	}
+	return c.until(t, channel,
+		func(got []string) bool { return len(got) > 0 && protocol.CompareIDs(got[len(got)-1], id) >= 0 },
+		func(got []string) string {
+			return fmt.Sprintf("%s: %d messages delivered, not yet %s; feed %+v", what, len(got), id, b.Stats())
+		})
 }
 
 // waitAcks waits until every room has n more messages acked.

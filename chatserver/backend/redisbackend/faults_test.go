@@ -60,7 +60,9 @@ func (c *collector) Messages(channel string, msgs []protocol.Message) {
 
 func (c *collector) Event(chat.Event) {}
 
-func (c *collector) waitFor(t *testing.T, channel string, want []string) {
+// until waits until done holds for what channel has delivered, and
+// returns that; waiting too long fails t, saying what is missing (missing).
+func (c *collector) until(t *testing.T, channel string, done func(got []string) bool, missing func(got []string) string) []string {
 	t.Helper()
 	timer := time.NewTimer(waitTimeout)
 	defer timer.Stop()
@@ -69,17 +71,25 @@ func (c *collector) waitFor(t *testing.T, channel string, want []string) {
 		got := slices.Clone(c.ids[channel])
 		ch := c.changed
 		c.mu.Unlock()
-		if len(got) >= len(want) {
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Fatalf("delivered (-acked +delivered):\n%s", diff)
-			}
-			return
+		if done(got) {
+			return got
 		}
 		select {
 		case <-ch:
 		case <-timer.C:
-			t.Fatalf("timed out: %d of %d messages delivered", len(got), len(want))
+			t.Fatalf("timed out: %s", missing(got))
 		}
+	}
+}
+
+// waitFor waits until channel has delivered as many messages as want, and
+// checks they are want.
+func (c *collector) waitFor(t *testing.T, channel string, want []string) {
+	t.Helper()
+	got := c.until(t, channel, func(got []string) bool { return len(got) >= len(want) },
+		func(got []string) string { return fmt.Sprintf("%d of %d messages delivered", len(got), len(want)) })
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("delivered (-acked +delivered):\n%s", diff)
 	}
 }
 
