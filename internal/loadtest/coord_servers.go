@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,15 @@ func (c *coordinator) call(ctx context.Context, method, url, token string, body 
 	return resp.StatusCode, nil
 }
 
+// callWant is call that fails on any status but the ones wanted.
+func (c *coordinator) callWant(ctx context.Context, method, url, token string, body, out any, want ...int) error {
+	code, err := c.call(ctx, method, url, token, body, out)
+	if err == nil && !slices.Contains(want, code) {
+		err = fmt.Errorf("HTTP %d", code)
+	}
+	return err
+}
+
 // userName is the name of the benchmark's user i.
 func userName(i int) string { return fmt.Sprintf("bench%d", i) }
 
@@ -174,19 +184,12 @@ func (c *coordinator) createUsers(ctx context.Context) error {
 	err := forEach(ctx, c.cfg.Users, 32, func(i int) error {
 		srv := c.servers[i%len(c.servers)]
 		cred := map[string]string{"username": userName(i), "password": "bench-password"}
-		code, err := c.call(ctx, http.MethodPost, srv.url("/api/v1/register"), "", cred, nil)
-		if err == nil && code != http.StatusCreated && code != http.StatusConflict {
-			err = fmt.Errorf("register: HTTP %d", code)
+		if err := c.callWant(ctx, http.MethodPost, srv.url("/api/v1/register"), "", cred, nil, http.StatusCreated, http.StatusConflict); err != nil {
+			return fmt.Errorf("user %d: register: %w", i, err)
 		}
 		var tok struct{ Token string }
-		if err == nil {
-			code, err = c.call(ctx, http.MethodPost, srv.url("/api/v1/login"), "", cred, &tok)
-			if err == nil && code != http.StatusOK {
-				err = fmt.Errorf("login: HTTP %d", code)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("user %d: %w", i, err)
+		if err := c.callWant(ctx, http.MethodPost, srv.url("/api/v1/login"), "", cred, &tok, http.StatusOK); err != nil {
+			return fmt.Errorf("user %d: login: %w", i, err)
 		}
 		c.tokens[i] = tok.Token
 		return nil

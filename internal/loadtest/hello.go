@@ -215,11 +215,7 @@ func (h *helloBench) fill(ctx context.Context) error {
 	t0 := time.Now()
 	err := forEach(ctx, len(h.channels), 16, func(i int) error {
 		body := map[string]any{"name": h.channels[i], "private": false}
-		code, err := h.c.call(ctx, http.MethodPost, h.srv.url("/api/v1/channels"), owner, body, nil)
-		if err == nil && code != http.StatusCreated {
-			err = fmt.Errorf("HTTP %d", code)
-		}
-		if err != nil {
+		if err := h.c.callWant(ctx, http.MethodPost, h.srv.url("/api/v1/channels"), owner, body, nil, http.StatusCreated); err != nil {
 			return fmt.Errorf("creating %s: %w", h.channels[i], err)
 		}
 		return nil
@@ -230,11 +226,7 @@ func (h *helloBench) fill(ctx context.Context) error {
 	h.res.Setup.ChannelsSeconds = time.Since(t0).Seconds()
 	t0 = time.Now()
 	err = forEach(ctx, len(h.channels), 16, func(i int) error {
-		code, err := h.c.call(ctx, http.MethodPost, h.srv.url("/api/v1/channels/"+h.channels[i]+"/join"), person, struct{}{}, nil)
-		if err == nil && code != http.StatusNoContent {
-			err = fmt.Errorf("HTTP %d", code)
-		}
-		if err != nil {
+		if err := h.c.callWant(ctx, http.MethodPost, h.srv.url("/api/v1/channels/"+h.channels[i]+"/join"), person, struct{}{}, nil, http.StatusNoContent); err != nil {
 			return fmt.Errorf("joining %s: %w", h.channels[i], err)
 		}
 		return nil
