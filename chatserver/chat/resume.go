@@ -122,7 +122,5 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 // idBefore reports whether message id a comes before b (both well formed:
 // stored ids, and since as Decode checked it).
 func idBefore(a, b string) bool {
-	x, _ := protocol.ParseID(a)
-	y, _ := protocol.ParseID(b)
-	return x.Compare(y) < 0
+	return protocol.CompareIDs(a, b) < 0
 }

@@ -276,13 +276,14 @@ func (id ID) Compare(o ID) int {
 
 // CompareIDs compares two id strings; an empty or malformed id sorts first.
 func CompareIDs(a, b string) int {
-	return idOrZero(a).Compare(idOrZero(b))
+	return IDOrZero(a).Compare(IDOrZero(b))
 }
 
-// idOrZero parses s, or is the zero id. "" (no read marker yet, an empty
-// channel) is common, and skips ParseID's error: a person in 1,000
-// channels connected with 1,000 error messages built and thrown away.
-func idOrZero(s string) ID {
+// IDOrZero parses s, or is the zero id when s is empty or malformed. ""
+// (no read marker yet, an empty channel, from the start) is common, and
+// skips ParseID's error: a person in 1,000 channels connected with 1,000
+// error messages built and thrown away.
+func IDOrZero(s string) ID {
 	if s == "" {
 		return ID{}
 	}

@@ -16,7 +16,7 @@ func (b *Backend) offer(m protocol.Message) {
 	if !ok {
 		return
 	}
-	id := parseOrZero(m.ID)
+	id := protocol.IDOrZero(m.ID)
 	if id.Compare(last) <= 0 {
 		return
 	}
@@ -77,7 +77,7 @@ func (b *Backend) Follow(channel, after string) {
 	if _, ok := b.follows[channel]; ok {
 		return
 	}
-	from := parseOrZero(after)
+	from := protocol.IDOrZero(after)
 	b.follows[channel] = from
 	cl := b.st.channels[channel]
 	if cl == nil {
@@ -85,7 +85,7 @@ func (b *Backend) Follow(channel, after string) {
 	}
 	if i := cl.after(from); i < len(cl.msgs) {
 		msgs := append([]protocol.Message(nil), cl.msgs[i:]...)
-		b.follows[channel] = parseOrZero(msgs[len(msgs)-1].ID)
+		b.follows[channel] = protocol.IDOrZero(msgs[len(msgs)-1].ID)
 		b.push(delivery{channel: channel, msgs: msgs})
 	}
 }

@@ -178,7 +178,7 @@ func Restore(j Journal, now func() time.Time, load func(add func(Record) error) 
 		// against a journal that returns records in another order.
 		slices.SortStableFunc(cl.msgs, func(a, b protocol.Message) int { return protocol.CompareIDs(a.ID, b.ID) })
 		if n := len(cl.msgs); n > 0 {
-			cl.last = parseOrZero(cl.msgs[n-1].ID)
+			cl.last = protocol.IDOrZero(cl.msgs[n-1].ID)
 		}
 	}
 	if len(expired) > 0 {

@@ -51,7 +51,7 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 	if n := len(cl.msgs) + 1; maxLen > 0 && n > maxLen+maxLen/8+1 {
 		trim = n - maxLen
 		for _, old := range cl.msgs[:trim] {
-			tx.del(bucketMessages, msgKey(m.Channel, parseOrZero(old.ID)))
+			tx.del(bucketMessages, msgKey(m.Channel, protocol.IDOrZero(old.ID)))
 		}
 	}
 	var sweep []string
@@ -96,14 +96,6 @@ func (cl *channelLog) after(id protocol.ID) int {
 	})
 }
 
-func parseOrZero(s string) protocol.ID {
-	if s == "" {
-		return protocol.ID{} // common (from the start): skips ParseID's error
-	}
-	id, _ := protocol.ParseID(s)
-	return id
-}
-
 // After implements chat.Log.
 func (b *Backend) After(_ context.Context, channel, after string, limit int) ([]protocol.Message, error) {
 	b.st.mu.Lock()
@@ -112,7 +104,7 @@ func (b *Backend) After(_ context.Context, channel, after string, limit int) ([]
 	if cl == nil || limit <= 0 {
 		return nil, nil
 	}
-	i := cl.after(parseOrZero(after))
+	i := cl.after(protocol.IDOrZero(after))
 	j := min(len(cl.msgs), i+limit)
 	return append([]protocol.Message(nil), cl.msgs[i:j]...), nil
 }
@@ -127,7 +119,7 @@ func (b *Backend) Before(_ context.Context, channel, before string, limit int) (
 	}
 	j := len(cl.msgs)
 	if before != "" {
-		id := parseOrZero(before)
+		id := protocol.IDOrZero(before)
 		j = sort.Search(len(cl.msgs), func(i int) bool {
 			x, _ := protocol.ParseID(cl.msgs[i].ID)
 			return x.Compare(id) >= 0
@@ -186,5 +178,5 @@ func (st *store) countAfterLocked(channel, after string, limit int) int {
 	if cl == nil {
 		return 0
 	}
-	return max(0, min(limit, len(cl.msgs)-cl.after(parseOrZero(after))))
+	return max(0, min(limit, len(cl.msgs)-cl.after(protocol.IDOrZero(after))))
 }
