@@ -109,7 +109,7 @@ func (s *Service) CreateChannel(ctx context.Context, user, name string, private 
 // checkChannelName says what is wrong with a new channel's name.
 func checkChannelName(name string) error {
 	switch {
-	case strings.HasPrefix(name, "dm:") || strings.Contains(name, ":"):
+	case strings.Contains(name, ":"):
 		return fmt.Errorf("%w: names with ':' are kept for direct messages (dm:…)", ErrBadChannelName)
 	case len(name) > 63:
 		return fmt.Errorf("%w: at most 63 characters, got %d", ErrBadChannelName, len(name))
