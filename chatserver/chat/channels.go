@@ -193,10 +193,11 @@ func (s *Service) RemoveMember(ctx context.Context, by, channel, username string
 
 // Members lists channel's members for user, who must be allowed to read it.
 func (s *Service) Members(ctx context.Context, user, channel, after string, limit int) ([]Person, error) {
-	if _, err := s.created(ctx, channel); err != nil {
+	meta, err := s.created(ctx, channel)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.mayRead(ctx, user, channel); err != nil {
+	if err := s.mayReadCreated(ctx, user, meta); err != nil {
 		return nil, err
 	}
 	ms, err := s.b.Members(ctx, channel, after, clampPage(limit))

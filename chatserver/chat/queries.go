@@ -67,10 +67,15 @@ func (s *Service) mayRead(ctx context.Context, user, channel string) error {
 	if err != nil {
 		return err
 	}
+	return s.mayReadCreated(ctx, user, meta)
+}
+
+// mayReadCreated is mayRead for a created channel already looked up.
+func (s *Service) mayReadCreated(ctx context.Context, user string, meta ChannelMeta) error {
 	if !meta.Private {
 		return nil
 	}
-	member, _, err := s.b.Membership(ctx, channel, user)
+	member, _, err := s.b.Membership(ctx, meta.Name, user)
 	if err != nil {
 		return fmt.Errorf("reading membership: %w", err)
 	}
