@@ -154,6 +154,8 @@ func TestChatInTheBrowser(t *testing.T) {
 	bob.waitMessage(missed)
 	bob.send("and this one after the restart")
 	alice.waitMessage("and this one after the restart")
+	// bob's own copy may come after alice's: until it does, it is pending.
+	bob.waitMessage("and this one after the restart")
 	alice.checkTimeline(4)
 	bob.checkTimeline(4)
 
