@@ -12,10 +12,12 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
-// page is a list request: ?q=PREFIX&after=NAME&limit=N.
+// page is a list request: ?q=PREFIX&after=NAME&limit=N (and for people,
+// &online=true).
 type page struct {
 	prefix, after string
 	limit         int
+	online        bool
 }
 
 // readPage parses a list request; names are compared case-folded, and may
@@ -36,6 +38,14 @@ func readPage(w http.ResponseWriter, r *http.Request) (page, bool) {
 			return page{}, false
 		}
 		p.limit = n
+	}
+	switch q.Get("online") {
+	case "", "false":
+	case "true":
+		p.online = true
+	default:
+		WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, "online must be true or false")
+		return page{}, false
 	}
 	return p, true
 }
@@ -76,6 +86,9 @@ func personName(x chat.Person) string { return x.Username }
 
 func (a *API) handleUsers() http.HandlerFunc {
 	return listHandler(a, "users", personName, func(r *http.Request, p page) ([]chat.Person, error) {
+		if p.online {
+			return a.opts.Chat.OnlinePeople(r.Context(), p.prefix, p.after, p.limit+1)
+		}
 		return a.opts.Chat.People(r.Context(), p.prefix, p.after, p.limit+1)
 	})
 }

@@ -62,6 +62,25 @@ func (s *Service) People(ctx context.Context, prefix, after string, limit int) (
 	return out, nil
 }
 
+// OnlinePeople returns up to limit of the people online whose names start
+// with prefix, after after, by name. It reads at most maxOnline people
+// online: in a room with more, the list is some of them, not all, and
+// paging through it is not exact. (Clients show presence through watch;
+// this list is what a people panel shows first.)
+func (s *Service) OnlinePeople(ctx context.Context, prefix, after string, limit int) ([]Person, error) {
+	names, err := s.b.Online(ctx, maxOnline)
+	if err != nil {
+		return nil, fmt.Errorf("listing people online: %w", err)
+	}
+	out := []Person{}
+	for _, n := range names {
+		if n > after && strings.HasPrefix(n, prefix) && len(out) < clampPage(limit) {
+			out = append(out, Person{Username: n, Online: true})
+		}
+	}
+	return out, nil
+}
+
 // BrowseChannels returns up to limit public created channels whose names
 // start with prefix, after after, by name: their member counts, and
 // whether user is in each.

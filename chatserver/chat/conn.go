@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -152,6 +151,7 @@ func (c *conn) run(ctx context.Context) {
 	defer func() {
 		c.out.close(protocol.CloseNormal, "")
 		<-c.out.wait(&c.out.wdone)
+		c.s.watch.drop(c)
 		if c.s.hub.unregister(c) {
 			c.s.userLeft(c.user)
 		}
@@ -259,14 +259,8 @@ func (s *Service) hello(ctx context.Context, user string, mine memberChannels, l
 	if err != nil {
 		return nil, err
 	}
-	online, err := s.b.Online(ctx, maxOnline)
-	if err != nil {
-		return nil, fmt.Errorf("listing online users: %w", err)
-	}
-	if online == nil {
-		online = []string{}
-	}
-	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Online: online, Limits: protocol.Limits{
+	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Limits: protocol.Limits{
 		MaxMessageBytes: s.opts.MaxMessageBytes, MessagesPerSecond: s.opts.MessagesPerSecond, MessageBurst: s.opts.MessageBurst,
+		MaxWatch: protocol.MaxWatch,
 	}}), nil
 }

@@ -2,8 +2,6 @@ package chat
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -11,17 +9,9 @@ import (
 )
 
 // Presence is batched: every presenceBatch the changes since the last batch
-// (each user's latest status) go to every socket as presence objects that
-// are encoded once and pre-joined with newlines, so a batch costs each
-// socket one queue entry and usually one frame, however many people it
-// names. One queued object per change would cost a room of 10,000 sockets
-// 10^8 queue entries and frames while 10,000 people connect.
-const (
-	presenceBatch = 250 * time.Millisecond
-	// maxPresenceChunk bounds the objects pre-joined into one entry, so an
-	// entry stays within about one frame (a frame is capped near 64 KB).
-	maxPresenceChunk = 500
-)
+// (each user's latest status) go to the sockets watching those users
+// (watch.go), each socket's share as one queue entry.
+const presenceBatch = 250 * time.Millisecond
 
 // presenceBatcher collects presence changes (user -> latest status) until
 // the next batch goes out.
@@ -40,42 +30,27 @@ func (p *presenceBatcher) note(user, status string) {
 	p.pending[user] = status
 }
 
-// take returns the batch, encoded: entries of pre-joined presence objects,
-// and how many objects each holds. It empties the batch.
-func (p *presenceBatcher) take() (entries [][]byte, sizes []int) {
+// take returns the batch and empties it.
+func (p *presenceBatcher) take() map[string]string {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	pending := p.pending
 	p.pending = nil
-	p.mu.Unlock()
-	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(pending)), maxPresenceChunk) {
-		var e []byte
-		for i, u := range chunk {
-			if i > 0 {
-				e = append(e, '\n')
-			}
-			e = append(e, protocol.Encode(protocol.Presence{Type: protocol.TypePresence, User: u, Status: pending[u]})...)
-		}
-		entries, sizes = append(entries, e), append(sizes, len(chunk))
-	}
-	return entries, sizes
+	return pending
 }
 
-// flushPresence sends the pending batch to every socket.
+// flushPresence sends the pending batch to the sockets watching its people.
 func (s *Service) flushPresence() {
-	entries, sizes := s.pres.take()
-	if len(entries) == 0 {
+	pending := s.pres.take()
+	if len(pending) == 0 {
 		return
 	}
 	queued := 0 // objects
-	s.hub.fanout(everyone(), func(c *conn) {
-		c.out.mu.Lock()
-		for i, e := range entries {
-			if c.out.enqueueLocked(e) {
-				queued += sizes[i]
-			}
+	for c, e := range s.watch.batch(pending) {
+		if c.out.enqueue(e.b) {
+			queued += e.n
 		}
-		c.out.mu.Unlock()
-	})
+	}
 	s.objs.out(protocol.TypePresence).Add(float64(queued))
 }
 

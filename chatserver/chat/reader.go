@@ -118,6 +118,7 @@ var handlers = map[string]func(c *conn, ctx context.Context, f protocol.ClientFr
 	protocol.TypeResume: (*conn).handleResume,
 	protocol.TypeTyping: (*conn).handleTyping,
 	protocol.TypeRead:   (*conn).handleRead,
+	protocol.TypeWatch:  (*conn).handleWatch,
 }
 
 // withinBudget spends a token of the socket's frame budget. Every frame

@@ -32,6 +32,7 @@ type Service struct {
 	wire   *wire
 	hub    *hub
 	pres   presenceBatcher
+	watch  watchers
 	// life is the sockets' context: it ends when Run returns.
 	life    context.Context
 	endLife context.CancelFunc

@@ -263,21 +263,45 @@ func TestTypingReachesOthersOnly(t *testing.T) {
 	}
 }
 
+// TestPresence: a socket hears of the people it watches, from the moment
+// it asks, and of nobody else.
 func TestPresence(t *testing.T) {
-	r := newRoom(t, testOptions(), "alice", "bob")
+	r := newRoom(t, testOptions(), "alice", "bob", "carol", "dave")
 	alice := r.connect("alice")
+	dave := r.connect("dave") // watches nobody
 	bob := r.connect("bob")
-	if p := alice.Next(t, protocol.TypePresence); p["user"] != "alice" && p["user"] != "bob" {
-		t.Fatalf("presence %v", p)
-	}
+	alice.Send(`{"type":"watch","users":["Bob","carol","bob"]}`)
+	awaitPresence(t, alice, "bob", "online")
+	awaitPresence(t, alice, "carol", "offline")
+	carol := r.connect("carol")
+	awaitPresence(t, alice, "carol", "online")
 	bob.SendClose(protocol.CloseNormal)
-	alice.Await(t, "bob offline", func() bool {
-		for _, o := range alice.Objects(t) {
-			if o["type"] == protocol.TypePresence && o["user"] == "bob" && o["status"] == "offline" {
-				return true
+	awaitPresence(t, alice, "bob", "offline")
+	carol.SendClose(protocol.CloseNormal)
+	awaitPresence(t, alice, "carol", "offline")
+	for _, o := range dave.Objects(t) {
+		if o["type"] == protocol.TypePresence {
+			t.Errorf("dave watches nobody, yet got %v", o)
+		}
+	}
+	alice.Send(`{"type":"watch","users":["not a name"]}`)
+	if e := alice.Next(t, protocol.TypeError); e["code"] != protocol.CodeBadRequest {
+		t.Errorf("a watch of a bad name: %v, want bad_request", e)
+	}
+}
+
+// awaitPresence waits until the latest presence object about user says
+// status.
+func awaitPresence(t *testing.T, s *chattest.Socket, user, status string) {
+	t.Helper()
+	s.Await(t, user+" "+status, func() bool {
+		latest := ""
+		for _, o := range s.Objects(t) {
+			if o["type"] == protocol.TypePresence && o["user"] == user {
+				latest, _ = o["status"].(string)
 			}
 		}
-		return false
+		return latest == status
 	})
 }
 
@@ -398,7 +422,7 @@ func TestRunEndClosesEverySocket(t *testing.T) {
 // Two servers on one store, as two pods on one Redis: whatever reaches one
 // reaches the other's sockets.
 func TestAcrossServers(t *testing.T) {
-	a := newRoom(t, testOptions(), "alice", "bob")
+	a := newRoom(t, testOptions(), "alice", "bob", "carol")
 	b := a.secondPod(testOptions())
 	alice, bob := a.connect("alice"), b.connect("bob")
 
@@ -421,14 +445,11 @@ func TestAcrossServers(t *testing.T) {
 		}
 	})
 	t.Run("presence", func(t *testing.T) {
-		alice.Await(t, "bob online, seen from pod a", func() bool {
-			for _, o := range alice.Objects(t) {
-				if o["type"] == protocol.TypePresence && o["user"] == "bob" && o["status"] == "online" {
-					return true
-				}
-			}
-			return false
-		})
+		alice.Send(`{"type":"watch","users":["bob","carol"]}`)
+		awaitPresence(t, alice, "bob", "online")
+		awaitPresence(t, alice, "carol", "offline")
+		b.connect("carol")
+		awaitPresence(t, alice, "carol", "online")
 	})
 	t.Run("logout everywhere", func(t *testing.T) {
 		if err := a.s.RevokeSessions(context.Background(), "bob", nil); err != nil {

@@ -54,6 +54,12 @@ const (
 )
 
 // ReadLimit is the largest client frame accepted for a given text limit: the
-// text may grow up to 6x when JSON-escaped (\u00XX), plus the envelope.
-// Larger frames close the socket with 1009.
-func ReadLimit(maxMessageBytes int) int64 { return int64(maxMessageBytes)*6 + 1024 }
+// text may grow up to 6x when JSON-escaped (\u00XX), plus the envelope; and
+// never less than minReadLimit, which holds a watch of protocol.MaxWatch of
+// the longest names however small the text limit. Larger frames close the
+// socket with 1009.
+func ReadLimit(maxMessageBytes int) int64 {
+	return max(int64(maxMessageBytes)*6+1024, minReadLimit)
+}
+
+const minReadLimit = 8 << 10

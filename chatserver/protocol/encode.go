@@ -32,7 +32,6 @@ type Hello struct {
 	Type     string        `json:"type"`
 	User     string        `json:"user"`
 	Channels []ChannelInfo `json:"channels"`
-	Online   []string      `json:"online"`
 	Limits   Limits        `json:"limits"`
 }
 
@@ -42,6 +41,7 @@ type Limits struct {
 	MaxMessageBytes   int     `json:"maxMessageBytes"`
 	MessagesPerSecond float64 `json:"messagesPerSecond"`
 	MessageBurst      int     `json:"messageBurst"`
+	MaxWatch          int     `json:"maxWatch"`
 }
 
 // ChannelAdded tells a person they joined or were added to a channel.

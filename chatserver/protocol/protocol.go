@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ const (
 	TypeResume = "resume"
 	TypeTyping = "typing"
 	TypeRead   = "read"
+	TypeWatch  = "watch"
 )
 
 // Server object types.
@@ -70,6 +72,12 @@ const MaxClientIDLen = 64
 // MaxResumeChannels bounds how many channels one resume frame may name.
 const MaxResumeChannels = 1000
 
+// MaxWatch bounds the people one socket watches the presence of: about
+// what a client shows at once (its DMs and a page of people). Presence is
+// scoped so that a person connecting costs the sockets that show them, not
+// every socket in the room.
+const MaxWatch = 100
+
 // ClientFrame is a decoded client frame. Which fields are set depends on Type.
 type ClientFrame struct {
 	Type     string            `json:"type"`
@@ -79,6 +87,7 @@ type ClientFrame struct {
 	ClientID string            `json:"clientId,omitempty"`
 	ID       string            `json:"id,omitempty"`
 	Since    map[string]string `json:"since,omitempty"`
+	Users    []string          `json:"users,omitempty"`
 }
 
 // Error is a client-visible protocol error.
@@ -155,6 +164,18 @@ func Decode(data []byte, maxText int) (ClientFrame, *Error) {
 		if _, err := ParseID(f.ID); err != nil {
 			return f, errorf(CodeBadRequest, "", "id: %v", err)
 		}
+	case TypeWatch:
+		if len(f.Users) > MaxWatch {
+			return f, errorf(CodeBadRequest, "", "watch names more than %d people", MaxWatch)
+		}
+		for i, u := range f.Users {
+			f.Users[i] = strings.ToLower(u)
+			if !ValidUsername(f.Users[i]) {
+				return f, errorf(CodeBadRequest, "", "users[%d]: %q is not a username", i, Truncate(u, 40))
+			}
+		}
+		slices.Sort(f.Users)
+		f.Users = slices.Compact(f.Users)
 	case "":
 		return f, errorf(CodeBadRequest, f.ClientID, "frame has no type")
 	default:

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -22,6 +23,12 @@ func TestDecode(t *testing.T) {
 		{"resume", `{"type":"resume","since":{"general":"1-0","dm:alice:bob":""}}`, ClientFrame{Type: "resume", Since: map[string]string{"general": "1-0", "dm:alice:bob": ""}}, ""},
 		{"typing", `{"type":"typing","channel":"general"}`, ClientFrame{Type: "typing", Channel: "general"}, ""},
 		{"read", `{"type":"read","channel":"general","id":"17-3"}`, ClientFrame{Type: "read", Channel: "general", ID: "17-3"}, ""},
+		{"watch, folded, sorted and distinct", `{"type":"watch","users":["carol","Bob","bob"]}`, ClientFrame{Type: "watch", Users: []string{"bob", "carol"}}, ""},
+		{"watch nobody", `{"type":"watch","users":[]}`, ClientFrame{Type: "watch", Users: []string{}}, ""},
+		{"watch the most", `{"type":"watch","users":["u00"` + strings.Repeat(`,"u00"`, MaxWatch-1) + `]}`, ClientFrame{Type: "watch", Users: []string{"u00"}}, ""},
+		{"watch too many", `{"type":"watch","users":["u00"` + strings.Repeat(`,"u00"`, MaxWatch) + `]}`, ClientFrame{}, CodeBadRequest},
+		{"watch a bad name", `{"type":"watch","users":["bob","a b"]}`, ClientFrame{}, CodeBadRequest},
+		{"watch a name not a string", `{"type":"watch","users":[1]}`, ClientFrame{}, CodeBadRequest},
 		{"empty", ``, ClientFrame{}, CodeBadRequest},
 		{"truncated", `{"type":"send"`, ClientFrame{}, CodeBadRequest},
 		{"two objects", `{"type":"typing","channel":"general"}{"type":"typing","channel":"general"}`, ClientFrame{}, CodeBadRequest},
@@ -150,6 +157,7 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"resume","since":{"general":"1-0"}}`,
 		`{"type":"typing","channel":"general"}`,
 		`{"type":"read","channel":"dm:alice:bob","id":"5-5"}`,
+		`{"type":"watch","users":["bob","Carol"]}`,
 		`{"type":"send","text":"\u0000","clientId":"` + "\xff" + `"}`,
 	} {
 		f.Add([]byte(s))
@@ -181,6 +189,15 @@ func FuzzDecode(f *testing.F) {
 		case TypeTyping, TypeRead:
 			if !ValidChannel(fr.Channel) {
 				t.Fatalf("accepted bad channel %q", fr.Channel)
+			}
+		case TypeWatch:
+			if len(fr.Users) > MaxWatch || !slices.IsSorted(fr.Users) || len(slices.Compact(slices.Clone(fr.Users))) != len(fr.Users) {
+				t.Fatalf("accepted bad watch %q", fr.Users)
+			}
+			for _, u := range fr.Users {
+				if !ValidUsername(u) {
+					t.Fatalf("accepted watch of %q", u)
+				}
 			}
 		default:
 			t.Fatalf("accepted unknown type %q", fr.Type)

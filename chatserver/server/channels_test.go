@@ -113,7 +113,28 @@ func testPeopleDirectory(t *testing.T, b backend) {
 	if !online["alice"] || online["bob"] {
 		t.Errorf("online: %v, want alice (connected) only", online)
 	}
-	for _, q := range []string{"?limit=0", "?limit=201", "?limit=x", "?q=" + url.QueryEscape("a b"), "?after=" + strings.Repeat("a", 65)} {
+	bobby := dial(t, ts, login(t, ts, "bobby"))
+	bobby.expect("hello", typeIs("hello"))
+	for _, tc := range []struct {
+		query    string
+		want     []string
+		wantNext string
+	}{
+		{"?online=true", []string{"alice", "bobby"}, ""},
+		{"?online=true&limit=1", []string{"alice"}, "alice"},
+		{"?online=true&after=alice", []string{"bobby"}, ""},
+		{"?online=true&q=bo", []string{"bobby"}, ""},
+		{"?online=false&q=bo", []string{"bob", "bobby"}, ""},
+	} {
+		r := call(t, "GET", ts.URL+"/api/v1/users"+tc.query, tok, nil)
+		if diff := cmp.Diff(tc.want, names(r, "users", "username")); diff != "" {
+			t.Errorf("GET /users%s (-want +got):\n%s", tc.query, diff)
+		}
+		if r.Body["next"] != tc.wantNext {
+			t.Errorf("GET /users%s: next %q, want %q", tc.query, r.Body["next"], tc.wantNext)
+		}
+	}
+	for _, q := range []string{"?online=yes", "?limit=0", "?limit=201", "?limit=x", "?q=" + url.QueryEscape("a b"), "?after=" + strings.Repeat("a", 65)} {
 		want(t, "GET /users"+q, call(t, "GET", ts.URL+"/api/v1/users"+q, tok, nil), 400, "bad_request")
 	}
 	want(t, "without a session", call(t, "GET", ts.URL+"/api/v1/users", "", nil), 401, "unauthorized")

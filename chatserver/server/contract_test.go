@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hubbub-chat/hubbub/chatserver/config"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/chatserver/server"
 	"github.com/hubbub-chat/hubbub/test/chart"
 )
@@ -328,6 +329,8 @@ func testChat(t *testing.T, b backend) {
 		t.Fatalf("hello channels (-want +got):\n%s", diff)
 	}
 
+	alice.send(map[string]any{"type": "watch", "users": []string{"bob"}})
+	alice.expect("bob offline, as she starts watching", typeIs("presence", "user", "bob", "status", "offline"))
 	bob := dial(t, ts, bobTok)
 	bob.expect("hello", typeIs("hello"))
 	alice.expect("bob online", typeIs("presence", "user", "bob", "status", "online"))
@@ -487,6 +490,8 @@ func testPresenceOffline(t *testing.T, b backend) {
 	ts := startServer(t, b.config(t), server.Options{})
 	alice := dial(t, ts, login(t, ts, "alice"))
 	alice.expect("hello", typeIs("hello"))
+	alice.send(map[string]any{"type": "watch", "users": []string{"bob"}})
+	alice.expect("bob offline, as she starts watching", typeIs("presence", "user", "bob", "status", "offline"))
 	bobTok := login(t, ts, "bob")
 	bob1, bob2 := dial(t, ts, bobTok), dial(t, ts, bobTok)
 	bob1.expect("hello", typeIs("hello"))
@@ -525,6 +530,8 @@ func testBadInput(t *testing.T, b backend) {
 		{"bad channel name", websocket.TextMessage, `{"type":"typing","channel":"../../etc"}`, "unknown_channel"},
 		{"bad resume id", websocket.TextMessage, `{"type":"resume","since":{"general":"abc"}}`, "bad_request"},
 		{"bad read id", websocket.TextMessage, `{"type":"read","channel":"general","id":"1"}`, "bad_request"},
+		{"watch of a bad name", websocket.TextMessage, `{"type":"watch","users":["bob","../x"]}`, "bad_request"},
+		{"watch of too many", websocket.TextMessage, `{"type":"watch","users":["u00"` + strings.Repeat(`,"u00"`, protocol.MaxWatch) + `]}`, "bad_request"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -892,8 +899,8 @@ func testDeadPeer(t *testing.T, b backend) {
 	}
 }
 
-// hello is always a socket's first object, even while other sockets'
-// presence events are being fanned out to it as it opens.
+// hello is always a socket's first object, even while other sockets open
+// beside it.
 func testHelloFirst(t *testing.T, b backend) {
 	cfg := b.config(t)
 	ts := startServer(t, cfg, server.Options{})
@@ -963,20 +970,41 @@ func testSlowConsumer(t *testing.T, b backend) {
 	}
 }
 
-// testPresenceBatch: many people coming online at once reach an observer
-// as one presence object each (batches are pre-joined objects, which the
-// client splits like any coalesced frame), none lost, none malformed.
+// testPresenceBatch: many people coming online at once reach a socket that
+// watches them as one presence object each (batches are pre-joined
+// objects, which the client splits like any coalesced frame), none lost,
+// none malformed; a socket that watches none of them hears nothing. The
+// largest watch there is fits however small the room's text limit.
 func testPresenceBatch(t *testing.T, b backend) {
-	ts := startServer(t, b.config(t), server.Options{})
+	cfg := b.config(t)
+	cfg.MaxMessageBytes = 100
+	ts := startServer(t, cfg, server.Options{})
 	observer := dial(t, ts, login(t, ts, "observer"))
 	observer.expect("hello", typeIs("hello"))
+	bystander := dial(t, ts, login(t, ts, "bystander"))
+	bystander.expect("hello", typeIs("hello"))
 	const n = 40
-	for i := range n {
-		c := dial(t, ts, login(t, ts, fmt.Sprint("crowd", i)))
+	watched := make([]string, protocol.MaxWatch)
+	for i := range watched {
+		watched[i] = fmt.Sprintf("crowd%d%s", i, strings.Repeat("x", 32))[:32]
+	}
+	observer.send(map[string]any{"type": "watch", "users": watched})
+	for _, u := range watched {
+		observer.expect(u+" offline, as watching starts", typeIs("presence", "user", u, "status", "offline"))
+	}
+	for _, u := range watched[:n] {
+		c := dial(t, ts, login(t, ts, u))
 		c.expect("hello", typeIs("hello"))
 	}
-	for i := range n {
-		observer.expect(fmt.Sprint("crowd", i, " online"), typeIs("presence", "user", fmt.Sprint("crowd", i), "status", "online"))
+	for _, u := range watched[:n] {
+		observer.expect(u+" online", typeIs("presence", "user", u, "status", "online"))
+	}
+	// What the bystander was sent before this answer is all in its backlog
+	// once the answer is read: none of it may be presence.
+	bystander.send(map[string]any{"type": "watch", "users": []string{"observer"}})
+	bystander.expect("observer online", typeIs("presence", "user", "observer", "status", "online"))
+	if got := bystander.backlogged(typeIs("presence")); got != 0 {
+		t.Errorf("a socket watching nobody got %d presence objects", got)
 	}
 }
 

@@ -64,9 +64,14 @@ func TestChatInTheBrowser(t *testing.T) {
 		t.Error("the page offers or asks for notifications on load")
 	}
 
-	step("live presence")
-	alice.waitFor("bob online in alice's people list", `document.querySelector('#people-list [data-user="bob"][data-online="1"]')`)
+	step("presence")
+	// bob came after alice's people list loaded: she finds him by name, and
+	// from then on her list shows him (and follows his presence).
 	bob.waitFor("alice online in bob's people list", `document.querySelector('#people-list [data-user="alice"][data-online="1"]')`)
+	alice.fill("#people-search", "bo")
+	alice.waitFor("bob online in alice's search", `document.querySelector('#people-list [data-user="bob"][data-online="1"]')`)
+	alice.fill("#people-search", "")
+	alice.waitFor("bob online in alice's people list", `document.querySelector('#people-list [data-user="bob"][data-online="1"]') && !document.getElementById('people-list').hasAttribute('aria-busy')`)
 
 	step("chatting in #general, with typing and a mention")
 	alice.send("hello bob, welcome to Hubbub!")

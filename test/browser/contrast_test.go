@@ -139,6 +139,9 @@ func TestContrast(t *testing.T) {
 	bob.preferDark()
 	alice.signup(srv.url(), "alice")
 	bob.signup(srv.url(), "bob")
+	// bob came after alice's people list loaded: a search shows him.
+	alice.fill("#people-search", "b")
+	alice.waitFor("bob in alice's people list", `document.querySelector('#people-list [data-user="bob"]')`)
 
 	// Something of everything: messages, mentions of each and of others,
 	// links, and for each an unread conversation (a mention apart from the

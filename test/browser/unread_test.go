@@ -103,6 +103,7 @@ func TestUnreadDividerAndMentions(t *testing.T) {
 	bob.waitFor("the divider before the first unread message", dividerBefore("@bob one more question"))
 
 	// A DM counts whole, on its own badge.
+	alice.fill("#people-search", "bob") // he signed up after her list loaded
 	alice.click("starting a DM with bob", `#people-list [data-user="bob"]`)
 	alice.waitFor("the DM to open", `document.getElementById('channel-title').textContent === 'bob'`)
 	alice.send("psst")

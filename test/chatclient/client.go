@@ -58,6 +58,8 @@ type Config struct {
 	// Channels are resumed on every connection (from the last id seen, or
 	// from the start when none was seen yet).
 	Channels []string
+	// Watch names the people whose presence every connection asks for.
+	Watch []string
 	// NoReconnect makes Run return when the first connection ends.
 	NoReconnect bool
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
@@ -217,6 +219,11 @@ func (c *Client) session(ctx context.Context, server string) (helloed bool, err 
 	}()
 	if len(since) > 0 {
 		if err := c.write(map[string]any{"type": "resume", "since": since}); err != nil {
+			return true, err
+		}
+	}
+	if len(c.cfg.Watch) > 0 {
+		if err := c.write(map[string]any{"type": "watch", "users": c.cfg.Watch}); err != nil {
 			return true, err
 		}
 	}

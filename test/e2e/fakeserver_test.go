@@ -169,7 +169,8 @@ func (s *fakeServer) ws(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		ws.Close()
 	}()
-	// The real server coalesces presence with hello; so does this one.
+	// The real server may coalesce other objects with hello (whatever was
+	// queued behind it); so does this one.
 	c.send(map[string]any{"type": "hello", "user": user}, Frame{Type: "presence", User: user})
 	for {
 		_, data, err := ws.ReadMessage()

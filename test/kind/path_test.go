@@ -205,6 +205,10 @@ func (s *path) chatAcrossPods(ctx context.Context, t *testing.T) {
 	t.Logf("%s talks to %s, %s to %s", s.alice.Name, pods[0].Name, s.bob.Name, pods[1].Name)
 
 	bob := connect(ctx, t, s.bob)
+	bob.watch(s.alice.Name)
+	bob.expect(ctx, s.alice.Name+" offline, as bob starts watching", func(f e2e.Frame) bool {
+		return f.Type == "presence" && f.User == s.alice.Name && f.Status == "offline"
+	})
 	alice := connect(ctx, t, s.alice)
 	bob.expect(ctx, s.alice.Name+" online", func(f e2e.Frame) bool {
 		return f.Type == "presence" && f.User == s.alice.Name && f.Status == "online"

@@ -167,6 +167,15 @@ func summary(frames []e2e.Frame) string {
 
 // send sends a message (to a channel, or a DM when to is set) and waits for
 // its ack; it returns the message's id.
+// watch asks for the presence of users (the server answers with each one's
+// status now, then changes).
+func (u *person) watch(users ...string) {
+	u.t.Helper()
+	if err := u.conn.WriteJSON(map[string]any{"type": "watch", "users": users}); err != nil {
+		u.t.Fatalf("%s: watch: %v", u.name, err)
+	}
+}
+
 func (u *person) send(ctx context.Context, channel, to, text string) string {
 	u.t.Helper()
 	clientID := rand.Text()[:16]

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -84,9 +85,15 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watch is answered with the ghost's status at once (offline, before
+	// it connects): only an offline after an online counts.
 	ghostOffline := make(chan time.Time, 1)
-	observer := chatclient.New(chatclient.Config{Servers: []string{steady.URL()}, Token: obsTok, OnObject: func(o chatclient.Object) {
-		if o.Type == "presence" && o.User == "ghost" && o.Status == "offline" {
+	var ghostSeen atomic.Bool
+	observer := chatclient.New(chatclient.Config{Servers: []string{steady.URL()}, Token: obsTok, Watch: []string{"ghost"}, OnObject: func(o chatclient.Object) {
+		if o.Type == "presence" && o.User == "ghost" && o.Status == "online" {
+			ghostSeen.Store(true)
+		}
+		if o.Type == "presence" && o.User == "ghost" && o.Status == "offline" && ghostSeen.Load() {
 			select {
 			case ghostOffline <- time.Now():
 			default:

@@ -66,6 +66,9 @@ export const api = {
   // The people directory and the channel browser are paged by name: pass the
   // previous answer's `next` as after; '' is the first page.
   users: (q, after, limit) => request('GET', `/api/v1/users?${listQuery(q, after, limit)}`),
+  // The people online whose names start with q (at most one page: the
+  // server reads at most 1,000 of them).
+  onlineUsers: (q, limit) => request('GET', `/api/v1/users?${listQuery(q, '', limit)}&online=true`),
   browseChannels: (q, after, limit) => request('GET', `/api/v1/channels/browse?${listQuery(q, after, limit)}`),
   createChannel: (name, isPrivate) => request('POST', '/api/v1/channels', { name, private: !!isPrivate }),
   joinChannel: (channel) => request('POST', `/api/v1/channels/${enc(channel)}/join`, {}),

@@ -22,6 +22,7 @@ const TYPING_SEND_EVERY = 2500; // ms between our typing signals
 const TYPING_SHOWN_FOR = 4000; // ms a typing signal stays on screen
 const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages within this share a header
 const TOAST_FOR = 7000;
+const WATCH_DELAY = 300; // ms of list redraws gathered into one watch frame
 const COUNTER_FROM = 0.8; // the length counter shows from this share of the limit on
 // Server error codes that mean "not now": the message stays pending and is
 // sent again, with the same clientId, after a pause.
@@ -44,7 +45,9 @@ function freshState() {
     lastTypingSent: 0,
     seenNotifications: new Set(),
     // What the server refuses (hello.limits); the defaults until it says.
-    limits: { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, messagesPerSecond: 5 },
+    limits: { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, messagesPerSecond: 5, maxWatch: 100 },
+    watchKey: null, // the people last sent in a watch, joined; null: none sent on this socket
+    watchTimer: 0,
     // After a rate_limited refusal, pending messages go out one at a time,
     // oldest first, each after the previous one's ack (so their order holds).
     paced: false,
@@ -104,6 +107,7 @@ const people = new PeopleList({
   me: () => state.me,
   pick: (user) => startDM(user),
   onError: apiFailed,
+  rendered: () => scheduleWatch(),
 });
 
 const dialogs = new ChannelDialogs({
@@ -288,6 +292,7 @@ function onHello(m) {
   const limits = m.limits || {};
   if (Number(limits.maxMessageBytes) > 0) state.limits.maxMessageBytes = Number(limits.maxMessageBytes);
   if (Number(limits.messagesPerSecond) > 0) state.limits.messagesPerSecond = Number(limits.messagesPerSecond);
+  if (Number(limits.maxWatch) > 0) state.limits.maxWatch = Number(limits.maxWatch);
   // Room to type past the limit (the counter says by how much), not without end.
   $('composer-input').maxLength = Math.max(20000, 2 * state.limits.maxMessageBytes);
   updateCounter();
@@ -312,8 +317,6 @@ function onHello(m) {
   for (const ch of [...state.channels.values()]) {
     if (!ch.dm && ch.member && !listed.has(ch.name)) dropChannel(ch.name);
   }
-  state.online = new Set(m.online || []);
-  people.setOnline(state.online);
   renderMe();
   state.greeted = true;
   const first = !state.started;
@@ -328,6 +331,9 @@ function onHello(m) {
   const since = {};
   for (const ch of state.channels.values()) if (ch.member && ch.timeline.size) since[ch.name] = ch.timeline.newestId;
   conn.send({ type: 'resume', since });
+  // A new socket watches nobody yet.
+  state.watchKey = null;
+  sendWatch();
   // Then what we typed while away, in order; the server drops repeats of a
   // clientId. After a refusal for sending too fast they go one at a time.
   state.sentOnSocket = [];
@@ -600,6 +606,35 @@ function onServerError(m) {
   // A typing or read signal over the frame budget is simply dropped.
   if (m.code === 'rate_limited') return;
   toast({ title: 'Server error', body: m.message || m.code || 'Something went wrong.', kind: 'error' });
+}
+
+// The people whose presence the page shows: the DM peers, then whom the
+// people list shows, as many as the server takes. Presence comes only for
+// them (the server sends it to the sockets that watch someone).
+function watchList() {
+  const out = new Set();
+  for (const ch of state.channels.values()) if (ch.dm && ch.peer && ch.peer !== state.me) out.add(ch.peer);
+  for (const name of people.shown()) if (name !== state.me) out.add(name);
+  return [...out].slice(0, state.limits.maxWatch);
+}
+
+// sendWatch tells the server whom to send presence for, when that changed.
+function sendWatch() {
+  if (!state || !state.greeted) return;
+  const users = watchList();
+  const key = users.join(',');
+  if (key === state.watchKey) return;
+  if (conn.send({ type: 'watch', users })) state.watchKey = key;
+}
+
+// scheduleWatch batches the redraws of a moment into one watch: lists are
+// redrawn on every message and presence change.
+function scheduleWatch() {
+  if (!state || state.watchTimer) return;
+  state.watchTimer = setTimeout(() => {
+    state.watchTimer = 0;
+    sendWatch();
+  }, WATCH_DELAY);
 }
 
 function onPresence(m) {
@@ -1057,6 +1092,7 @@ function renderSidebar() {
   patchList($('channel-list'), pub.map(convButton), (li) => li.firstElementChild.dataset.channel);
   patchList($('dm-list'), dms.map(convButton), (li) => li.firstElementChild.dataset.channel);
   show($('dm-empty'), dms.length === 0);
+  scheduleWatch(); // a new DM peer
   if (refocus && !document.activeElement.closest('#sidebar')) {
     const again = $('sidebar').querySelector(refocus);
     if (again) again.focus();

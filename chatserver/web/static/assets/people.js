@@ -1,25 +1,31 @@
 // The people list in the sidebar: everyone in the room, online first, then
 // everyone else by name. The directory (GET /api/v1/users) is paged by name
-// and searched by prefix; who is online is kept live from hello.online and
-// presence frames, which the page passes in. Clicking anyone starts a DM,
+// and searched by prefix, and says who of a page is online; a second list
+// (?online=true) names people online, refreshed every ONLINE_REFRESH. Live
+// changes come as presence frames for the people the page watches: it asks
+// for those this list shows (shown()), so the server sends presence to the
+// sockets that show someone, not to everyone. Clicking anyone starts a DM,
 // whether they are online or not.
 
 import { avatar, h, patchList, show } from './dom.js';
 import { namePrefix, peopleOrder } from './proto.js';
 
 const PAGE = 50;
+const ONLINE_REFRESH = 30_000; // ms between reloads of the online list
 const SEARCH_DELAY = 200; // ms of quiet typing before asking the server
 
 export class PeopleList {
   // api: the page's API; els: {list, search, more, status, count};
   // me(): who is logged in; pick(username): start a DM; onError(err):
-  // a request failed (the page decides what a 401 means).
-  constructor({ api, els, me, pick, onError }) {
+  // a request failed (the page decides what a 401 means); rendered(): the
+  // rows changed (the page watches whom the list shows).
+  constructor({ api, els, me, pick, onError, rendered }) {
     this.api = api;
     this.els = els;
     this.me = me;
     this.pick = pick;
     this.onError = onError;
+    this.rendered = rendered;
     this.online = new Set();
     this.reset();
     els.search.addEventListener('input', () => {
@@ -44,22 +50,18 @@ export class PeopleList {
     this.complete = false;
     this.loading = false;
     this.seq = 0;
-    this.greeted = false;
     this.error = '';
     this.online = new Set();
+    this.onlineMore = false; // the online list had more than a page
+    clearInterval(this.onlineTimer);
+    this.onlineTimer = 0;
     this.els.search.value = '';
     this.els.list.replaceChildren();
     this.els.status.textContent = '';
     show(this.els.more, false);
   }
 
-  // setOnline replaces the online set (a hello); presence changes one person.
-  setOnline(names) {
-    this.greeted = true;
-    this.online = new Set(names);
-    this.render();
-  }
-
+  // presence changes one person (a presence frame).
   presence(user, online) {
     if (online) this.online.add(user);
     else this.online.delete(user);
@@ -86,6 +88,8 @@ export class PeopleList {
     this.loading = true;
     this.els.list.setAttribute('aria-busy', 'true');
     this.els.more.disabled = true;
+    if (!more) this.loadOnline(q, seq);
+    if (!this.onlineTimer) this.onlineTimer = setInterval(() => this.loadOnline(this.q, this.seq), ONLINE_REFRESH);
     try {
       const res = await this.api.users(q, more ? this.next : '', PAGE);
       if (seq !== this.seq) return; // a newer search went out meanwhile
@@ -93,8 +97,8 @@ export class PeopleList {
         if (typeof u.username !== 'string') continue;
         this.people.set(u.username, { username: u.username });
         this.cursor = u.username;
-        // Until the socket greets us, the directory's word is all we have.
-        if (u.online && !this.greeted) this.online.add(u.username);
+        if (u.online) this.online.add(u.username);
+        else this.online.delete(u.username);
       }
       this.next = (res && res.next) || '';
       this.complete = !this.next;
@@ -111,6 +115,29 @@ export class PeopleList {
       }
     }
     this.render();
+  }
+
+  // loadOnline adds the people online whose names start with q. A failure
+  // only leaves the list as it was: the directory still lists everyone.
+  async loadOnline(q, seq) {
+    if (q === null) return;
+    let res;
+    try {
+      res = await this.api.onlineUsers(q, PAGE);
+    } catch {
+      return;
+    }
+    if (seq !== this.seq) return;
+    for (const u of (res && res.users) || []) {
+      if (typeof u.username === 'string') this.online.add(u.username);
+    }
+    this.onlineMore = !!(res && res.next);
+    this.render();
+  }
+
+  // shown lists the people the list shows now, for the page's watch.
+  shown() {
+    return this.rows().map((p) => p.username);
   }
 
   // rows: everyone online whose name fits the search, and everyone else the
@@ -133,7 +160,7 @@ export class PeopleList {
   render() {
     const { list, status, more, count } = this.els;
     const me = this.me();
-    count.textContent = `${this.online.size} online`;
+    count.textContent = `${this.online.size}${this.onlineMore ? '+' : ''} online`;
     const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.user : '';
     const rows = this.rows();
     patchList(list, rows.map((p) => {
@@ -160,5 +187,6 @@ export class PeopleList {
     else if (!rows.length && this.complete) text = this.els.search.value.trim() ? `No one’s name starts with “${this.els.search.value.trim()}”.` : 'No one here yet.';
     status.textContent = text;
     show(status, !!text);
+    if (this.rendered) this.rendered();
   }
 }
