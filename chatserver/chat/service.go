@@ -47,10 +47,27 @@ func New(b Backend, opts Options) *Service {
 		objs:   newObjectCounters(opts.Metrics),
 		wire:   newWire(opts.SendQueueMax, opts.Metrics),
 	}
-	s.hub = newHub(opts.Channels, b, hubLimits{perUser: opts.MaxConnsPerUser, total: opts.MaxConns},
+	s.hub = newHub(opts.Channels, countedFollower{b, opts.Metrics.Followed}, hubLimits{perUser: opts.MaxConnsPerUser, total: opts.MaxConns},
 		func(delta int) { s.m.Connections.Add(float64(delta)) })
 	s.life, s.endLife = context.WithCancel(context.Background())
 	return s
+}
+
+// countedFollower counts the channels followed: the hub follows a channel
+// once, on its first local member, and lets go once, after its last.
+type countedFollower struct {
+	follower
+	n prometheus.Gauge
+}
+
+func (f countedFollower) Follow(channel, after string) {
+	f.n.Inc()
+	f.follower.Follow(channel, after)
+}
+
+func (f countedFollower) Unfollow(channel string) {
+	f.n.Dec()
+	f.follower.Unfollow(channel)
 }
 
 // objectCounters are the counters of queued objects by type, resolved

@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/hubbub-chat/hubbub/chatserver/auth"
 	"github.com/hubbub-chat/hubbub/chatserver/backend/memory"
 	"github.com/hubbub-chat/hubbub/chatserver/chat"
 	"github.com/hubbub-chat/hubbub/chatserver/chat/chattest"
+	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
@@ -259,6 +262,27 @@ func TestTypingReachesOthersOnly(t *testing.T) {
 	for _, o := range alice.Objects(t) {
 		if o["type"] == protocol.TypeTyping {
 			t.Fatalf("alice was told she is typing: %v", o)
+		}
+	}
+}
+
+// TestFollowedChannelsCounted: /metrics counts the DM channels a server
+// follows, once each however many of its sockets are in them.
+func TestFollowedChannelsCounted(t *testing.T) {
+	opts := testOptions()
+	opts.Metrics = metrics.New()
+	r := newRoom(t, opts, "alice", "bob", "carol")
+	alice, bob, carol := r.connect("alice"), r.connect("bob"), r.connect("carol")
+	r.connect("bob") // a second device
+	for i, to := range []*chattest.Socket{bob, carol} {
+		name := []string{"bob", "carol"}[i]
+		alice.Send(fmt.Sprintf(`{"type":"send","to":%q,"text":"hi","clientId":"f%d"}`, name, i))
+		id := alice.Next(t, protocol.TypeAck)["id"]
+		if m := to.Next(t, protocol.TypeMessage); m["id"] != id {
+			t.Fatalf("%s got %v, want the DM %v", name, m, id)
+		}
+		if got := testutil.ToFloat64(opts.Metrics.Followed); got != float64(i+1) {
+			t.Errorf("after the DM to %s: hubbub_followed_channels %v, want %d", name, got, i+1)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 type Metrics struct {
 	Registry        *prometheus.Registry
 	Connections     prometheus.Gauge
+	Followed        prometheus.Gauge       // DM and created channels followed (local members)
 	FramesIn        *prometheus.CounterVec // by client frame type ("invalid" when undecodable)
 	FramesOut       prometheus.Counter     // WebSocket frames written (each may hold several objects)
 	ObjectsOut      *prometheus.CounterVec // server objects queued, by type
@@ -66,9 +67,12 @@ func New() *Metrics {
 		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hubbub_slow_consumers_total", Help: "Connections closed because their send queue overflowed.",
 		}),
+		Followed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hubbub_followed_channels", Help: "DM and created channels this server follows (has local members of), besides the default channels.",
+		}),
 	}
 	r.MustRegister(m.Connections, m.FramesIn, m.FramesOut, m.ObjectsOut, m.Errors, m.Auth,
-		m.DeliveryLatency, m.AckLatency, m.BackendErrors, m.SlowConsumers,
+		m.DeliveryLatency, m.AckLatency, m.BackendErrors, m.SlowConsumers, m.Followed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that exist from the start, at zero: an alert's rate() then
 	// sees the first error, and a dashboard shows 0 rather than no data.
