@@ -91,17 +91,16 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 
 	// DM and created channels are followed from their last id, read before
 	// registering so that nothing committed in between is missed (the feed
-	// replays after it).
+	// replays after it). The same read makes the hello.
 	epoch := s.hub.epoch(c.user)
-	mine, err := s.memberChannels(ctx, c.user)
+	sn, err := s.snapshot(ctx, c.user)
 	if err != nil {
-		s.backendError("member_channels", err)
+		s.backendError("connect_snapshot", err)
 		return refuse(protocol.CloseTryAgainLater, "storage unavailable")
 	}
-	lastIDs, err := s.b.LastIDs(ctx, mine.names())
-	if err != nil {
-		s.backendError("last_id", err)
-		return refuse(protocol.CloseTryAgainLater, "storage unavailable")
+	lastIDs := make(map[string]string, len(sn.Created)+len(sn.DMs))
+	for _, ch := range sn.Channels(nil) {
+		lastIDs[ch] = sn.LastIDs[ch]
 	}
 	first, err := s.hub.register(c, lastIDs)
 	switch {
@@ -128,12 +127,7 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		}
 		s.publish(ctx, Event{Kind: EventPresence, User: c.user, Status: "online"})
 	}
-	hello, err := s.hello(ctx, c.user, mine, lastIDs)
-	if err != nil {
-		s.backendError("hello", err)
-		c.out.closeWithoutHello(protocol.CloseTryAgainLater, "storage unavailable")
-		return c
-	}
+	hello := s.hello(c.user, sn)
 	c.out.greet(hello)
 	s.objs.out(protocol.TypeHello).Inc()
 	return c
@@ -254,13 +248,9 @@ func (s *Service) userLeft(user string) {
 	}
 }
 
-func (s *Service) hello(ctx context.Context, user string, mine memberChannels, lastIDs map[string]string) ([]byte, error) {
-	chans, err := s.channelInfos(ctx, user, mine, lastIDs)
-	if err != nil {
-		return nil, err
-	}
-	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: chans, Limits: protocol.Limits{
+func (s *Service) hello(user string, sn Snapshot) []byte {
+	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: s.channelInfos(sn), Limits: protocol.Limits{
 		MaxMessageBytes: s.opts.MaxMessageBytes, MessagesPerSecond: s.opts.MessagesPerSecond, MessageBurst: s.opts.MessageBurst,
 		MaxWatch: protocol.MaxWatch,
-	}}), nil
+	}})
 }

@@ -118,14 +118,6 @@ func (o *outbox) greet(hello []byte) {
 	o.kickLocked()
 }
 
-// closeWithoutHello closes a socket whose hello could not be made.
-func (o *outbox) closeWithoutHello(code int, text string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.greeted = true // no hello coming: let the close frame out
-	o.closeLocked(code, text)
-}
-
 // requestPing asks the writer to send a ping.
 func (o *outbox) requestPing() {
 	o.mu.Lock()

@@ -85,100 +85,43 @@ func (s *Service) mayReadCreated(ctx context.Context, user string, meta ChannelM
 	return nil
 }
 
-// memberChannels are the channels of one person besides the default ones:
-// the created channels they are in, and their DMs.
-type memberChannels struct {
-	created []MemberOf
-	dms     []string
-}
-
-func (m memberChannels) names() []string {
-	out := make([]string, 0, len(m.created)+len(m.dms))
-	for _, c := range m.created {
-		out = append(out, c.Channel)
+// snapshot reads what a connecting socket (or a channel list) needs of
+// storage, in as few round trips as the backend can.
+func (s *Service) snapshot(ctx context.Context, user string) (Snapshot, error) {
+	lim := SnapshotLimits{Created: maxJoined, DMs: maxDMs, Unread: maxUnread}
+	if sn, ok := s.b.(Snapshotter); ok {
+		return sn.Snapshot(ctx, user, s.opts.Channels, lim)
 	}
-	return append(out, m.dms...)
-}
-
-func (s *Service) memberChannels(ctx context.Context, user string) (memberChannels, error) {
-	created, err := s.b.UserChannels(ctx, user, maxJoined)
-	if err != nil {
-		return memberChannels{}, fmt.Errorf("listing channels: %w", err)
-	}
-	dms, err := s.b.DMs(ctx, user, maxDMs)
-	if err != nil {
-		return memberChannels{}, fmt.Errorf("listing DMs: %w", err)
-	}
-	return memberChannels{created: created, dms: dms}, nil
+	return ComposeSnapshot(ctx, s.b, user, s.opts.Channels, lim)
 }
 
 // Channels returns the user's channels (default ones, created ones they are
 // in, then DMs) with last id and unread count.
 func (s *Service) Channels(ctx context.Context, user string) ([]protocol.ChannelInfo, error) {
-	mine, err := s.memberChannels(ctx, user)
+	sn, err := s.snapshot(ctx, user)
 	if err != nil {
 		return nil, err
 	}
-	return s.channelInfos(ctx, user, mine, nil)
+	return s.channelInfos(sn), nil
 }
 
 // channelInfos describes the default channels and the person's own.
-// lastIDs holds last ids already read (a new socket reads them to follow
-// its channels), so they are not read again. Two round trips at most,
-// however many channels: last ids, then unread counts.
-func (s *Service) channelInfos(ctx context.Context, user string, mine memberChannels, lastIDs map[string]string) ([]protocol.ChannelInfo, error) {
-	reads, err := s.b.ReadMarkers(ctx, user)
-	if err != nil {
-		return nil, fmt.Errorf("reading read markers: %w", err)
-	}
-	out := make([]protocol.ChannelInfo, 0, len(s.opts.Channels)+len(mine.created)+len(mine.dms))
+func (s *Service) channelInfos(sn Snapshot) []protocol.ChannelInfo {
+	out := make([]protocol.ChannelInfo, 0, len(s.opts.Channels)+len(sn.Created)+len(sn.DMs))
 	for _, name := range s.opts.Channels {
 		out = append(out, protocol.ChannelInfo{Name: name, Default: true})
 	}
-	for _, m := range mine.created {
+	for _, m := range sn.Created {
 		out = append(out, protocol.ChannelInfo{Name: m.Channel, Private: m.Private, Admin: m.Admin})
 	}
-	for _, name := range mine.dms {
+	for _, name := range sn.DMs {
 		out = append(out, protocol.ChannelInfo{Name: name})
 	}
-	var unknown []string
-	for _, info := range out {
-		if _, ok := lastIDs[info.Name]; !ok {
-			unknown = append(unknown, info.Name)
-		}
-	}
-	if len(unknown) > 0 {
-		read, err := s.b.LastIDs(ctx, unknown)
-		if err != nil {
-			return nil, fmt.Errorf("reading last ids: %w", err)
-		}
-		if lastIDs == nil {
-			lastIDs = read
-		} else {
-			for k, v := range read {
-				lastIDs[k] = v
-			}
-		}
-	}
-	behind := map[string]string{}
 	for i := range out {
-		name := out[i].Name
-		out[i].LastID = lastIDs[name]
-		if out[i].LastID != "" && protocol.CompareIDs(out[i].LastID, reads[name]) > 0 {
-			behind[name] = reads[name]
-		}
+		out[i].LastID = sn.LastIDs[out[i].Name]
+		out[i].Unread = sn.Unread[out[i].Name]
 	}
-	if len(behind) == 0 {
-		return out, nil
-	}
-	counts, err := s.b.CountsAfter(ctx, behind, maxUnread)
-	if err != nil {
-		return nil, fmt.Errorf("counting unread: %w", err)
-	}
-	for i := range out {
-		out[i].Unread = counts[out[i].Name]
-	}
-	return out, nil
+	return out
 }
 
 // History returns a page of channel's messages older than before ("" = newest), newest last.

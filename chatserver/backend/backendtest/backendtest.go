@@ -1,6 +1,6 @@
 // Package backendtest is the behaviour suite every chat storage backend must
 // pass: each clause of the contracts in chatserver/chat/backend.go (Log,
-// Feed, Presence, State, Users, Channels) and chatserver/auth/store.go
+// Feed, Presence, State, Users, Channels, and a Snapshotter's Snapshot) and chatserver/auth/store.go
 // (Store) is a subtest here.
 //
 // A backend's test calls Run with a NewStore:
@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"State", stateTests},
 		{"Auth", authTests},
 		{"Channels", channelTests},
+		{"Snapshot", snapshotTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

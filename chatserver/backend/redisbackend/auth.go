@@ -32,18 +32,14 @@ redis.call('ZADD', KEYS[2], 0, ARGV[3])
 return 1
 `)
 
-// extendScript: KEYS[1]; ARGV[1] ttl ms. Makes the key live at least ttl more.
+// luaExtend is a Lua prelude: extend(key, ttl) makes key live at least ttl
+// (ms) more.
 const luaExtend = `
 local function extend(key, ttl)
   local cur = redis.call('PTTL', key)
   if cur ~= -2 and cur < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 `
-
-var extendScript = redis.NewScript(luaExtend + `
-extend(KEYS[1], tonumber(ARGV[1]))
-return 1
-`)
 
 // createSessionScript: KEYS[1] session, KEYS[2] the user's sessions;
 // ARGV ttl ms, token hash, id, user, ct, ls, ua, ip.
@@ -56,14 +52,39 @@ extend(KEYS[2], ttl)
 return 1
 `)
 
-// touchSessionScript: KEYS[1] session; ARGV ttl ms, now (Unix ns).
-// Returns the session's fields, or nil when it does not exist.
-var touchSessionScript = redis.NewScript(`
+// touchSessionScript: KEYS[1] session; ARGV ttl ms, now (Unix ns). Slides
+// the session and returns its fields, then "x" and whether the user's
+// session set must be extended too: only when the session would now
+// outlive it (field "xe", when the set expires, in Redis's clock, which
+// extendSessionSetScript writes with each extension). The set is extended
+// a slack beyond the session, so most touches are one round trip (a
+// reconnect storm is all touches). Nil when the session does not exist.
+var touchSessionScript = redis.NewScript(luaNow + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'ls', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return redis.call('HGETALL', KEYS[1])
+local x = '0'
+if now + tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'xe') or '0') then x = '1' end
+local f = redis.call('HGETALL', KEYS[1])
+f[#f+1] = 'x'
+f[#f+1] = x
+return f
 `)
+
+// extendSessionSetScript: KEYS[1] session, KEYS[2] its user's session set;
+// ARGV[1] ttl ms. Extends the set and records until when ("xe") in one
+// step, so a session never says its set lives longer than it does.
+var extendSessionSetScript = redis.NewScript(luaNow + luaExtend + `
+extend(KEYS[2], tonumber(ARGV[1]))
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'xe', now + left) end
+return 1
+`)
+
+// sessionSetSlack is how much longer than a session its user's session
+// set is kept alive when extended, so that the next touches of the next
+// minute need not extend it again (touchSessionScript).
+const sessionSetSlack = time.Minute
 
 // deleteSessionScript: KEYS[1] session, KEYS[2] the user's sessions;
 // ARGV token hash, id ("" = any), user. Deletes the session if it is the
@@ -149,9 +170,13 @@ func (b *Backend) TouchSession(ctx context.Context, tokenHash string, ttl time.D
 		return auth.Session{}, b.wrap("touch session", err)
 	}
 	s := sessionFromFields(tokenHash, res)
-	// The user's session set must outlive the session it lists.
-	if err := extendScript.Run(ctx, b.client, []string{keys.UserSessions(b.room, s.Username)}, ms).Err(); err != nil {
-		return auth.Session{}, b.wrap("touch session", err)
+	if len(res) >= 2 && res[len(res)-2] == "x" && res[len(res)-1] == "1" {
+		// The user's session set must outlive the session it lists: by
+		// the slack, as the next touches within it leave the set be.
+		if err := extendSessionSetScript.Run(ctx, b.client, []string{keys.Session(b.room, tokenHash), keys.UserSessions(b.room, s.Username)},
+			ms+sessionSetSlack.Milliseconds()).Err(); err != nil {
+			return auth.Session{}, b.wrap("touch session", err)
+		}
 	}
 	return s, nil
 }

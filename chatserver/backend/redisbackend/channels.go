@@ -338,8 +338,14 @@ func (b *Backend) UserChannels(ctx context.Context, user string, limit int) ([]c
 	if err != nil {
 		return nil, b.wrap("list user channels", err)
 	}
+	return memberOfs(h, limit), nil
+}
+
+// memberOfs reads a person's channel list (keys.UserChannels: channel ->
+// flags), sorted by name, at most limit.
+func memberOfs(h map[string]string, limit int) []chat.MemberOf {
 	if len(h) == 0 {
-		return nil, nil
+		return nil
 	}
 	out := make([]chat.MemberOf, 0, len(h))
 	for name, v := range h {
@@ -347,7 +353,7 @@ func (b *Backend) UserChannels(ctx context.Context, user string, limit int) ([]c
 		out = append(out, chat.MemberOf{Channel: name, Private: f&userPrivate != 0, Admin: f&userAdmin != 0})
 	}
 	slices.SortFunc(out, func(a, b chat.MemberOf) int { return strings.Compare(a.Channel, b.Channel) })
-	return out[:min(limit, len(out))], nil
+	return out[:min(limit, len(out))]
 }
 
 // AppendMember implements chat.Channels: Append's script, guarded by the

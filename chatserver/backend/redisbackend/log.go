@@ -245,45 +245,36 @@ func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCoun
 	return n, nil
 }
 
-// LastIDs implements chat.Log: one pipeline of XREVRANGEs. A room's
-// streams share its hash tag, so on a Cluster too the pipeline goes to one
-// node in one round trip.
+// LastIDs implements chat.Log: one pipeline of XREVRANGEs (lastAndCounts).
 func (b *Backend) LastIDs(ctx context.Context, channels []string) (map[string]string, error) {
-	out := make(map[string]string, len(channels))
-	if len(channels) == 0 {
-		return out, nil
-	}
-	pipe := b.client.Pipeline()
-	cmds := make([]*redis.XMessageSliceCmd, len(channels))
-	for i, ch := range channels {
-		cmds[i] = pipe.XRevRangeN(ctx, keys.Stream(b.room, ch), "+", "-", 1)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, b.wrap("last ids", err)
-	}
-	for i, ch := range channels {
-		out[ch] = ""
-		if xs := cmds[i].Val(); len(xs) > 0 {
-			out[ch] = xs[0].ID
-		}
-	}
-	return out, nil
+	last, _, err := b.lastAndCounts(ctx, channels, nil, 0)
+	return last, err
 }
 
-// CountsAfter implements chat.Log: one pipeline (XLEN where there is no
-// marker, countAfterScript elsewhere), to one node as LastIDs'. Pipelined
-// commands leave other clients room between them, where one script
-// counting every channel would hold Redis for all of them at once.
+// CountsAfter implements chat.Log: one pipeline (lastAndCounts).
 func (b *Backend) CountsAfter(ctx context.Context, after map[string]string, maxCount int) (map[string]int, error) {
-	out := make(map[string]int, len(after))
+	_, counts, err := b.lastAndCounts(ctx, nil, after, maxCount)
+	return counts, err
+}
+
+// lastAndCounts reads in one pipeline the last id of each of channels ("" =
+// none), and for each channel in after how many messages follow after[ch]
+// (XLEN where it is "", countAfterScript elsewhere), at most maxCount. A
+// room's streams share its hash tag, so on a Cluster too the pipeline goes
+// to one node in one round trip. Pipelined commands leave other clients
+// room between them, where one script reading every channel would hold
+// Redis for all of them at once.
+func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after map[string]string, maxCount int) (map[string]string, map[string]int, error) {
+	last := make(map[string]string, len(channels))
+	counts := make(map[string]int, len(after))
 	if maxCount <= 0 {
 		for ch := range after {
-			out[ch] = 0
+			counts[ch] = 0
 		}
-		return out, nil
+		after = nil
 	}
-	if len(after) == 0 {
-		return out, nil
+	if len(channels) == 0 && len(after) == 0 {
+		return last, counts, nil
 	}
 	starts := make(map[string]string, len(after))
 	for ch, a := range after {
@@ -292,45 +283,55 @@ func (b *Backend) CountsAfter(ctx context.Context, after map[string]string, maxC
 		}
 		start, err := exclusiveStart(a)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		starts[ch] = start
 	}
 	for attempt := 0; ; attempt++ {
 		pipe := b.client.Pipeline()
-		cmds := make(map[string]*redis.Cmd, len(starts))
+		lasts := make([]*redis.XMessageSliceCmd, len(channels))
+		for i, ch := range channels {
+			lasts[i] = pipe.XRevRangeN(ctx, keys.Stream(b.room, ch), "+", "-", 1)
+		}
+		scripts := make(map[string]*redis.Cmd, len(starts))
 		lens := make(map[string]*redis.IntCmd, len(after)-len(starts))
 		for ch := range after {
 			key := keys.Stream(b.room, ch)
 			if start, ok := starts[ch]; ok {
-				cmds[ch] = countAfterScript.EvalSha(ctx, pipe, []string{key}, start, maxCount)
+				scripts[ch] = countAfterScript.EvalSha(ctx, pipe, []string{key}, start, maxCount)
 			} else {
 				lens[ch] = pipe.XLen(ctx, key)
 			}
 		}
 		_, err := pipe.Exec(ctx)
-		if attempt == 0 && len(cmds) > 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if attempt == 0 && len(scripts) > 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// The script is not in the node's cache (a restart, a
 			// failover): load it and go again.
 			if err := countAfterScript.Load(ctx, b.client).Err(); err != nil {
-				return nil, b.wrap("count", err)
+				return nil, nil, b.wrap("count", err)
 			}
 			continue
 		}
 		if err != nil {
-			return nil, b.wrap("count", err)
+			return nil, nil, b.wrap("last ids and counts", err)
+		}
+		for i, ch := range channels {
+			last[ch] = ""
+			if xs := lasts[i].Val(); len(xs) > 0 {
+				last[ch] = xs[0].ID
+			}
 		}
 		for ch, c := range lens {
-			out[ch] = int(min(c.Val(), int64(maxCount)))
+			counts[ch] = int(min(c.Val(), int64(maxCount)))
 		}
-		for ch, c := range cmds {
+		for ch, c := range scripts {
 			n, err := c.Int()
 			if err != nil {
-				return nil, b.wrap("count", err)
+				return nil, nil, b.wrap("count", err)
 			}
-			out[ch] = n
+			counts[ch] = n
 		}
-		return out, nil
+		return last, counts, nil
 	}
 }
 

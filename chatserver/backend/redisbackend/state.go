@@ -89,12 +89,15 @@ func (b *Backend) DMs(ctx context.Context, user string, limit int) ([]string, er
 			break
 		}
 	}
+	return sortedDMs(out, limit), nil
+}
+
+// sortedDMs sorts DM channel names read by SSCAN, which may return one
+// twice, and keeps at most limit.
+func sortedDMs(out []string, limit int) []string {
 	slices.Sort(out)
-	out = slices.Compact(out) // SSCAN may return an element twice
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	out = slices.Compact(out)
+	return out[:min(limit, len(out))]
 }
 
 // UserExists implements chat.Users.
