@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 func TestMentions(t *testing.T) {
@@ -67,20 +69,20 @@ func TestAccess(t *testing.T) {
 	}
 }
 
-func TestIDBeforeAndMore(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want bool
-	}{
-		{"1-0", "2-0", true},
-		{"2-0", "1-0", false},
-		{"1-1", "1-2", true},
-		{"1-2", "1-2", false},
-		{"9-0", "10-0", true}, // numeric, not lexical
+func TestJustBeforeAndMore(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"5-3", "5-2"},
+		{"5-0", "4-18446744073709551615"}, // the last id of the millisecond before
+		{"0-1", "0-0"},
 	}
 	for _, tt := range tests {
-		if got := idBefore(tt.a, tt.b); got != tt.want {
-			t.Errorf("idBefore(%s, %s) = %t", tt.a, tt.b, got)
+		id, err := protocol.ParseID(tt.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := justBefore(id)
+		if got.String() != tt.want || protocol.CompareIDs(got.String(), tt.id) >= 0 {
+			t.Errorf("justBefore(%s) = %s, want %s", tt.id, got, tt.want)
 		}
 	}
 	for n, want := range map[int]string{-2: "", 0: "", 1: " and 1 more", 5: " and 5 more"} {

@@ -73,23 +73,15 @@ func more(n int) string {
 // messages wait (order.beginReplay). It reports whether the client now has
 // everything after since: not when the channel no longer keeps since (what
 // followed it may have been trimmed too), nor when the replay stopped at
-// its cap.
+// its cap. The first page starts at since itself, which says whether it is
+// still kept: one storage read where asking for the oldest message took
+// another (a reconnect storm is mostly resumes).
 func (c *conn) replay(ctx context.Context, channel, since string) (complete bool, err error) {
 	complete = true
-	if since != "" {
-		// The oldest message kept: past since, the client may have missed
-		// trimmed ones (the stream cannot say whether any came between).
-		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
-		oldest, err := c.s.b.After(cctx, channel, "", 1)
-		cancel()
-		if err != nil {
-			return false, err
-		}
-		if len(oldest) > 0 && oldest[0].ID != since && !idBefore(oldest[0].ID, since) {
-			complete = false
-		}
+	after, checkFirst := since, false
+	if id, err := protocol.ParseID(since); err == nil && id != (protocol.ID{}) {
+		after, checkFirst = justBefore(id).String(), true
 	}
-	after := since
 	for total := 0; ; {
 		if total >= maxResumeTotal {
 			return false, nil // more may follow than one resume replays
@@ -100,27 +92,44 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 		if err != nil {
 			return false, err
 		}
-		if len(msgs) == 0 {
-			return complete, nil
+		full := len(msgs) == maxResumeBatch
+		if checkFirst {
+			checkFirst = false
+			switch {
+			case len(msgs) == 0:
+				// Nothing kept from since on: nothing to miss that the
+				// stream could still say.
+			case msgs[0].ID == since:
+				msgs = msgs[1:]
+			default:
+				// since is gone: the client may have missed trimmed
+				// messages (the stream cannot say whether any came between).
+				complete = false
+			}
 		}
-		out := make([]outMsg, len(msgs))
-		for i, m := range msgs {
-			out[i] = newOutMsg(m)
+		if len(msgs) > 0 {
+			out := make([]outMsg, len(msgs))
+			for i, m := range msgs {
+				out[i] = newOutMsg(m)
+			}
+			c.out.mu.Lock()
+			queued := c.ord.queue(&c.out, channel, out)
+			c.out.mu.Unlock()
+			c.s.objs.message.Add(float64(queued))
+			total += len(msgs)
+			after = msgs[len(msgs)-1].ID
 		}
-		c.out.mu.Lock()
-		queued := c.ord.queue(&c.out, channel, out)
-		c.out.mu.Unlock()
-		c.s.objs.message.Add(float64(queued))
-		total += len(msgs)
-		after = msgs[len(msgs)-1].ID
-		if len(msgs) < maxResumeBatch {
+		if !full {
 			return complete, nil
 		}
 	}
 }
 
-// idBefore reports whether message id a comes before b (both well formed:
-// stored ids, and since as Decode checked it).
-func idBefore(a, b string) bool {
-	return protocol.CompareIDs(a, b) < 0
+// justBefore is the id right before id (which is not 0-0): reading after
+// it reads from id on.
+func justBefore(id protocol.ID) protocol.ID {
+	if id.Seq > 0 {
+		return protocol.ID{Ms: id.Ms, Seq: id.Seq - 1}
+	}
+	return protocol.ID{Ms: id.Ms - 1, Seq: ^uint64(0)}
 }
