@@ -35,11 +35,12 @@ type outbox struct {
 	queue [][]byte
 	spare [][]byte // the writer's last, emptied queue, reused by the next batch
 	// writing says a writer runs; greeted that hello is queued (nothing
-	// goes out before it).
-	writing, greeted bool
-	ctl              control
-	pace             pacing
-	end              ending
+	// goes out before it); gathering that a frame's answers are being
+	// queued, to go out together when it ends (gather).
+	writing, greeted, gathering bool
+	ctl                         control
+	pace                        pacing
+	end                         ending
 	// readDone: the socket's reader has stopped. wdone: the writer that
 	// closed the socket is done.
 	readDone, wdone signal
@@ -70,8 +71,10 @@ type ending struct {
 	text    string
 }
 
-// Bounds on the queue memory a socket keeps between batches.
+// Bounds on the queue memory a socket keeps between batches, and on what
+// gather holds back.
 const (
+	maxGathered   = 256
 	maxSpareQueue = 64 // a larger emptied queue is left to the GC
 	maxIdleQueue  = 8  // an idle socket keeps at most this much queue capacity
 )
@@ -107,6 +110,24 @@ func (o *outbox) enqueueLocked(obj []byte) bool {
 	o.queue = append(o.queue, obj)
 	o.kickLocked()
 	return true
+}
+
+// gather holds the writer back while f queues its objects, then lets them
+// go as one write: a resume's replay and its resumed would otherwise race
+// the writer into a frame each (a write is the dearest part of a small
+// frame, and a reconnect storm is mostly resumes). Past maxGathered objects
+// the writer goes anyway: a long replay must not fill the queue unwritten.
+func (o *outbox) gather(f func()) {
+	o.mu.Lock()
+	o.gathering = true
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.gathering = false
+		o.kickLocked()
+		o.mu.Unlock()
+	}()
+	f()
 }
 
 // greet queues hello ahead of whatever waited for it and lets the writer go.
@@ -183,7 +204,7 @@ func (o *outbox) closeLocked(code int, text string) {
 // kickLocked starts the writer unless one runs, hello is not queued yet,
 // or the pacing gap has not passed. Caller holds o.mu.
 func (o *outbox) kickLocked() {
-	if o.writing || !o.greeted || o.holdLocked() {
+	if o.writing || !o.greeted || (o.gathering && len(o.queue) < maxGathered) || o.holdLocked() {
 		return
 	}
 	o.writing = true

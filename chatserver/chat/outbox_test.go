@@ -47,6 +47,47 @@ func TestOutboxWritesNothingBeforeHello(t *testing.T) {
 	}
 }
 
+// TestOutboxGathers: what one frame's handler queues goes out as one
+// write after it, however the writer would have raced it; but a handler
+// that queues more than maxGathered lets the writer go meanwhile.
+func TestOutboxGathers(t *testing.T) {
+	tests := []struct {
+		name       string
+		objs       int
+		writesMore bool // frames written while still gathering
+	}{
+		{"a replay and its resumed: one write", 21, false},
+		{"a long replay is written as it goes", maxGathered + 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, ws := newTestOutbox(t, 10*maxGathered)
+			o.greet(obj("hello"))
+			ws.Await(t, "hello", func() bool { return len(ws.Texts()) == 1 })
+			o.gather(func() {
+				for i := range tt.objs {
+					o.enqueue(obj(string(rune('a' + i%26))))
+				}
+				if tt.writesMore {
+					ws.Await(t, "a write while gathering", func() bool { return len(ws.Texts()) > 1 })
+				} else if n := len(ws.Texts()); n != 1 {
+					t.Errorf("%d frames written while gathering %d objects", n-1, tt.objs)
+				}
+			})
+			ws.Await(t, "every object", func() bool {
+				n := 0
+				for _, f := range ws.Texts()[1:] {
+					n += bytes.Count(f, []byte("\n")) + 1
+				}
+				return n == tt.objs
+			})
+			if !tt.writesMore && len(ws.Texts()) != 2 {
+				t.Errorf("%d frames after gathering, want hello and one", len(ws.Texts()))
+			}
+		})
+	}
+}
+
 func TestOutboxCoalescesUpToTheFrameCap(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -114,8 +114,10 @@ func (c *conn) handleFrame(ctx context.Context, typ int, data []byte) {
 
 // handlers holds what each client frame type does.
 var handlers = map[string]func(c *conn, ctx context.Context, f protocol.ClientFrame){
-	protocol.TypeSend:   (*conn).handleSend,
-	protocol.TypeResume: (*conn).handleResume,
+	protocol.TypeSend: (*conn).handleSend,
+	protocol.TypeResume: func(c *conn, ctx context.Context, f protocol.ClientFrame) {
+		c.out.gather(func() { c.handleResume(ctx, f) })
+	},
 	protocol.TypeTyping: (*conn).handleTyping,
 	protocol.TypeRead:   (*conn).handleRead,
 	protocol.TypeWatch:  (*conn).handleWatch,
