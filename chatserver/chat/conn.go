@@ -33,9 +33,13 @@ type conn struct {
 // the room's send limit, the budget for every frame (limit.go), and the
 // typing throttle.
 type inbound struct {
-	sends    bucket
-	frames   bucket
-	refused  int                  // frames refused in a row
+	sends   bucket
+	frames  bucket
+	refused int32 // frames refused in a row
+	// reg is the hub's registration count once this socket was
+	// registered: a shared replay read that began later is whole for it
+	// (replayshare.go). Set before the reader starts.
+	reg      uint32
 	typingAt map[string]time.Time // per channel: last typing event sent
 }
 

@@ -23,7 +23,11 @@ type hub struct {
 	follow   follower
 	limits   hubLimits
 	count    atomic.Int64
-	epochs   [epochShards]atomic.Uint64
+	// regs counts registrations, each after its socket is in the hub: a
+	// read that began once regs reached a socket's count began after the
+	// socket could receive live messages.
+	regs   atomic.Uint32
+	epochs [epochShards]atomic.Uint64
 	// onCount reports each change in the number of registered sockets (+1
 	// or -1): a gauge that adds them is right whatever order concurrent
 	// changes report in.
@@ -133,6 +137,7 @@ func (h *hub) register(c *conn, lastIDs map[string]string) (first bool, err erro
 	for ch, last := range lastIDs {
 		h.joinLocked(c, ch, last)
 	}
+	c.in.reg = h.regs.Add(1)
 	h.onCount(1)
 	return first, nil
 }

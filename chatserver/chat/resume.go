@@ -86,9 +86,18 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 		if total >= maxResumeTotal {
 			return false, nil // more may follow than one resume replays
 		}
-		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
-		msgs, err := c.s.b.After(cctx, channel, after, maxResumeBatch)
-		cancel()
+		page := after
+		msgs, err := c.s.replays.after(ctx, func(ctx context.Context) ([]outMsg, error) {
+			msgs, err := c.s.b.After(ctx, channel, page, maxResumeBatch)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]outMsg, len(msgs))
+			for i, m := range msgs {
+				out[i] = newOutMsg(m)
+			}
+			return out, nil
+		}, replayKey{channel, page}, c.in.reg, c.s.hub.regs.Load)
 		if err != nil {
 			return false, err
 		}
@@ -99,7 +108,7 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 			case len(msgs) == 0:
 				// Nothing kept from since on: nothing to miss that the
 				// stream could still say.
-			case msgs[0].ID == since:
+			case msgs[0].m.ID == since:
 				msgs = msgs[1:]
 			default:
 				// since is gone: the client may have missed trimmed
@@ -108,16 +117,12 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 			}
 		}
 		if len(msgs) > 0 {
-			out := make([]outMsg, len(msgs))
-			for i, m := range msgs {
-				out[i] = newOutMsg(m)
-			}
 			c.out.mu.Lock()
-			queued := c.ord.queue(&c.out, channel, out)
+			queued := c.ord.queue(&c.out, channel, msgs)
 			c.out.mu.Unlock()
 			c.s.objs.message.Add(float64(queued))
 			total += len(msgs)
-			after = msgs[len(msgs)-1].ID
+			after = msgs[len(msgs)-1].m.ID
 		}
 		if !full {
 			return complete, nil

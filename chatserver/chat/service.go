@@ -33,6 +33,8 @@ type Service struct {
 	hub    *hub
 	pres   presenceBatcher
 	watch  watchers
+	// replays shares resume reads among sockets (replayshare.go).
+	replays replayShare
 	// life is the sockets' context: it ends when Run returns.
 	life    context.Context
 	endLife context.CancelFunc
