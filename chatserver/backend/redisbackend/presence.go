@@ -30,14 +30,17 @@ const podsKept = 10 * time.Minute
 // "new" marker; ARGV[1] ttl ms, ARGV[2] the pod, ARGV[3] how long the pods
 // set counts as new (ms; 0 = never), ARGV[4] how long a dead pod is kept
 // (ms), ARGV[5..] the pod's members. Marks them online until now+ttl and
-// keeps the pod's score the newest of its marks' expiries.
+// keeps the pod's score the newest of its marks' expiries. The pods set
+// counts as new only where people were online before it existed (pods of
+// an older version): a room that starts empty has no such pods, and its
+// Leaves need not scan everyone online for them.
 var joinScript = redis.NewScript(luaNow + `
 local exp = now + tonumber(ARGV[1])
+if tonumber(ARGV[3]) > 0 and redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[3], 1, 'PX', ARGV[3])
+end
 for i = 5, #ARGV do
   redis.call('ZADD', KEYS[1], exp, ARGV[i])
-end
-if tonumber(ARGV[3]) > 0 and redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[3], 1, 'PX', ARGV[3])
 end
 redis.call('ZADD', KEYS[2], 'GT', exp, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))

@@ -58,16 +58,20 @@ func TestBehaviour(t *testing.T) {
 // TestPresenceDuringUpgrade: a server from before the pods set marks bob
 // online without listing its pod there. While the set is new, bob leaving
 // a new server does not make him offline; once the room has settled,
-// presence no longer looks for such marks.
+// presence no longer looks for such marks. A room nobody was online in
+// before (a new room) has no such servers: it is settled from the start,
+// and a Leave does not scan everyone online for old marks.
 func TestPresenceDuringUpgrade(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, tc := range []struct {
 		name        string
+		oldPod      bool
 		window      time.Duration
 		wantOffline bool
 	}{
-		{"within the upgrade window", 0 /* the default: 10 minutes */, false},
-		{"settled", -1, true},
+		{"within the upgrade window", true, 0 /* the default: 10 minutes */, false},
+		{"settled", true, -1, true},
+		{"a new room", false, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
@@ -75,9 +79,11 @@ func TestPresenceDuringUpgrade(t *testing.T) {
 			b := newBackend(t, srv.URL(), room, func(o *redisbackend.Options) { o.PresenceUpgradeWindow = tc.window })
 			old := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 			defer old.Close()
-			exp := float64(time.Now().Add(time.Minute).UnixMilli())
-			if err := old.ZAdd(ctx, keys.Presence(room), redis.Z{Score: exp, Member: keys.PresenceMember("old-pod", "bob")}).Err(); err != nil {
-				t.Fatal(err)
+			if tc.oldPod {
+				exp := float64(time.Now().Add(time.Minute).UnixMilli())
+				if err := old.ZAdd(ctx, keys.Presence(room), redis.Z{Score: exp, Member: keys.PresenceMember("old-pod", "bob")}).Err(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if err := b.Join(ctx, "new-pod", "bob", time.Minute); err != nil {
 				t.Fatal(err)
@@ -88,6 +94,10 @@ func TestPresenceDuringUpgrade(t *testing.T) {
 			}
 			if offline != tc.wantOffline {
 				t.Errorf("bob offline after leaving the new server: %t, want %t", offline, tc.wantOffline)
+			}
+			marked := old.Exists(ctx, keys.PresencePodsNew(room)).Val() == 1
+			if want := tc.oldPod && tc.window == 0; marked != want {
+				t.Errorf("the pods set marked new: %t, want %t", marked, want)
 			}
 		})
 	}
