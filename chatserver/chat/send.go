@@ -76,6 +76,12 @@ func (c *conn) dmChannel(ctx context.Context, f protocol.ClientFrame) (string, *
 	if !protocol.ValidUsername(to) || to == c.user {
 		return "", &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("cannot message %q", protocol.Truncate(f.To, 40)), ClientID: f.ClientID}
 	}
+	channel := protocol.DMChannel(c.user, to)
+	if s.hub.follows(c, channel) {
+		// The socket is in the DM: it exists, and so do both of its people
+		// (a DM is made only between accounts). Most DM sends are these.
+		return channel, nil
+	}
 	exists, err := s.b.UserExists(ctx, to)
 	if err != nil {
 		s.backendError("user_exists", err)
@@ -84,7 +90,6 @@ func (c *conn) dmChannel(ctx context.Context, f protocol.ClientFrame) (string, *
 	if !exists {
 		return "", &protocol.Error{Code: protocol.CodeUnknownChannel, Message: fmt.Sprintf("no user %q", to), ClientID: f.ClientID}
 	}
-	channel := protocol.DMChannel(c.user, to)
 	created, err := s.b.AddDM(ctx, channel)
 	if err != nil {
 		s.backendError("add_dm", err)
