@@ -63,6 +63,21 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck, govulncheck
 bench: ## in-process benchmarks (frame decoding, fan-out)
 	$(GOMAIN) test -run '^$$' -bench . -benchmem ./chatserver/...
 
+# Centrifugo is the load tool's third target (`hubbub-bench run --target
+# centrifugo`, docs/benchmarks.md), built from its Go module pinned in
+# hack/centrifugo as its release is (CGO off, version stamped without the v).
+# A tool like the others: the load tool's smoke test runs it (about 2 minutes
+# to build the first time, cached after).
+CENTRIFUGO := $(BIN)/centrifugo
+
+$(CENTRIFUGO): hack/centrifugo/go.mod hack/centrifugo/go.sum
+	cd hack/centrifugo && CGO_ENABLED=0 $(GO) build -trimpath -o $(CENTRIFUGO) \
+		-ldflags "-s -w -X github.com/centrifugal/centrifugo/v6/internal/build.Version=$$($(GO) list -m -f '{{.Version}}' github.com/centrifugal/centrifugo/v6 | sed 's/^v//')" \
+		github.com/centrifugal/centrifugo/v6
+
+.PHONY: centrifugo
+centrifugo: $(CENTRIFUGO) ## build bin/centrifugo (hack/centrifugo), the third target of hubbub-bench
+
 .PHONY: fuzz
 fuzz: ## fuzz the WebSocket frame decoders (client JSON frames, control frames) for FUZZTIME each (default 30s)
 	$(GOMAIN) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./chatserver/protocol
@@ -94,7 +109,7 @@ deps: ## install redis-server and chromium when missing (Debian/apt)
 	@hack/ensure-deps.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) $(PROMTOOL) envtest ## build every tool binary into bin/
+tools: $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) $(PROMTOOL) $(CENTRIFUGO) envtest ## build every tool binary into bin/
 
 $(STATICCHECK) $(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && $(GOMAIN) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck sigs.k8s.io/controller-tools/cmd/controller-gen

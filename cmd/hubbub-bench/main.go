@@ -8,6 +8,8 @@
 //
 //	hubbub-bench run [flags]       the coordinator (what people run)
 //	hubbub-bench hello [flags]     one person's connect (hello) in many channels, and the people directory
+//	hubbub-bench storm [flags]     a reconnect storm: every socket drops and resumes at once
+//	hubbub-bench dm [flags]        DMs and small channels, optionally through a server's drain
 //	hubbub-bench worker            a load worker (started by run)
 //	hubbub-bench baseline --addr   gorilla's chat example shape (the baseline)
 //
@@ -23,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -38,7 +41,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hubbub-bench run|hello|worker|baseline [flags]")
+		fmt.Fprintln(os.Stderr, "usage: hubbub-bench run|hello|storm|dm|worker|baseline [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -47,12 +50,16 @@ func main() {
 		err = runMain(ctx, os.Args[2:])
 	case "hello":
 		err = helloMain(ctx, os.Args[2:])
+	case "storm":
+		err = stormMain(ctx, os.Args[2:])
+	case "dm":
+		err = dmMain(ctx, os.Args[2:])
 	case "worker":
 		err = loadtest.RunWorker(ctx, os.Stdin, os.Stdout)
 	case "baseline":
 		err = baselineMain(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown subcommand %q (want run, hello, worker or baseline)", os.Args[1])
+		err = fmt.Errorf("unknown subcommand %q (want run, hello, storm, dm, worker or baseline)", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "hubbub-bench:", err)
@@ -64,14 +71,14 @@ func runMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var cfg loadtest.Config
 	var steps, serverArgs, serverEnv, jsonOut string
-	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers) or baseline (gorilla's chat example shape, one process)")
+	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers), baseline (gorilla's chat example shape, one process) or centrifugo (Centrifugo v6 nodes: bin/centrifugo, built by make centrifugo, else beside this binary or on PATH)")
 	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
 	fs.IntVar(&cfg.RedisReplicas, "redis-replicas", 0, "replicas of the Redis (0..5): the chat servers then wait for one to confirm each message (--redis-min-replica-acks auto)")
-	fs.StringVar(&cfg.Backend, "backend", "redis", "redis, or memory (one server only)")
+	fs.StringVar(&cfg.Backend, "backend", "redis", "redis, or memory (one server only; centrifugo: its redis or memory engine)")
 	fs.IntVar(&cfg.Servers, "servers", 1, "chat server processes")
 	fs.IntVar(&cfg.Conns, "conns", 200, "WebSocket connections, all in one channel")
-	fs.IntVar(&cfg.Users, "users", 0, "users to create (default: one per connection)")
+	fs.IntVar(&cfg.Users, "users", 0, "users to create, or with centrifugo to sign tokens for (default: one per connection)")
 	fs.IntVar(&cfg.Workers, "workers", 0, "load worker processes (default: one per 16,000 connections)")
 	fs.StringVar(&cfg.Channel, "channel", "general", "the channel")
 	fs.StringVar(&steps, "steps", "10,20,40", "comma-separated messages/s per step (all senders together); RATE@LOGINS adds a login flood of LOGINS/s")
@@ -84,7 +91,7 @@ func runMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", 4, "bcrypt cost of the benchmark's users (low: creating them is setup, not the test)")
 	fs.IntVar(&cfg.FloodCost, "flood-bcrypt-cost", 12, "bcrypt cost of the login-flood account")
 	fs.IntVar(&cfg.FloodConc, "flood-concurrency", 64, "logins in flight at most during a flood")
-	fs.StringVar(&serverArgs, "server-args", "", "extra chatserver flags, space-separated")
+	fs.StringVar(&serverArgs, "server-args", "", "extra chatserver (or centrifugo) flags, space-separated")
 	fs.StringVar(&serverEnv, "server-env", "", "extra environment for the servers, space-separated KEY=VALUE (e.g. GOGC=50)")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for server and Redis logs (default: a new temp dir)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
@@ -101,15 +108,10 @@ func runMain(ctx context.Context, args []string) error {
 	cfg.ServerArgs = strings.Fields(serverArgs)
 	cfg.ServerEnv = strings.Fields(serverEnv)
 	res, err := loadtest.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if res != nil && len(res.Steps) > 0 {
-		res.WriteMarkdown(os.Stdout)
-		if jsonOut != "" {
-			if werr := res.WriteJSON(jsonOut); werr != nil {
-				err = errors.Join(err, werr)
-			}
-		}
+	if res == nil || len(res.Steps) == 0 {
+		return err
 	}
-	return err
+	return report(res, jsonOut, err)
 }
 
 func helloMain(ctx context.Context, args []string) error {
@@ -141,15 +143,103 @@ func helloMain(ctx context.Context, args []string) error {
 	}
 	cfg.ServerArgs = strings.Fields(serverArgs)
 	res, err := loadtest.RunHello(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if res != nil && (len(res.Connects) > 0 || len(res.Requests) > 0) {
-		res.WriteMarkdown(os.Stdout)
-		if jsonOut != "" {
-			if werr := res.WriteJSON(jsonOut); werr != nil {
-				err = errors.Join(err, werr)
-			}
+	if res == nil || (len(res.Connects) == 0 && len(res.Requests) == 0) {
+		return err
+	}
+	return report(res, jsonOut, err)
+}
+
+// setupFlags defines the flags storm and dm share (what they start, as run
+// starts it); the function it returns finishes s once the flags are parsed.
+func setupFlags(fs *flag.FlagSet, s *loadtest.Setup) func() {
+	var serverArgs, serverEnv string
+	fs.StringVar(&s.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
+	fs.StringVar(&s.RedisServer, "redis-server", "redis-server", "redis-server binary")
+	fs.IntVar(&s.Servers, "servers", 2, "chat server processes (sockets round-robin over them)")
+	fs.IntVar(&s.Workers, "workers", 0, "load worker processes (default: one per 16,000 connections)")
+	fs.IntVar(&s.BcryptCost, "bcrypt-cost", 4, "bcrypt cost of the users made through the API (low: creating them is setup, not the test)")
+	fs.StringVar(&serverArgs, "server-args", "", "extra chatserver flags, space-separated")
+	fs.StringVar(&serverEnv, "server-env", "", "extra environment for the servers, space-separated KEY=VALUE (e.g. GOGC=50)")
+	fs.StringVar(&s.WorkDir, "workdir", "", "directory for server and Redis logs (default: a new temp dir)")
+	fs.DurationVar(&s.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
+	fs.DurationVar(&s.ConnectTimeout, "connect-timeout", 10*time.Minute, "how long workers may take to open their sockets the first time")
+	fs.IntVar(&s.FirstWorkerIP, "first-worker-ip", 10, "workers bind source addresses 127.0.0.N, 127.0.0.N+1, ...")
+	return func() {
+		s.ServerArgs = strings.Fields(serverArgs)
+		s.ServerEnv = strings.Fields(serverEnv)
+	}
+}
+
+// report prints what a run measured, and writes it to jsonOut when set.
+func report(res interface {
+	WriteMarkdown(io.Writer)
+	WriteJSON(string) error
+}, jsonOut string, err error) error {
+	res.WriteMarkdown(os.Stdout)
+	if jsonOut != "" {
+		if werr := res.WriteJSON(jsonOut); werr != nil {
+			err = errors.Join(err, werr)
 		}
 	}
 	return err
+}
+
+func stormMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
+	var cfg loadtest.StormConfig
+	var jsonOut string
+	finish := setupFlags(fs, &cfg.Setup)
+	fs.IntVar(&cfg.Conns, "conns", 10000, "WebSocket connections, all in the channel general")
+	fs.IntVar(&cfg.Users, "users", 1000, "users (socket i is user i mod users)")
+	fs.IntVar(&cfg.Missed, "missed", 20, "messages sent into the channel while every socket is away")
+	fs.IntVar(&cfg.Repeat, "repeat", 1, "drop, miss and reconnect this many times; the table adds medians")
+	fs.IntVar(&cfg.DialConc, "dial-concurrency", 500, "each worker's dials in flight during the reconnect storm (unpaced)")
+	fs.IntVar(&cfg.ConnectConc, "connect-concurrency", 0, "each worker's dials in flight during the first connect (default: 32, or --dial-concurrency with --login)")
+	fs.BoolVar(&cfg.Login, "login", false, "the first connect logs every user in through POST /api/v1/login (once per worker), against accounts hashed at --login-bcrypt-cost")
+	fs.IntVar(&cfg.LoginCost, "login-bcrypt-cost", 12, "with --login: the accounts' bcrypt cost (production: 12)")
+	fs.IntVar(&cfg.Watch, "watch", 0, "after each hello, watch this many people (user i: users i+1 .. i+N)")
+	fs.DurationVar(&cfg.RoundTimeout, "round-timeout", 2*time.Minute, "how long one reconnect storm may take")
+	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "pause before each drop")
+	fs.StringVar(&jsonOut, "json", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	finish()
+	res, err := loadtest.RunStorm(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if res == nil || res.Connect.Sockets == 0 {
+		return err
+	}
+	return report(res, jsonOut, err)
+}
+
+func dmMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dm", flag.ContinueOnError)
+	var cfg loadtest.DMConfig
+	var jsonOut string
+	finish := setupFlags(fs, &cfg.Setup)
+	fs.IntVar(&cfg.People, "people", 5000, "people (even: 2k and 2k+1 share a DM)")
+	fs.IntVar(&cfg.SocketsPerPerson, "sockets-per-person", 2, "sockets per person, on different servers")
+	fs.IntVar(&cfg.ChannelSize, "channel-size", 100, "people per created channel (each person is in one: people 0..N-1 in c000, and so on)")
+	fs.Float64Var(&cfg.RatePerPerson, "rate-per-person", 0.2, "messages per second each person sends, turn about into their DM and their channel")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long the people send")
+	fs.IntVar(&cfg.ConnectConc, "connect-concurrency", 32, "each worker's dials in flight during the first connect")
+	fs.BoolVar(&cfg.Drain, "drain", false, "send SIGTERM to server 0 part way (its sockets move to the other servers, resuming)")
+	fs.DurationVar(&cfg.DrainAfter, "drain-after", 0, "with --drain: when, into the sending (default: half of --duration)")
+	fs.DurationVar(&cfg.DrainMax, "drain-max", 30*time.Second, "how long to wait after the sending for the last deliveries and moves")
+	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "pause between the first connect and the sending")
+	fs.StringVar(&jsonOut, "json", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	finish()
+	if cfg.DrainAfter == 0 {
+		cfg.DrainAfter = cfg.Duration / 2
+	}
+	res, err := loadtest.RunDM(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if res == nil || res.Connect.Sockets == 0 {
+		return err
+	}
+	return report(res, jsonOut, err)
 }
 
 // baselineMain serves the baseline chat at --addr: /ws and /healthz.

@@ -14,11 +14,12 @@ import (
 
 // Config describes one run in a single value, so that the command line (the
 // "run" subcommand's flags, which hold the defaults) and a test describe runs
-// the same way. Users, Workers, ChatServer and WorkDir may be left zero: Run
-// fills them in.
+// the same way. Users, Workers, ChatServer, Centrifugo and WorkDir may be left
+// zero: Run fills them in.
 type Config struct {
-	Target         string // "hubbub" or "baseline"
+	Target         string // "hubbub", "baseline" or "centrifugo"
 	ChatServer     string // path of the chatserver binary
+	Centrifugo     string // path of the centrifugo binary (--target centrifugo)
 	RedisServer    string // path of redis-server
 	Backend        string // "redis" or "memory" (memory: one server only)
 	RedisReplicas  int    // replicas of the Redis: the servers then WAIT for one (auto acks)
@@ -93,8 +94,8 @@ func (cfg *Config) prepare() error {
 		cfg.Workers = int(math.Ceil(float64(cfg.Conns) / 16000))
 	}
 	switch {
-	case cfg.Target != "hubbub" && cfg.Target != "baseline":
-		return fmt.Errorf("--target: want hubbub or baseline")
+	case cfg.Target != "hubbub" && cfg.Target != "baseline" && cfg.Target != centrifugoTarget:
+		return fmt.Errorf("--target: want hubbub, baseline or centrifugo")
 	case cfg.Conns < 1 || cfg.Servers < 1 || cfg.Repeat < 1:
 		return fmt.Errorf("--conns, --servers and --repeat must be at least 1")
 	case cfg.Conns/cfg.Workers > 19000:
@@ -110,14 +111,22 @@ func (cfg *Config) prepare() error {
 	case len(cfg.Steps)*cfg.Repeat > maxSteps:
 		return fmt.Errorf("at most %d steps in all", maxSteps)
 	}
+	if cfg.Target == centrifugoTarget {
+		if err := cfg.checkCentrifugo(); err != nil {
+			return err
+		}
+	}
 	return cfg.fillPaths()
 }
 
-// fillPaths finds the chat server binary and makes the log directory when
-// cfg names neither.
+// fillPaths finds the server binary and makes the log directory when cfg
+// names neither.
 func (cfg *Config) fillPaths() error {
 	if cfg.Target == "hubbub" && cfg.ChatServer == "" {
-		cfg.ChatServer = findChatServer()
+		cfg.ChatServer = findBinary("chatserver")
+	}
+	if cfg.Target == centrifugoTarget && cfg.Centrifugo == "" {
+		cfg.Centrifugo = findBinary("centrifugo")
 	}
 	if cfg.WorkDir == "" {
 		var err error
@@ -128,19 +137,22 @@ func (cfg *Config) fillPaths() error {
 	return nil
 }
 
-func findChatServer() string {
-	if _, err := os.Stat("bin/chatserver"); err == nil {
-		p, _ := filepath.Abs("bin/chatserver")
+// findBinary finds the program name where `make` puts it (bin/ under the
+// working directory), else beside this binary, else on PATH.
+func findBinary(name string) string {
+	local := filepath.Join("bin", name)
+	if _, err := os.Stat(local); err == nil {
+		p, _ := filepath.Abs(local)
 		return p
 	}
 	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "chatserver")
+		p := filepath.Join(filepath.Dir(self), name)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	if p, err := exec.LookPath("chatserver"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	return "bin/chatserver"
+	return local
 }

@@ -22,6 +22,7 @@ type coordinator struct {
 	servers  []*server
 	workers  []*workerProc
 	tokens   []string
+	plan     func([]job) // rewrites the workers' jobs before they start (storm, dm)
 	flood    struct{ user, pass string }
 	http     *http.Client
 }

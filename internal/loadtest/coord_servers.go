@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// server is one process under test: a chat server or the baseline.
+// server is one process under test: a chat server, the baseline or a
+// Centrifugo node.
 type server struct {
 	p    *proc
 	addr string // host:port
@@ -28,7 +30,7 @@ func (s *server) url(path string) string { return "http://" + s.addr + path }
 
 func (c *coordinator) startServers(ctx context.Context) error {
 	cfg := c.cfg
-	if cfg.Target == "hubbub" && cfg.Backend == "redis" {
+	if cfg.Target != "baseline" && cfg.Backend == "redis" {
 		port, err := freePort("127.0.0.1")
 		if err != nil {
 			return err
@@ -51,6 +53,13 @@ func (c *coordinator) startServers(ctx context.Context) error {
 		}
 	}
 	perUser := (cfg.Conns+cfg.Users-1)/cfg.Users + 1
+	var centrifugoKey string
+	if cfg.Target == centrifugoTarget {
+		var err error
+		if centrifugoKey, err = c.centrifugoTokens(); err != nil {
+			return err
+		}
+	}
 	for i := range cfg.Servers {
 		port, err := freePort("127.0.0.1")
 		if err != nil {
@@ -59,13 +68,18 @@ func (c *coordinator) startServers(ctx context.Context) error {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		var cmd *exec.Cmd
 		name := fmt.Sprintf("server-%d", i)
-		if cfg.Target == "baseline" {
+		switch cfg.Target {
+		case "baseline":
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
 			cmd = exec.Command(self, "baseline", "--addr", addr)
-		} else {
+		case centrifugoTarget:
+			if cmd, err = c.centrifugoCommand(i, port, centrifugoKey); err != nil {
+				return err
+			}
+		default:
 			args := []string{"--addr", addr, "--room", "bench/load", "--channels", cfg.Channel,
 				"--bcrypt-cost", strconv.Itoa(cfg.BcryptCost),
 				"--messages-per-second", "1000000", "--message-burst", "1000000",
@@ -86,7 +100,7 @@ func (c *coordinator) startServers(ctx context.Context) error {
 		c.servers = append(c.servers, &server{p: p, addr: addr})
 	}
 	for _, s := range c.servers {
-		if err := waitHTTP(ctx, s.url("/healthz"), s.p, 60*time.Second); err != nil {
+		if err := waitHTTP(ctx, s.url(c.healthPath()), s.p, 60*time.Second); err != nil {
 			return err
 		}
 	}
@@ -95,10 +109,7 @@ func (c *coordinator) startServers(ctx context.Context) error {
 }
 
 // createFloodUser makes the account the login flood uses, hashed at the
-// production bcrypt cost: a short-lived chat server with that cost creates
-// it from a bootstrap file (the benchmark's servers hash at a low cost so
-// that creating thousands of users is quick, but a flood must cost what
-// real logins cost).
+// production bcrypt cost (see bootstrapUsers).
 func (c *coordinator) createFloodUser(ctx context.Context) error {
 	needed := false
 	for _, s := range c.cfg.Steps {
@@ -108,8 +119,17 @@ func (c *coordinator) createFloodUser(ctx context.Context) error {
 		return nil
 	}
 	c.flood.user, c.flood.pass = "flood-user", "flood-password-123"
-	file := filepath.Join(c.cfg.WorkDir, "flood-users")
-	if err := os.WriteFile(file, []byte(c.flood.user+":"+c.flood.pass+"\n"), 0o600); err != nil {
+	return c.bootstrapUsers(ctx, "flood", []string{c.flood.user + ":" + c.flood.pass}, c.cfg.FloodCost)
+}
+
+// bootstrapUsers creates accounts ("username:password" lines) hashed at
+// cost: a short-lived chat server with that cost creates them from a
+// bootstrap file. The benchmark's servers hash at a low cost so that
+// creating thousands of users is quick, but logins that must cost what
+// real logins cost need hashes of the production cost.
+func (c *coordinator) bootstrapUsers(ctx context.Context, name string, lines []string, cost int) error {
+	file := filepath.Join(c.cfg.WorkDir, name+"-users")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	port, err := freePort("127.0.0.1")
@@ -118,16 +138,17 @@ func (c *coordinator) createFloodUser(ctx context.Context) error {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(c.cfg.ChatServer, "--addr", addr, "--room", "bench/load", "--channels", c.cfg.Channel,
-		"--redis-url", "redis://"+c.redisAt, "--bcrypt-cost", strconv.Itoa(c.cfg.FloodCost),
+		"--redis-url", "redis://"+c.redisAt, "--bcrypt-cost", strconv.Itoa(cost),
 		"--bootstrap-users-file", file, "--log-level", "warn")
 	cmd.Env = cleanEnv()
-	p, err := startProc("flood-setup", cmd, filepath.Join(c.cfg.WorkDir, "flood-setup.log"))
+	p, err := startProc(name+"-setup", cmd, filepath.Join(c.cfg.WorkDir, name+"-setup.log"))
 	if err != nil {
 		return err
 	}
 	defer p.stop(10 * time.Second)
-	// The server listens only after creating its bootstrap users.
-	return waitHTTP(ctx, "http://"+addr+"/healthz", p, 60*time.Second)
+	// The server listens only after creating its bootstrap users, one by
+	// one: allow a second each (cost 12 takes a quarter of one here).
+	return waitHTTP(ctx, "http://"+addr+"/healthz", p, 60*time.Second+time.Duration(len(lines))*time.Second)
 }
 
 // call makes one API request: body (when not nil) is sent as JSON, token
@@ -244,11 +265,14 @@ type serverSample struct {
 func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
 	out := make([]serverSample, len(c.servers))
 	for i, s := range c.servers {
+		if s.p.exited() {
+			continue // drained (dm --drain)
+		}
 		if st, err := readProc(s.p.pid()); err == nil {
 			out[i].rss, out[i].cpu = st.RSSBytes, st.CPU
 		}
-		if c.cfg.Target != "hubbub" {
-			continue
+		if c.cfg.Target == "baseline" {
+			continue // no /metrics; Centrifugo's has the Go figures, not Hubbub's own
 		}
 		m, err := scrape(ctx, s.url("/metrics"), "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
 			"go_goroutines", "hubbub_frames_out_total", `hubbub_objects_out_total{type="message"}`)

@@ -9,22 +9,11 @@ import (
 )
 
 func (c *coordinator) cpu() (servers, redis, workers time.Duration) {
-	for _, s := range c.servers {
-		if st, err := readProc(s.p.pid()); err == nil {
-			servers += st.CPU
-		}
+	s := c.sampleCPU()
+	for _, d := range s.servers {
+		servers += d
 	}
-	if c.redis != nil {
-		if st, err := readProc(c.redis.pid()); err == nil {
-			redis = st.CPU
-		}
-	}
-	for _, w := range c.workers {
-		if st, err := readProc(w.p.pid()); err == nil {
-			workers += st.CPU
-		}
-	}
-	return
+	return servers, s.redis, s.workers
 }
 
 func (c *coordinator) runStep(ctx context.Context, step int, spec StepSpec) (StepResult, error) {
@@ -65,12 +54,13 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec StepSpec) (Ste
 		if t, err = c.stats(ctx, step); err != nil {
 			return r, err
 		}
+		// The baseline acknowledges nothing: all it was sent counts.
 		acked := r.Sent
-		if c.cfg.Target == "hubbub" {
+		if c.cfg.Target != "baseline" {
 			acked = t.acked
 		}
 		expected := acked * uint64(r.Conns)
-		if t.delivered >= expected && (c.cfg.Target != "hubbub" || t.acked+t.errFrames >= r.Sent) {
+		if t.delivered >= expected && (c.cfg.Target == "baseline" || t.acked+t.errFrames >= r.Sent) {
 			break
 		}
 		if t.delivered > lastDelivered {
@@ -91,7 +81,7 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec StepSpec) (Ste
 	after := c.sampleServers(ctx)
 
 	acked := r.Sent
-	if c.cfg.Target == "hubbub" {
+	if c.cfg.Target != "baseline" {
 		acked = t.acked
 		r.SendErrors = writeErrs + (r.Sent - min(r.Sent, t.acked))
 	} else {

@@ -39,11 +39,14 @@ func (c *coordinator) startWorkers(ctx context.Context) error {
 	}
 	for i := range cfg.Conns {
 		s := c.servers[i%len(c.servers)]
-		spec := connSpec{URL: "ws://" + s.addr + "/ws"}
-		if cfg.Target == "hubbub" {
+		spec := connSpec{URL: "ws://" + s.addr + c.wsPath()}
+		if cfg.Target != "baseline" {
 			spec.Token = c.tokens[i%cfg.Users]
 		}
 		jobs[i%cfg.Workers].Conns = append(jobs[i%cfg.Workers].Conns, spec)
+	}
+	if c.plan != nil {
+		c.plan(jobs) // the storm and dm workloads place their sockets themselves
 	}
 	for w := range jobs {
 		cmd := exec.Command(self, "worker")

@@ -27,6 +27,10 @@ func (c *wconn) frame(data []byte, now time.Time) {
 		} else {
 			data = nil
 		}
+		if c.edge != nil {
+			c.edge.line(c, line, now)
+			continue
+		}
 		if i := bytes.Index(line, markMessage); i >= 0 {
 			c.message(line[i+len(markMessage):], now)
 			continue
@@ -43,10 +47,7 @@ func (c *wconn) frame(data []byte, now time.Time) {
 			}
 			c.w.steps[step].errFrames.Add(1)
 		case bytes.HasPrefix(line, markHello):
-			if !c.helloed {
-				c.helloed = true
-				close(c.hello)
-			}
+			c.gotHello()
 		}
 	}
 }

@@ -53,6 +53,10 @@ func (c *wconn) parseFrames(b []byte, now time.Time) ([]byte, error) {
 		}
 		payload := b[h : h+n]
 		switch {
+		case op == websocket.TextMessage && fin && c.w.job.Mode == centrifugoTarget:
+			if err := c.centrifugoFrame(payload, now); err != nil {
+				return nil, err
+			}
 		case op == websocket.TextMessage && fin:
 			c.frame(payload, now)
 		case op == websocket.PingMessage:

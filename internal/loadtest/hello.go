@@ -286,13 +286,23 @@ type ownerSocket struct {
 const ownerWindow = 256
 
 func (h *helloBench) openOwner(ctx context.Context) (*ownerSocket, error) {
-	hdr := http.Header{"Authorization": {"Bearer " + h.c.tokens[helloOwner]}}
-	ws, _, err := h.dialer.DialContext(ctx, "ws://"+h.srv.addr+"/ws", hdr)
+	o, err := openPoster(ctx, h.dialer, "ws://"+h.srv.addr+"/ws", h.c.tokens[helloOwner], ownerWindow)
 	if err != nil {
 		return nil, fmt.Errorf("owner's socket: %w", err)
 	}
+	return o, nil
+}
+
+// openPoster opens a socket that posts setup's messages, at most window
+// of them unacknowledged.
+func openPoster(ctx context.Context, d *websocket.Dialer, url, token string, window int) (*ownerSocket, error) {
+	hdr := http.Header{"Authorization": {"Bearer " + token}}
+	ws, _, err := d.DialContext(ctx, url, hdr)
+	if err != nil {
+		return nil, err
+	}
 	ws.SetReadLimit(64 << 20)
-	o := &ownerSocket{ws: ws, inflight: make(chan struct{}, ownerWindow), done: make(chan struct{})}
+	o := &ownerSocket{ws: ws, inflight: make(chan struct{}, window), done: make(chan struct{})}
 	go o.read()
 	return o, nil
 }
@@ -323,42 +333,57 @@ func (o *ownerSocket) read() {
 	}
 }
 
-// post sends perChannel messages into each channel, at most ownerWindow
-// unacknowledged, and waits for every ack.
+// post sends perChannel messages into each channel and waits for every ack.
 func (o *ownerSocket) post(channels []string, perChannel int) error {
-	total := int64(len(channels) * perChannel)
+	var frames [][]byte
 	for k := range perChannel {
 		for i, ch := range channels {
-			b, _ := json.Marshal(map[string]string{
-				"type": "send", "channel": ch, "text": fmt.Sprintf("message %d of %s", k, ch),
-				"clientId": fmt.Sprintf("setup-%d-%d", k, i),
-			})
-			select {
-			case o.inflight <- struct{}{}:
-			case <-o.done:
-				return errors.New("owner's socket closed while posting")
-			}
-			_ = o.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := o.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				return fmt.Errorf("posting: %w", err)
-			}
+			frames = append(frames, sendFrame(ch, fmt.Sprintf("message %d of %s", k, ch), fmt.Sprintf("setup-%d-%d", k, i)))
+		}
+	}
+	return o.sendAll(frames)
+}
+
+// sendFrame is a send of text into channel.
+func sendFrame(channel, text, clientID string) []byte {
+	b, _ := json.Marshal(map[string]string{"type": "send", "channel": channel, "text": text, "clientId": clientID})
+	return b
+}
+
+// sendAll sends frames (send objects), at most the socket's window
+// unacknowledged, and waits for every ack.
+func (o *ownerSocket) sendAll(frames [][]byte) error {
+	o.mu.Lock()
+	errsBefore := len(o.errs)
+	o.mu.Unlock()
+	base := o.acked.Load()
+	total := base + int64(len(frames))
+	for _, b := range frames {
+		select {
+		case o.inflight <- struct{}{}:
+		case <-o.done:
+			return errors.New("posting socket closed while posting")
+		}
+		_ = o.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := o.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			return fmt.Errorf("posting: %w", err)
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for o.acked.Load() < total {
 		select {
 		case <-o.done:
-			return fmt.Errorf("owner's socket closed after %d of %d acks", o.acked.Load(), total)
+			return fmt.Errorf("posting socket closed after %d of %d acks", o.acked.Load()-base, len(frames))
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d messages acked after 60 s", o.acked.Load(), total)
+			return fmt.Errorf("%d of %d messages acked after 60 s", o.acked.Load()-base, len(frames))
 		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.errs) > 0 {
-		return fmt.Errorf("%d sends refused, first: %s", len(o.errs), o.errs[0])
+	if errs := o.errs[errsBefore:]; len(errs) > 0 {
+		return fmt.Errorf("%d sends refused, first: %s", len(errs), errs[0])
 	}
 	return nil
 }

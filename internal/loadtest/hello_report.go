@@ -1,11 +1,9 @@
 package loadtest
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -193,7 +191,4 @@ func (r *HelloResults) WriteMarkdown(w io.Writer) {
 }
 
 // WriteJSON writes the --json file.
-func (r *HelloResults) WriteJSON(path string) error {
-	b, _ := json.MarshalIndent(r, "", "  ")
-	return os.WriteFile(path, b, 0o644)
-}
+func (r *HelloResults) WriteJSON(path string) error { return writeJSON(path, r) }

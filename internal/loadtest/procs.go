@@ -70,12 +70,13 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
-// cleanEnv is the environment without HUBBUB_ variables, so a developer's
-// shell settings do not change what a benchmark server runs with.
+// cleanEnv is the environment without HUBBUB_ (or CENTRIFUGO_: Centrifugo
+// reads its config from them too) variables, so a developer's shell settings
+// do not change what a benchmark server runs with.
 func cleanEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HUBBUB_") {
+		if !strings.HasPrefix(kv, "HUBBUB_") && !strings.HasPrefix(kv, "CENTRIFUGO_") {
 			out = append(out, kv)
 		}
 	}

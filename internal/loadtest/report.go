@@ -3,7 +3,6 @@ package loadtest
 import (
 	"fmt"
 	"io"
-	"sort"
 )
 
 // medians returns, for each distinct step spec (in first-seen order), the
@@ -26,11 +25,7 @@ func medians(steps []StepResult) []StepResult {
 			for i, s := range g {
 				v[i] = f(s)
 			}
-			sort.Float64s(v)
-			if len(v)%2 == 1 {
-				return v[len(v)/2]
-			}
-			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+			return medianFloats(v)
 		}
 		u := func(f func(StepResult) uint64) uint64 {
 			return uint64(med(func(s StepResult) float64 { return float64(f(s)) }))

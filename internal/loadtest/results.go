@@ -91,7 +91,13 @@ type StepResult struct {
 
 // WriteJSON writes the --json file: it keeps every run's figures, where the
 // Markdown tables keep only the medians.
-func (r *Results) WriteJSON(path string) error {
-	b, _ := json.MarshalIndent(r, "", "  ")
+func (r *Results) WriteJSON(path string) error { return writeJSON(path, r) }
+
+// writeJSON writes v, indented, to path.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
 	return os.WriteFile(path, b, 0o644)
 }

@@ -21,6 +21,7 @@ type job struct {
 	DialConcurrency int           `json:"dialConcurrency"`
 	DialRate        float64       `json:"dialRate"` // new sockets per second for this worker; 0 = unpaced
 	ConnectTimeout  time.Duration `json:"connectTimeout"`
+	Edge            *edgeJob      `json:"edge,omitempty"` // the storm and dm workloads
 }
 
 type connSpec struct {
@@ -45,6 +46,7 @@ type event struct {
 	Sent       uint64     `json:"sent,omitempty"`
 	SendErrors uint64     `json:"sendErrors,omitempty"`
 	Stats      *stepStats `json:"stats,omitempty"`
+	Edge       *edgeStats `json:"edge,omitempty"` // the storm and dm workloads
 	Err        string     `json:"err,omitempty"`
 }
 

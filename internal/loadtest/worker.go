@@ -28,6 +28,7 @@ type worker struct {
 	sender   *wconn
 	conns    []*wconn // all connected, for a new sender when the server drops one
 	poller   *poller
+	edge     *edgeWorker // the storm and dm workloads (edge_worker.go); nil otherwise
 }
 
 type stepCounters struct {
@@ -41,7 +42,8 @@ type wconn struct {
 	ws      *websocket.Conn
 	hello   chan struct{} // closed at the first hello (hubbub) or at once (baseline)
 	helloed bool
-	lastSeq []int64 // per sender worker: the highest sequence number seen
+	lastSeq []int64   // per sender worker: the highest sequence number seen
+	edge    *edgeConn // the storm and dm workloads: this connection of a socket that reconnects
 
 	// Read through epoll (Linux): the socket, its poller, and the start of
 	// a frame still arriving. reading is held by the goroutine reading the
@@ -51,6 +53,8 @@ type wconn struct {
 	pending        []byte
 	reading, again atomic.Bool
 	gone           atomic.Bool
+
+	wmu sync.Mutex // held by writeText (centrifugo_worker.go)
 }
 
 // RunWorker is the "worker" subcommand, a process of its own because one
@@ -71,7 +75,14 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if w.poller, err = newPoller(); err != nil {
 		return err
 	}
-	conns, dialErrs := w.connectAll(ctx)
+	w.edge = newEdgeWorker(w)
+	var conns []*wconn
+	var dialErrs []string
+	if w.edge != nil {
+		conns, dialErrs = w.edge.connect(ctx)
+	} else {
+		conns, dialErrs = w.connectAll(ctx)
+	}
 	defer func() {
 		w.quitting.Store(true)
 		for _, c := range conns {
@@ -126,7 +137,16 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		case "quit":
 			return enc.Encode(event{Event: "bye", Worker: w.job.Worker})
 		default:
-			return fmt.Errorf("unknown command %q", cmd.Cmd)
+			if w.edge == nil {
+				return fmt.Errorf("unknown command %q", cmd.Cmd)
+			}
+			ev, err := w.edge.command(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -136,12 +156,21 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
 	ctx, cancel := context.WithTimeout(ctx, w.job.ConnectTimeout)
 	defer cancel()
+	d := w.dialer()
+	return dialEach(ctx, len(w.job.Conns), w.job.DialConcurrency, w.job.DialRate, func(i int) (*wconn, error) {
+		return w.dial(ctx, d, w.job.Conns[i])
+	})
+}
+
+// dialer dials from the worker's own source address, and leaves the frames
+// after the handshake to the worker's reader (headConn).
+func (w *worker) dialer() *websocket.Dialer {
 	var local net.Addr
 	if w.job.LocalIP != "" {
 		local = &net.TCPAddr{IP: net.ParseIP(w.job.LocalIP)}
 	}
 	nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
-	d := &websocket.Dialer{
+	return &websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := nd.DialContext(ctx, network, addr)
 			if err != nil {
@@ -153,17 +182,23 @@ func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
 		ReadBufferSize:   4096,
 		WriteBufferSize:  1024,
 	}
-	conns := make([]*wconn, len(w.job.Conns))
+}
+
+// dialEach calls open(0) .. open(n-1), conc at a time and at most rate a
+// second (0: unpaced), until ctx ends, and returns the sockets opened and
+// the errors of those that were not.
+func dialEach(ctx context.Context, n, conc int, rate float64, open func(i int) (*wconn, error)) ([]*wconn, []string) {
+	conns := make([]*wconn, n)
 	errs := make([]string, 0)
 	var errMu sync.Mutex
-	sem := make(chan struct{}, max(1, w.job.DialConcurrency))
+	sem := make(chan struct{}, max(1, conc))
 	var pace *time.Ticker
-	if w.job.DialRate > 0 {
-		pace = time.NewTicker(time.Duration(float64(time.Second) / w.job.DialRate))
+	if rate > 0 {
+		pace = time.NewTicker(time.Duration(float64(time.Second) / rate))
 		defer pace.Stop()
 	}
 	var wg sync.WaitGroup
-	for i, spec := range w.job.Conns {
+	for i := range n {
 		if pace != nil {
 			select {
 			case <-pace.C:
@@ -179,7 +214,7 @@ func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := w.dial(ctx, d, spec)
+			c, err := open(i)
 			if err != nil {
 				errMu.Lock()
 				errs = append(errs, err.Error())
@@ -200,6 +235,18 @@ func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
 }
 
 func (w *worker) dial(ctx context.Context, d *websocket.Dialer, spec connSpec) (*wconn, error) {
+	c, err := w.dialFirst(ctx, d, spec, []byte(`{"type":"resume","since":{}}`), nil)
+	if err == nil && c.gone.Load() {
+		// Refused (a bad token, a full server): a failed dial, not a socket.
+		return nil, fmt.Errorf("%s closed the socket before hello", spec.URL)
+	}
+	return c, err
+}
+
+// dialFirst opens a socket that sends first as its first frame (hubbub)
+// and keeps its state in x (nil: none beyond the wconn), and waits for its
+// hello.
+func (w *worker) dialFirst(ctx context.Context, d *websocket.Dialer, spec connSpec, first []byte, x *edgeConn) (*wconn, error) {
 	h := http.Header{}
 	if spec.Token != "" {
 		h.Set("Authorization", "Bearer "+spec.Token)
@@ -212,17 +259,22 @@ func (w *worker) dial(ctx context.Context, d *websocket.Dialer, spec connSpec) (
 		return nil, fmt.Errorf("dial %s: %w", spec.URL, err)
 	}
 	ws.SetReadLimit(16 << 20)
-	c := &wconn{w: w, ws: ws, hello: make(chan struct{}), lastSeq: make([]int64, max(1, w.job.Workers))}
+	c := &wconn{w: w, ws: ws, hello: make(chan struct{}), lastSeq: make([]int64, max(1, w.job.Workers)), edge: x}
 	for i := range c.lastSeq {
 		c.lastSeq[i] = -1
 	}
 	if w.job.Mode == "hubbub" {
 		// The server holds live messages until the first client frame: say
-		// at once that there is nothing to resume.
+		// at once what to resume (for run: nothing).
 		_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"resume","since":{}}`)); err != nil {
+		if err := ws.WriteMessage(websocket.TextMessage, first); err != nil {
 			_ = ws.Close()
 			return nil, fmt.Errorf("sending resume: %w", err)
+		}
+	} else if w.job.Mode == centrifugoTarget {
+		if err := c.centrifugoConnect(spec.Token); err != nil {
+			_ = ws.Close()
+			return nil, err
 		}
 	} else {
 		c.helloed = true
@@ -252,6 +304,14 @@ func (c *wconn) lost() {
 	if !c.w.quitting.Load() {
 		c.w.steps[c.w.step.Load()].dropped.Add(1)
 	}
+	c.gotHello()
+	if e := c.w.edge; e != nil && !c.w.quitting.Load() {
+		e.lost(c)
+	}
+}
+
+// gotHello lets the dialer go on (once).
+func (c *wconn) gotHello() {
 	if !c.helloed {
 		c.helloed = true
 		close(c.hello)
@@ -299,20 +359,25 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 		seq := w.seq
 		w.seq++
 		buf = buf[:0]
-		if w.job.Mode == "hubbub" {
+		switch w.job.Mode {
+		case "hubbub":
 			buf = append(buf, `{"type":"send","channel":`...)
 			buf = strconv.AppendQuote(buf, w.job.Channel)
 			buf = append(buf, `,"text":"`...)
+		case centrifugoTarget:
+			buf = appendCentrifugoPublish(buf, w.job.Channel, cmd.Step, seq)
 		}
 		buf = append(buf, markMessage...)
 		buf = fmt.Appendf(buf, "%d %d %d %d", cmd.Step, time.Now().UnixNano(), w.job.Worker, seq)
-		if w.job.Mode == "hubbub" {
+		switch w.job.Mode {
+		case "hubbub":
 			buf = fmt.Appendf(buf, ` load test message","clientId":"k%d.%d"}`, cmd.Step, seq)
-		} else {
+		case centrifugoTarget:
+			buf = append(buf, centrifugoPublishEnd...)
+		default:
 			buf = append(buf, " load test message"...)
 		}
-		_ = w.sender.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := w.sender.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+		if err := w.sender.writeText(buf); err != nil {
 			errs++
 			continue
 		}

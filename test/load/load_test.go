@@ -6,6 +6,8 @@ package load
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +31,17 @@ func build(t *testing.T) (bench, chatserver string) {
 
 func run(t *testing.T, bench string, args ...string) loadtest.Results {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "results.json")
-	args = append([]string{"run", "--json", out, "--workdir", t.TempDir(), "--timeout", "60s"}, args...)
+	var r loadtest.Results
+	runTool(t, bench, "run", &r, args...)
+	return r
+}
+
+// runTool runs hubbub-bench's subcommand with args and reads its --json
+// file into out.
+func runTool(t *testing.T, bench, subcommand string, out any, args ...string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "results.json")
+	args = append([]string{subcommand, "--json", file, "--workdir", t.TempDir(), "--timeout", "60s"}, args...)
 	cmd := exec.Command(bench, args...)
 	start := time.Now()
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -38,15 +49,13 @@ func run(t *testing.T, bench string, args ...string) loadtest.Results {
 	} else {
 		t.Logf("hubbub-bench %v (%s):\n%s", args, time.Since(start).Round(time.Millisecond), b)
 	}
-	b, err := os.ReadFile(out)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r loadtest.Results
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(b, out); err != nil {
 		t.Fatal(err)
 	}
-	return r
 }
 
 func check(t *testing.T, r loadtest.Results, conns int, rate float64, seconds float64) {
@@ -106,5 +115,32 @@ func TestSmokeBaseline(t *testing.T) {
 	}
 	bench, _ := build(t)
 	r := run(t, bench, "--target", "baseline", "--conns", "100", "--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
+	check(t, r, 100, 20, 1)
+}
+
+// Centrifugo (--target centrifugo) on its memory engine under the same
+// tool: every published message reaches every subscribed socket. It needs
+// bin/centrifugo, which `make test` builds (make tools, or make centrifugo).
+func TestSmokeCentrifugo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and starts servers")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	centrifugo, err := filepath.Abs(filepath.Join("..", "..", "bin", "centrifugo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(centrifugo); errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s is not built: run `make centrifugo` (make test builds it)", centrifugo)
+	}
+	bench, _ := build(t)
+	// The tool looks for centrifugo beside itself.
+	if err := os.Symlink(centrifugo, filepath.Join(filepath.Dir(bench), "centrifugo")); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, bench, "--target", "centrifugo", "--backend", "memory", "--conns", "100", "--users", "20",
+		"--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
 	check(t, r, 100, 20, 1)
 }
