@@ -17,20 +17,31 @@ import (
 // it, and what was committed after reaches the socket live, held back
 // until its replay is queued. A read that began earlier could miss what
 // was fanned out in between, before the socket could receive it.
+//
+// Clients send resume as soon as they connect, so each socket's resume
+// comes before the next socket registers: a read that began at once would
+// serve nobody else. During a storm (the same read was asked for within
+// replayShareFor), a read gathers for replayGather before it begins, and
+// every socket that asks meanwhile (registered by then) takes it.
 type replayShare struct {
 	mu    sync.Mutex
 	reads map[replayKey]*replayRead
+	// gathered is when a gathering read begins (nil: replayGather from
+	// now); tests end gathering when they choose.
+	gathered func() <-chan time.Time
 }
 
 type replayKey struct{ channel, after string }
 
 // replayRead is one read of a channel's messages after an id.
 type replayRead struct {
-	regs  uint32    // hub.regs when it began
-	began time.Time // for forgetting it
-	done  chan struct{}
-	msgs  []outMsg
-	err   error
+	gathering bool      // not begun yet: anyone may take it
+	regs      uint32    // hub.regs when it began
+	began     time.Time // when it was asked for, for forgetting it
+	takers    int // sockets that took it besides the one that asked
+	done      chan struct{}
+	msgs      []outMsg
+	err       error
 }
 
 const (
@@ -38,6 +49,10 @@ const (
 	// spread of one storm's resumes is seconds, and each of its sockets
 	// takes only a read that began after it registered.
 	replayShareFor = time.Second
+	// replayGather is how long a read waits for others during a storm: a
+	// resume is that much later, and its read is shared by the sockets of
+	// that much of the storm.
+	replayGather = 5 * time.Millisecond
 	// replaySweepAt is how many reads are kept before the old are swept.
 	replaySweepAt = 1024
 )
@@ -48,7 +63,9 @@ const (
 func (r *replayShare) after(ctx context.Context, read func(ctx context.Context) ([]outMsg, error), key replayKey, reg uint32, regs func() uint32) ([]outMsg, error) {
 	now := time.Now()
 	r.mu.Lock()
-	if rd := r.reads[key]; rd != nil && int32(rd.regs-reg) >= 0 && now.Sub(rd.began) < replayShareFor {
+	prev := r.reads[key]
+	if rd := prev; rd != nil && (rd.gathering || int32(rd.regs-reg) >= 0) && now.Sub(rd.began) < replayShareFor {
+		rd.takers++
 		r.mu.Unlock()
 		select {
 		case <-rd.done:
@@ -57,7 +74,8 @@ func (r *replayShare) after(ctx context.Context, read func(ctx context.Context) 
 			return nil, ctx.Err()
 		}
 	}
-	rd := &replayRead{regs: regs(), began: now, done: make(chan struct{})}
+	storm := prev != nil && now.Sub(prev.began) < replayShareFor
+	rd := &replayRead{gathering: storm, regs: regs(), began: now, done: make(chan struct{})}
 	if r.reads == nil {
 		r.reads = map[replayKey]*replayRead{}
 	}
@@ -70,6 +88,16 @@ func (r *replayShare) after(ctx context.Context, read func(ctx context.Context) 
 	}
 	r.reads[key] = rd
 	r.mu.Unlock()
+	if storm {
+		if r.gathered != nil {
+			<-r.gathered()
+		} else {
+			<-time.After(replayGather)
+		}
+		r.mu.Lock()
+		rd.regs, rd.gathering = regs(), false
+		r.mu.Unlock()
+	}
 	// Others may wait on this read: it is not bound to this socket's
 	// context, only to the storage timeout.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageTimeout)

@@ -3,9 +3,11 @@ package chat
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestReplayShare: sockets registered before a read began share it (one
@@ -69,5 +71,56 @@ func TestReplayShare(t *testing.T) {
 				t.Errorf("%d storage reads, want %d", got, tt.wantReads)
 			}
 		})
+	}
+}
+
+// TestReplayShareGathers: in a storm (the same read asked for again within
+// replayShareFor), a read gathers before it begins, and a socket that
+// registered after it was asked for, but before it began, takes it.
+func TestReplayShareGathers(t *testing.T) {
+	end := make(chan time.Time)
+	r := replayShare{gathered: func() <-chan time.Time { return end }}
+	var reads atomic.Int32
+	read := func(context.Context) ([]outMsg, error) {
+		reads.Add(1)
+		return nil, nil
+	}
+	key := replayKey{"general", "5-0"}
+	count := uint32(1)
+	regs := func() uint32 { return count }
+	// A quiet resume: read at once.
+	if _, err := r.after(t.Context(), read, key, 1, regs); err != nil {
+		t.Fatal(err)
+	}
+	// Sockets 2 and 3 registered after it: socket 2's read gathers, and 3,
+	// registered after 2 asked, takes it while it gathers.
+	count = 2
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = r.after(t.Context(), read, key, 2, regs) })
+	waitFor := func(what string, cond func(rd *replayRead) bool) {
+		for {
+			r.mu.Lock()
+			rd := r.reads[key]
+			ok := rd != nil && rd.regs == 2 && cond(rd)
+			r.mu.Unlock()
+			if ok {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	waitFor("socket 2's read to gather", func(rd *replayRead) bool { return rd.gathering })
+	count = 3
+	joined := make(chan error)
+	go func() { _, err := r.after(t.Context(), read, key, 3, func() uint32 { return 3 }); joined <- err }()
+	waitFor("socket 3 to take it", func(rd *replayRead) bool { return rd.takers == 1 })
+	count = 2 // had it begun now, socket 3 could not take it
+	end <- time.Now()
+	wg.Wait()
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	if got := reads.Load(); got != 2 {
+		t.Errorf("%d storage reads, want 2 (the quiet one, and one for the storm)", got)
 	}
 }
