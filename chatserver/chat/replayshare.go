@@ -38,7 +38,7 @@ type replayRead struct {
 	gathering bool      // not begun yet: anyone may take it
 	regs      uint32    // hub.regs when it began
 	began     time.Time // when it was asked for, for forgetting it
-	takers    int // sockets that took it besides the one that asked
+	takers    int       // sockets that took it besides the one that asked
 	done      chan struct{}
 	msgs      []outMsg
 	err       error
