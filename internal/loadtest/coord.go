@@ -52,6 +52,7 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 		}
 	}
 	before := c.sampleServers(ctx)
+	kernelBefore := readKernelMem()
 	t0 := time.Now()
 	if err := c.startWorkers(ctx); err != nil {
 		return nil, err
@@ -79,6 +80,8 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 		return res, ctx.Err()
 	}
 	after := c.sampleServers(ctx)
+	res.Idle.Kernel = kernelIdle(kernelBefore, readKernelMem(), res.Idle.Connected)
+	c.sampleWorkersIdle(&res.Idle)
 	n := float64(res.Idle.Connected)
 	var rss, heap, stack, gor float64
 	for i := range c.servers {
@@ -89,7 +92,9 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 		res.Idle.ServerRSSMiB += float64(after[i].rss) / (1 << 20)
 	}
 	res.Idle.RSSPerConn, res.Idle.HeapPerConn, res.Idle.StackPerConn, res.Idle.GoroutinesPerConn = rss/n, heap/n, stack/n, gor/n
-	log.Info("idle", "rssPerConn", int(rss/n), "heapPerConn", int(heap/n), "stackPerConn", int(stack/n), "goroutinesPerConn", gor/n)
+	log.Info("idle", "rssPerConn", int(rss/n), "heapPerConn", int(heap/n), "stackPerConn", int(stack/n), "goroutinesPerConn", gor/n,
+		"workerRSSPerConn", int(res.Idle.WorkerRSSPerConn), "slabPerConn", int(res.Idle.Kernel.SlabPerConn),
+		"sunreclaimPerConn", int(res.Idle.Kernel.SUnreclaimPerConn), "tcpMemPerConn", int(res.Idle.Kernel.TCPMemPerConn))
 
 	step := 0
 	for run := 1; run <= cfg.Repeat; run++ {

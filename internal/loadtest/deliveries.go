@@ -75,8 +75,14 @@ func (c *wconn) message(b []byte, now time.Time) {
 		b = b[j:]
 	}
 	step, sent, sender, seq := f[0], f[1], f[2], f[3]
-	if step < 0 || step >= maxSteps || sender < 0 || sender >= int64(len(c.lastSeq)) {
+	if step < 0 || step >= maxSteps || sender < 0 || sender >= int64(max(1, c.w.job.Workers)) {
 		return
+	}
+	for int64(len(c.lastSeq)) <= sender {
+		// Grown on demand: a socket hears from few of the workers' senders
+		// (one entry per worker, made up front, was 0.5 KB a socket at 63
+		// workers).
+		c.lastSeq = append(c.lastSeq, -1)
 	}
 	sc := &c.w.steps[step]
 	if seq <= c.lastSeq[sender] {

@@ -12,18 +12,19 @@ import (
 
 // DMConfig describes one run of the "dm" subcommand: many small
 // conversations instead of one big channel. People come in DM pairs (2k
-// and 2k+1), each is in one created channel of ChannelSize (people 0 ..
-// ChannelSize-1 in the first), and each sends RatePerPerson messages a
-// second, turn about into their DM and their channel, from one of their
+// and 2k+1), each is in ChannelsPerPerson created channels of about
+// ChannelSize (edgeJob.channelsOf), and each sends RatePerPerson messages a
+// second, turn about into their DM and their channels, from one of their
 // sockets.
 type DMConfig struct {
 	Setup
-	People           int
-	SocketsPerPerson int
-	ChannelSize      int
-	RatePerPerson    float64
-	Duration         time.Duration // of the sending
-	ConnectConc      int           // each worker's dials in flight during the first connect
+	People            int
+	SocketsPerPerson  int
+	ChannelSize       int
+	ChannelsPerPerson int
+	RatePerPerson     float64
+	Duration          time.Duration // of the sending
+	ConnectConc       int           // each worker's dials in flight during the first connect
 	// Drain sends SIGTERM to server 0 at DrainAfter into the sending: its
 	// sockets are told to reconnect and move to the other servers.
 	Drain      bool
@@ -38,6 +39,8 @@ func (cfg DMConfig) check() error {
 		return errors.New("--people: an even number, at least 2 (people come in DM pairs)")
 	case cfg.SocketsPerPerson < 1 || cfg.ChannelSize < 1:
 		return errors.New("--sockets-per-person and --channel-size: at least 1")
+	case cfg.ChannelsPerPerson < 1 || cfg.ChannelsPerPerson > 2:
+		return errors.New("--channels-per-person: 1 or 2")
 	case cfg.RatePerPerson <= 0 || cfg.Duration <= 0:
 		return errors.New("--rate-per-person and --duration must be positive")
 	case cfg.Drain && cfg.Servers < 2:
@@ -70,7 +73,12 @@ func RunDM(ctx context.Context, cfg DMConfig, log *slog.Logger) (*DMResults, err
 	return res, err
 }
 
-func (cfg DMConfig) channels() int { return (cfg.People + cfg.ChannelSize - 1) / cfg.ChannelSize }
+func (cfg DMConfig) channels() int { return cfg.job().groups() * cfg.ChannelsPerPerson }
+
+// job is the part of a worker's job that places people in channels.
+func (cfg DMConfig) job() *edgeJob {
+	return &edgeJob{Users: cfg.People, ChannelSize: cfg.ChannelSize, ChannelsPerPerson: cfg.ChannelsPerPerson}
+}
 
 type dmRun struct {
 	c   *coordinator
@@ -108,8 +116,12 @@ func (d *dmRun) run(ctx context.Context) error {
 func (d *dmRun) makeChannels(ctx context.Context) error {
 	c := d.c
 	n := d.cfg.channels()
+	j := d.cfg.job()
 	err := forEach(ctx, n, 16, func(i int) error {
-		first := i * d.cfg.ChannelSize
+		first := i * d.cfg.ChannelSize // the first person of a run, or of a deal
+		if i >= j.groups() {
+			first = i - j.groups()
+		}
 		body := map[string]any{"name": dmChannel(i), "private": false}
 		if err := c.callWant(ctx, http.MethodPost, c.servers[first%len(c.servers)].url("/api/v1/channels"), c.tokens[first], body, nil, http.StatusCreated); err != nil {
 			return fmt.Errorf("creating %s: %w", dmChannel(i), err)
@@ -120,12 +132,13 @@ func (d *dmRun) makeChannels(ctx context.Context) error {
 		return err
 	}
 	return forEach(ctx, d.cfg.People, 32, func(p int) error {
-		if p%d.cfg.ChannelSize == 0 {
-			return nil // its creator
-		}
-		ch := dmChannel(p / d.cfg.ChannelSize)
-		if err := c.callWant(ctx, http.MethodPost, c.servers[p%len(c.servers)].url("/api/v1/channels/"+ch+"/join"), c.tokens[p], struct{}{}, nil, http.StatusNoContent); err != nil {
-			return fmt.Errorf("%s joining %s: %w", userName(p), ch, err)
+		for k, ch := range j.channelsOf(p) {
+			if (k == 0 && p%d.cfg.ChannelSize == 0) || (k == 1 && p < j.groups()) {
+				continue // its creator
+			}
+			if err := c.callWant(ctx, http.MethodPost, c.servers[p%len(c.servers)].url("/api/v1/channels/"+ch+"/join"), c.tokens[p], struct{}{}, nil, http.StatusNoContent); err != nil {
+				return fmt.Errorf("%s joining %s: %w", userName(p), ch, err)
+			}
 		}
 		return nil
 	})
@@ -138,7 +151,7 @@ func (d *dmRun) makeChannels(ctx context.Context) error {
 func (d *dmRun) plan(jobs []job) {
 	c := d.c
 	edge := edgeJob{Workload: workloadDM, Users: d.cfg.People, ReconnectConcurrency: c.cfg.DialConc,
-		ChannelSize: d.cfg.ChannelSize, SocketsPerPerson: d.cfg.SocketsPerPerson}
+		ChannelSize: d.cfg.ChannelSize, ChannelsPerPerson: d.cfg.ChannelsPerPerson, SocketsPerPerson: d.cfg.SocketsPerPerson}
 	c.planEdge(jobs, edge, func(i int) (worker, user, server int) {
 		p, k := i/d.cfg.SocketsPerPerson, i%d.cfg.SocketsPerPerson
 		return p % len(jobs), p, (p + k) % len(c.servers)

@@ -13,25 +13,48 @@ import (
 // socket of a person is on the same worker (dmJobs), so that it can send
 // from whichever is open.
 type person struct {
-	user    int
-	slots   []*slot
-	to      string // the DM peer's name ("": none)
-	channel string // the created channel they are in
-	sent    int    // only the sending goroutine uses it
+	user     int
+	slots    []*slot
+	to       string   // the DM peer's name ("": none)
+	channels []string // the created channels they are in
+	sent     int      // only the sending goroutine uses it
 }
 
 func newPerson(user int, j *edgeJob) *person {
-	p := &person{user: user, channel: dmChannel(user / j.ChannelSize)}
+	p := &person{user: user, channels: j.channelsOf(user)}
 	if peer := dmPeer(user, j.Users); peer >= 0 {
 		p.to = userName(peer)
 	}
 	return p
 }
 
-// members is how many people are in user's channel (the last one may be
-// short).
-func (j *edgeJob) members(user int) int {
-	return min(j.ChannelSize, j.Users-user/j.ChannelSize*j.ChannelSize)
+// groups is how many channels each of the ChannelsPerPerson partitions of
+// the people has: the first cuts them into runs of ChannelSize (people
+// 0..ChannelSize-1 in c000), the second deals them out in turn (person p
+// in channel groups + p mod groups), so that two people share at most one
+// channel and every channel has about ChannelSize members.
+func (j *edgeJob) groups() int { return (j.Users + j.ChannelSize - 1) / j.ChannelSize }
+
+// channelsOf names the created channels user is in.
+func (j *edgeJob) channelsOf(user int) []string {
+	out := []string{dmChannel(user / j.ChannelSize)}
+	if j.ChannelsPerPerson > 1 {
+		out = append(out, dmChannel(j.groups()+user%j.groups()))
+	}
+	return out
+}
+
+// members is how many people are in user's k-th channel.
+func (j *edgeJob) members(user, k int) int {
+	if k == 0 {
+		return min(j.ChannelSize, j.Users-user/j.ChannelSize*j.ChannelSize) // the last run may be short
+	}
+	g := j.groups()
+	n := j.Users / g
+	if user%g < j.Users%g {
+		n++
+	}
+	return n
 }
 
 // sender is the person's first socket that is open and not being moved by
@@ -128,11 +151,14 @@ func (e *edgeWorker) send(ctx context.Context, cmd command) {
 		dm := p.to != "" && (p.sent+p.user)%2 == 0
 		n := p.sent
 		p.sent++
-		kind := "c"
+		// kind: d a DM, c the first channel, e the second (ack counts
+		// the deliveries it owes by it).
+		kind, channel := "d", ""
 		if dm {
-			kind = "d"
 			e.dm.sentDM.Add(1)
 		} else {
+			k := (n / 2) % len(p.channels)
+			kind, channel = string(rune('c'+2*k)), p.channels[k]
 			e.dm.sentChannel.Add(1)
 		}
 		clientID := "x" + kind + strconv.Itoa(p.user) + "." + strconv.Itoa(n)
@@ -142,7 +168,7 @@ func (e *edgeWorker) send(ctx context.Context, cmd command) {
 			buf = strconv.AppendQuote(buf, p.to)
 		} else {
 			buf = append(buf, `{"type":"send","channel":`...)
-			buf = strconv.AppendQuote(buf, p.channel)
+			buf = strconv.AppendQuote(buf, channel)
 		}
 		buf = append(buf, `,"text":"`...)
 		buf = append(buf, markDM...)
@@ -178,7 +204,7 @@ func (d *dmCounters) ack(clientID []byte, j *edgeJob) {
 		return
 	}
 	d.ackedChannel.Add(1)
-	d.expected.Add(uint64(j.members(int(user))) * spp)
+	d.expected.Add(uint64(j.members(int(user), int(clientID[1]-'c')/2)) * spp)
 }
 
 // deliver counts a message new to its socket; b is its text after the

@@ -40,9 +40,10 @@ type edgeJob struct {
 	// job.Conns then carry no token.
 	Password             string `json:"password,omitempty"`
 	ReconnectConcurrency int    `json:"reconnectConcurrency"`
-	Missed               int    `json:"missed"`           // storm: messages sent while the sockets are away
-	ChannelSize          int    `json:"channelSize"`      // dm: people per created channel
-	SocketsPerPerson     int    `json:"socketsPerPerson"` // dm
+	Missed               int    `json:"missed"`            // storm: messages sent while the sockets are away
+	ChannelSize          int    `json:"channelSize"`       // dm: people per created channel
+	ChannelsPerPerson    int    `json:"channelsPerPerson"` // dm: created channels each person is in (1 or 2)
+	SocketsPerPerson     int    `json:"socketsPerPerson"`  // dm
 }
 
 type slotSpec struct {
@@ -226,7 +227,7 @@ func newEdgeWorker(w *worker) *edgeWorker {
 		s := &slot{e: e, i: i, spec: spec, server: spec.Server}
 		names := []string{w.job.Channel}
 		if j.Workload == workloadDM {
-			names = append(names, dmChannel(spec.User/j.ChannelSize))
+			names = append(names, j.channelsOf(spec.User)...)
 			if peer := dmPeer(spec.User, j.Users); peer >= 0 {
 				names = append(names, protocol.DMChannel(userName(spec.User), userName(peer)))
 			}

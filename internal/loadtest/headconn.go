@@ -9,15 +9,21 @@ import (
 // after it: Read never returns a byte past the end of the HTTP response
 // head, so gorilla's buffered reader holds no frames, and whatever arrived
 // with the head is left in rest for the worker's own frame reader.
+//
+// Its buffer lives only as long as the handshake: rest lets it go, since a
+// worker holds tens of thousands of these for as long as their sockets.
 type headConn struct {
 	*net.TCPConn
-	buf   [4096]byte
+	buf   []byte // headBufSize, made at the first Read, dropped by rest
 	have  []byte // read from the socket, not yet returned
 	match int    // bytes of "\r\n\r\n" just seen
 	done  bool   // the head has been returned
 }
 
 var headEnd = []byte("\r\n\r\n")
+
+// headBufSize is what headConn reads at a time during the handshake.
+const headBufSize = 4096
 
 // errHeadRead says something read past the handshake through gorilla:
 // after it the worker reads the socket itself.
@@ -28,7 +34,10 @@ func (h *headConn) Read(p []byte) (int, error) {
 		return 0, errHeadRead
 	}
 	if len(h.have) == 0 {
-		n, err := h.TCPConn.Read(h.buf[:])
+		if h.buf == nil {
+			h.buf = make([]byte, headBufSize)
+		}
+		n, err := h.TCPConn.Read(h.buf)
 		if n == 0 {
 			return 0, err
 		}
@@ -53,9 +62,10 @@ func (h *headConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// rest takes the bytes that arrived after the head.
+// rest takes the bytes that arrived after the head, and lets the buffer
+// go: nothing reads through headConn after the handshake.
 func (h *headConn) rest() []byte {
 	r := append([]byte(nil), h.have...)
-	h.have = nil
+	h.have, h.buf = nil, nil
 	return r
 }

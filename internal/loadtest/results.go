@@ -47,6 +47,15 @@ type IdleResult struct {
 	StackPerConn      float64 `json:"stackPerConnBytes"`
 	GoroutinesPerConn float64 `json:"goroutinesPerConn"`
 	ServerRSSMiB      float64 `json:"serverRssMiB"` // all servers together, idle
+	// The load workers' RSS, all together and per connection (their own
+	// base, a few MiB each, included): what the client side of the
+	// sockets costs on this machine.
+	WorkerRSSMiB     float64 `json:"workerRssMiB"`
+	WorkerRSSPerConn float64 `json:"workerRssPerConnBytes"`
+	// Kernel is what the sockets cost the kernel (/proc/meminfo,
+	// /proc/net/sockstat), machine-wide, before the workers and after the
+	// settle.
+	Kernel *KernelIdle `json:"kernel,omitempty"`
 }
 
 // StepResult is one step of one run (or, in Results.Medians, the medians

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,7 @@ type wconn struct {
 	ws      *websocket.Conn
 	hello   chan struct{} // closed at the first hello (hubbub) or at once (baseline)
 	helloed bool
-	lastSeq []int64   // per sender worker: the highest sequence number seen
+	lastSeq []int64   // per sender worker: the highest sequence number seen (-1: none); grown as senders appear
 	edge    *edgeConn // the storm and dm workloads: this connection of a socket that reconnects
 
 	// Read through epoll (Linux): the socket, its poller, and the start of
@@ -82,6 +83,11 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		conns, dialErrs = w.edge.connect(ctx)
 	} else {
 		conns, dialErrs = w.connectAll(ctx)
+		// Hand back what the handshakes left behind (their requests,
+		// responses and head buffers, up to the GC's 2× of what is live),
+		// so that the worker's RSS over the idle sockets is what holding
+		// them costs, and leaves that much more memory to the servers.
+		debug.FreeOSMemory()
 	}
 	defer func() {
 		w.quitting.Store(true)
@@ -179,10 +185,24 @@ func (w *worker) dialer() *websocket.Dialer {
 			return &headConn{TCPConn: c.(*net.TCPConn)}, nil
 		},
 		HandshakeTimeout: 30 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  1024,
+		// gorilla keeps its read buffer for the socket's life, but reads
+		// only the handshake's response head through it (headConn):
+		// small is enough. Writes (the sender's, a socket's first frame)
+		// borrow a buffer for the frame only. A worker holds up to 19,000
+		// sockets, so each KB here is 19 MB of the machine the servers
+		// are measured on.
+		ReadBufferSize:  handshakeReadBuffer,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &writeBuffers,
 	}
 }
+
+// handshakeReadBuffer is gorilla's read buffer: a 101 response head fits
+// (a longer one is read in pieces).
+const handshakeReadBuffer = 512
+
+// writeBuffers lends gorilla a write buffer per frame (see dialer).
+var writeBuffers sync.Pool
 
 // dialEach calls open(0) .. open(n-1), conc at a time and at most rate a
 // second (0: unpaced), until ctx ends, and returns the sockets opened and
@@ -259,10 +279,7 @@ func (w *worker) dialFirst(ctx context.Context, d *websocket.Dialer, spec connSp
 		return nil, fmt.Errorf("dial %s: %w", spec.URL, err)
 	}
 	ws.SetReadLimit(16 << 20)
-	c := &wconn{w: w, ws: ws, hello: make(chan struct{}), lastSeq: make([]int64, max(1, w.job.Workers)), edge: x}
-	for i := range c.lastSeq {
-		c.lastSeq[i] = -1
-	}
+	c := &wconn{w: w, ws: ws, hello: make(chan struct{}), edge: x}
 	if w.job.Mode == "hubbub" {
 		// The server holds live messages until the first client frame: say
 		// at once what to resume (for run: nothing).
