@@ -1,7 +1,9 @@
 package chat_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -285,6 +287,31 @@ func TestFollowedChannelsCounted(t *testing.T) {
 			t.Errorf("after the DM to %s: hubbub_followed_channels %v, want %d", name, got, i+1)
 		}
 	}
+}
+
+// TestHelloSizeWhateverIsOnline: hello names nobody online (issue #18:
+// at most 4 KB however many people are), so a reconnect storm does not
+// read and send everyone's name per socket.
+func TestHelloSizeWhateverIsOnline(t *testing.T) {
+	r := newRoom(t, testOptions(), "alice")
+	for i := range 2000 {
+		if err := r.b.Join(context.Background(), "pod-x", fmt.Sprintf("someone%04d", i), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := r.connect("alice")
+	b, _, _ := bytes.Cut(alice.Texts()[0], []byte("\n")) // hello is the first object
+	var hello map[string]any
+	if err := json.Unmarshal(b, &hello); err != nil || hello["type"] != protocol.TypeHello {
+		t.Fatalf("first object %.100s (%v), want hello", b, err)
+	}
+	if len(b) > 4096 {
+		t.Errorf("hello is %d bytes with 2,000 people online, over 4 KB", len(b))
+	}
+	if _, ok := hello["online"]; ok {
+		t.Errorf("hello lists people online: %.200s", b)
+	}
+	t.Logf("hello: %d bytes", len(b))
 }
 
 // TestPresence: a socket hears of the people it watches, from the moment
