@@ -74,15 +74,18 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 	if res.Idle.Connected == 0 {
 		return res, errors.New("no socket connected")
 	}
+	settle := c.cpuMark()
 	select {
 	case <-time.After(cfg.Settle):
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
+	res.Idle.CPU = c.idleCPU(settle)
 	after := c.sampleServers(ctx)
-	res.Idle.Kernel = kernelIdle(kernelBefore, readKernelMem(), res.Idle.Connected)
+	res.Idle.Open = c.openSockets(ctx, res.Idle.Connected)
+	res.Idle.Kernel = kernelIdle(kernelBefore, readKernelMem(), res.Idle.Open)
 	c.sampleWorkersIdle(&res.Idle)
-	n := float64(res.Idle.Connected)
+	n := float64(res.Idle.Open)
 	var rss, heap, stack, gor float64
 	for i := range c.servers {
 		rss += float64(after[i].rss - before[i].rss)
@@ -94,7 +97,10 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 	res.Idle.RSSPerConn, res.Idle.HeapPerConn, res.Idle.StackPerConn, res.Idle.GoroutinesPerConn = rss/n, heap/n, stack/n, gor/n
 	log.Info("idle", "rssPerConn", int(rss/n), "heapPerConn", int(heap/n), "stackPerConn", int(stack/n), "goroutinesPerConn", gor/n,
 		"workerRSSPerConn", int(res.Idle.WorkerRSSPerConn), "slabPerConn", int(res.Idle.Kernel.SlabPerConn),
-		"sunreclaimPerConn", int(res.Idle.Kernel.SUnreclaimPerConn), "tcpMemPerConn", int(res.Idle.Kernel.TCPMemPerConn))
+		"sunreclaimPerConn", int(res.Idle.Kernel.SUnreclaimPerConn), "tcpMemPerConn", int(res.Idle.Kernel.TCPMemPerConn), "open", res.Idle.Open)
+	if cpu := res.Idle.CPU; cpu != nil {
+		log.Info("idle CPU", "serverCores", cpu.ServerCores, "redisCores", cpu.RedisCores, "workerCores", cpu.WorkerCores, "otherCores", cpu.OtherCores)
+	}
 
 	step := 0
 	for run := 1; run <= cfg.Repeat; run++ {

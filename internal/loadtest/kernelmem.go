@@ -119,7 +119,7 @@ func (c *coordinator) sampleWorkersIdle(idle *IdleResult) {
 		}
 	}
 	idle.WorkerRSSMiB = float64(rss) / (1 << 20)
-	if idle.Connected > 0 {
-		idle.WorkerRSSPerConn = float64(rss) / float64(idle.Connected)
+	if idle.Open > 0 {
+		idle.WorkerRSSPerConn = float64(rss) / float64(idle.Open)
 	}
 }

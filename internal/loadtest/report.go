@@ -76,13 +76,17 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "| %d | %d | %.1f | %.1f KB | %.1f KB | %.1f KB | %.2f | %.0f MiB |\n\n",
 		i.Connected, i.Failed, i.ConnectSeconds, i.RSSPerConn/1024, i.HeapPerConn/1024, i.StackPerConn/1024, i.GoroutinesPerConn, i.ServerRSSMiB)
 	if k := i.Kernel; k != nil {
-		fmt.Fprintf(w, "Per connection (both ends), machine-wide: workers' RSS, kernel slab and TCP buffers, and the fall of MemAvailable:\n\n")
+		fmt.Fprintf(w, "Per connection still open after the settle (%d; both ends), machine-wide: workers' RSS, kernel slab and TCP buffers, and the fall of MemAvailable:\n\n", i.Open)
 		fmt.Fprintf(w, "| workers' RSS | workers' RSS/conn | Slab/conn | SUnreclaim/conn | TCP mem/conn | MemAvailable fall/conn | Slab before → after | SUnreclaim before → after | TCP mem pages before → after |\n")
 		fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		fmt.Fprintf(w, "| %.0f MiB | %.1f KB | %.1f KB | %.1f KB | %.2f KB | %.1f KB | %.0f → %.0f MiB | %.0f → %.0f MiB | %d → %d |\n\n",
 			i.WorkerRSSMiB, i.WorkerRSSPerConn/1024, k.SlabPerConn/1024, k.SUnreclaimPerConn/1024, k.TCPMemPerConn/1024, k.UsedPerConn/1024,
 			float64(k.Before.Slab)/(1<<20), float64(k.After.Slab)/(1<<20), float64(k.Before.SUnreclaim)/(1<<20), float64(k.After.SUnreclaim)/(1<<20),
 			k.Before.TCPMemPages, k.After.TCPMemPages)
+	}
+	if cpu := i.CPU; cpu != nil {
+		fmt.Fprintf(w, "CPU while idle (%.0f s settle), in cores: servers %.2f, Redis %.2f, workers %.2f, others %.2f\n\n",
+			cpu.Seconds, cpu.ServerCores, cpu.RedisCores, cpu.WorkerCores, cpu.OtherCores)
 	}
 	fmt.Fprintf(w, "Medians of %d runs per step:\n\n", c.Repeat)
 	fmt.Fprintf(w, "| sent/s | logins/s | delivered/expected | delivered msgs/s | p50 ms | p90 ms | p99 ms | max ms | send errors | dropped | server CPU µs/msg | objects/frame | server CPU s | Redis CPU s | load CPU s | others' CPU s | step s | login p99 ms | ack p50 ms | ack p99 ms |\n")

@@ -37,7 +37,10 @@ type ResultConfig struct {
 // IdleResult is what connected sockets cost while nothing is sent: the
 // memory per connection a deployment has to plan for.
 type IdleResult struct {
-	Connected      int     `json:"connected"`
+	Connected int `json:"connected"`
+	// Open is the sockets still open after the settle; the per-connection
+	// figures divide by it.
+	Open           int     `json:"open"`
 	Failed         int     `json:"failed"`
 	ConnectSeconds float64 `json:"connectSeconds"`
 	// Per connection, over all servers: the growth of RSS, and of the Go
@@ -56,6 +59,8 @@ type IdleResult struct {
 	// /proc/net/sockstat), machine-wide, before the workers and after the
 	// settle.
 	Kernel *KernelIdle `json:"kernel,omitempty"`
+	// CPU is what the idle sockets cost in CPU over the settle.
+	CPU *IdleCPU `json:"cpu,omitempty"`
 }
 
 // StepResult is one step of one run (or, in Results.Medians, the medians
