@@ -105,8 +105,18 @@ func (c *coordinator) centrifugoCommand(i, port int, key string) (*exec.Cmd, err
 //   - ping and pong keep Centrifugo's defaults (25 s, 8 s): the workers
 //     answer its pings;
 //   - /health (the coordinator waits for it) and /metrics (Go heap, stacks
-//     and goroutines for the idle figures) are on; the server API, which a
-//     client publish does not use, is off, and so are usage statistics.
+//     and goroutines for the idle figures; pushes written and PUB/SUB lag
+//     per step) are on; the server API, which a client publish does not
+//     use, is off, and so are usage statistics;
+//   - it logs at info, into server-N.log in the run's WorkDir: its start
+//     (version, GOMAXPROCS, engine) and anything that goes wrong, and
+//     nothing per connection or message.
+//
+// Centrifugo (open source) writes a socket's pushes as they come: there is
+// no setting that holds them to share a frame (client.write_delay is
+// Centrifugo PRO's). When a node cannot keep up, what it has not broadcast
+// yet waits in its PUB/SUB queue (up to 4,096 publications a processor,
+// then dropped), not in the sockets' queues; see settleBacklog.
 func centrifugoConfig(cfg Config, name string, port int, key, redisAt string) map[string]any {
 	engine := map[string]any{"type": "memory"}
 	if cfg.Backend == "redis" {
@@ -118,7 +128,7 @@ func centrifugoConfig(cfg Config, name string, port int, key, redisAt string) ma
 	return map[string]any{
 		"node":        map[string]any{"name": name},
 		"http_server": map[string]any{"address": "127.0.0.1", "port": port},
-		"log":         map[string]any{"level": "warn"},
+		"log":         map[string]any{"level": "info"},
 		"engine":      engine,
 		"client": map[string]any{
 			"token":          map[string]any{"hmac_secret_key": key},

@@ -1,11 +1,13 @@
 package loadtest
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +97,75 @@ func TestCentrifugoFrameCounts(t *testing.T) {
 	}
 	if err := c.centrifugoFrame([]byte(`{"id":1,"error":{"code":109,"message":"token expired"}}`), time.Now()); err == nil {
 		t.Error("a refused connect did not close the socket")
+	}
+}
+
+// fakeStatsWorker answers the coordinator's stats commands as a worker
+// process would, with what next gives for the n-th poll (from 1).
+type fakeStatsWorker struct {
+	polls  int
+	next   func(poll int) stepStats
+	events chan event
+}
+
+func (f *fakeStatsWorker) Write(b []byte) (int, error) {
+	var cmd command
+	if err := json.Unmarshal(b, &cmd); err != nil || cmd.Cmd != "stats" {
+		return 0, fmt.Errorf("unexpected command %s", b)
+	}
+	f.polls++
+	st := f.next(f.polls)
+	f.events <- event{Event: "stats", Step: cmd.Step, Stats: &st}
+	return len(b), nil
+}
+
+func (f *fakeStatsWorker) Close() error { return nil }
+
+// A step whose drain ended with its sends or deliveries still coming (a
+// server behind: Centrifugo at 10k sockets) is waited for before the next
+// step starts, until the rest has come or nothing more does; a step that
+// got everything is not.
+func TestCentrifugoBacklogSettles(t *testing.T) {
+	const conns = 10
+	r := StepResult{Rate: 10, Sent: 4, Conns: conns}
+	for _, tc := range []struct {
+		name      string
+		end       stepStats
+		next      func(poll int) stepStats
+		wantPolls int
+		quiet     bool
+	}{
+		{name: "complete", end: stepStats{Acked: 4, Delivered: 4 * conns}, wantPolls: 0},
+		{
+			name: "late acks and deliveries", end: stepStats{Acked: 2, Delivered: 5},
+			next: func(poll int) stepStats {
+				// One more ack, then its deliveries, a poll at a time.
+				return stepStats{Acked: uint64(min(4, 2+poll)), Delivered: uint64(min(4*conns, 5+10*poll))}
+			},
+			wantPolls: 4,
+		},
+		{
+			name: "stops short", end: stepStats{Acked: 4, Delivered: 30},
+			next:  func(poll int) stepStats { return stepStats{Acked: 4, Delivered: 35} },
+			quiet: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeStatsWorker{next: tc.next, events: make(chan event, 1)}
+			c := newCoordinator(Config{Target: centrifugoTarget}, slog.New(slog.DiscardHandler))
+			c.workers = []*workerProc{{in: f, events: f.events}}
+			end := stepTotals{delivered: tc.end.Delivered, acked: tc.end.Acked}
+			start := time.Now()
+			if err := c.settleBacklog(context.Background(), 3, r, end); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			switch {
+			case tc.quiet && took < backlogQuiet:
+				t.Errorf("returned after %s, before %s without deliveries", took, backlogQuiet)
+			case !tc.quiet && f.polls != tc.wantPolls:
+				t.Errorf("%d polls, want %d", f.polls, tc.wantPolls)
+			}
+		})
 	}
 }

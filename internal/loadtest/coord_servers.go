@@ -260,7 +260,17 @@ type serverSample struct {
 	heap, stack, goroutines float64
 	frames, messages        float64
 	acks                    buckets // hubbub_ack_latency_seconds
+	// Centrifugo's: publication pushes written, and its PUB/SUB lag
+	// (publish to broadcast) summed over the publications broadcast.
+	pushes, lagSum, lagCount float64
 }
+
+// Centrifugo's series behind serverSample's pushes, lagSum and lagCount.
+const (
+	centrifugoPushes   = `centrifugo_transport_messages_sent{channel_namespace="",frame_type="push_publication",transport="websocket"}`
+	centrifugoLagSum   = `centrifugo_node_pub_sub_lag_seconds_sum{channel_namespace=""}`
+	centrifugoLagCount = `centrifugo_node_pub_sub_lag_seconds_count{channel_namespace=""}`
+)
 
 func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
 	out := make([]serverSample, len(c.servers))
@@ -274,14 +284,22 @@ func (c *coordinator) sampleServers(ctx context.Context) []serverSample {
 		if c.cfg.Target == "baseline" {
 			continue // no /metrics; Centrifugo's has the Go figures, not Hubbub's own
 		}
-		m, err := scrape(ctx, s.url("/metrics"), "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
-			"go_goroutines", "hubbub_frames_out_total", `hubbub_objects_out_total{type="message"}`)
+		names := []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+			"go_goroutines", "hubbub_frames_out_total", `hubbub_objects_out_total{type="message"}`}
+		if c.cfg.Target == centrifugoTarget {
+			names = append(names, centrifugoPushes, centrifugoLagSum, centrifugoLagCount)
+		}
+		m, err := scrape(ctx, s.url("/metrics"), names...)
 		if err != nil {
 			c.log.Warn("scraping metrics", "server", s.addr, "err", err)
 			continue
 		}
 		out[i].heap, out[i].stack, out[i].goroutines = m["go_memstats_heap_inuse_bytes"], m["go_memstats_stack_inuse_bytes"], m["go_goroutines"]
 		out[i].frames, out[i].messages = m["hubbub_frames_out_total"], m[`hubbub_objects_out_total{type="message"}`]
+		if c.cfg.Target == centrifugoTarget {
+			out[i].pushes, out[i].lagSum, out[i].lagCount = m[centrifugoPushes], m[centrifugoLagSum], m[centrifugoLagCount]
+			continue // no ack latency
+		}
 		if out[i].acks, err = scrapeBuckets(ctx, s.url("/metrics"), "hubbub_ack_latency_seconds"); err != nil {
 			c.log.Warn("scraping ack latency", "server", s.addr, "err", err)
 		}

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -117,7 +119,100 @@ func (c *coordinator) runStep(ctx context.Context, step int, spec StepSpec) (Ste
 	}
 	r.AckP50ms, r.AckP99ms = 1000*acks.quantile(.5), 1000*acks.quantile(.99)
 	r.Logins, r.LoginErrors, r.LoginP50ms, r.LoginP99ms = fl.ok, fl.errors, ms(fl.hist.quantile(.5)), ms(fl.hist.quantile(.99))
+	if c.cfg.Target == centrifugoTarget {
+		c.logCentrifugoStep(spec, r, before, after)
+	}
+	if err := c.settleBacklog(ctx, step, r, t); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// How long settleBacklog waits: until a step's acknowledgements and
+// deliveries have stopped coming for backlogQuiet, and at most backlogMax.
+const (
+	backlogQuiet = 2 * time.Second
+	backlogMax   = 2 * time.Minute
+)
+
+// settleBacklog follows a step whose drain ended before all its sends were
+// acknowledged or all it expected arrived (end: its totals then): it waits
+// until the rest has come, or nothing more has for backlogQuiet, so that
+// the next step starts on idle servers. A server that falls behind holds
+// what it has not yet handled: Centrifugo queues a socket's commands (the
+// sender's publishes) and, per node, the publications it has not yet
+// broadcast (its PUB/SUB queue), all in order. Without this wait the next
+// step would spend its window on that backlog (counted, by the step in each
+// message's text or command id, to the step whose result is already taken)
+// with its own messages queued behind it: a run whose steps each offered
+// more than the servers deliver reported 0 delivered in every later step.
+// What comes now is logged as late; the step's result keeps what came
+// within its drain, as every step's does.
+func (c *coordinator) settleBacklog(ctx context.Context, step int, r StepResult, end stepTotals) error {
+	acks := c.cfg.Target != "baseline" // the baseline acknowledges nothing: all it was sent counts
+	expected := func(t stepTotals) uint64 {
+		if !acks {
+			return r.Sent * uint64(r.Conns)
+		}
+		return t.acked * uint64(r.Conns)
+	}
+	pending := func(t stepTotals) bool {
+		return t.delivered < expected(t) || (acks && t.acked+t.errFrames < r.Sent)
+	}
+	if !pending(end) {
+		return nil
+	}
+	start, lastProgress, last := time.Now(), time.Now(), end
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		t, err := c.stats(ctx, step)
+		if err != nil {
+			return err
+		}
+		if t.delivered > last.delivered || t.acked+t.errFrames > last.acked+last.errFrames {
+			lastProgress = time.Now()
+		}
+		last = t
+		done, quiet := !pending(t), time.Since(lastProgress) >= backlogQuiet
+		if !done && !quiet && time.Since(start) < backlogMax {
+			continue
+		}
+		level := slog.LevelInfo
+		if !done && !quiet {
+			level = slog.LevelWarn // still coming: the next step starts on busy servers
+		}
+		c.log.Log(ctx, level, "step backlog", "step", step, "rate", r.Rate,
+			"lateAcks", t.acked-end.acked, "lateDelivered", t.delivered-end.delivered,
+			"lateDropped", t.dropped-end.dropped, "unacked", r.Sent-min(r.Sent, t.acked+t.errFrames),
+			"undelivered", expected(t)-min(expected(t), t.delivered),
+			"seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+		return nil
+	}
+}
+
+// logCentrifugoStep logs what Centrifugo's own metrics say of a step's
+// window: the publication pushes its nodes wrote (which the workers'
+// count of deliveries should match, less what was still in flight at the
+// window's ends), and how long a publication waited between the publish
+// and its broadcast on a node (centrifugo_node_pub_sub_lag_seconds: the
+// node's PUB/SUB queue when it cannot keep up).
+func (c *coordinator) logCentrifugoStep(spec StepSpec, r StepResult, before, after []serverSample) {
+	var pushes, lagSum, lagCount float64
+	for i := range after {
+		pushes += after[i].pushes - before[i].pushes
+		lagSum += after[i].lagSum - before[i].lagSum
+		lagCount += after[i].lagCount - before[i].lagCount
+	}
+	lag := 0.0
+	if lagCount > 0 {
+		lag = 1000 * lagSum / lagCount
+	}
+	c.log.Info("centrifugo step", "rate", spec.Rate, "pushesWritten", int64(pushes), "delivered", r.Delivered,
+		"broadcasts", int64(lagCount), "meanPubSubLagMs", int64(lag))
 }
 
 type floodResult struct {

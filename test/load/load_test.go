@@ -118,9 +118,10 @@ func TestSmokeBaseline(t *testing.T) {
 	check(t, r, 100, 20, 1)
 }
 
-// Centrifugo (--target centrifugo) on its memory engine under the same
-// tool: every published message reaches every subscribed socket. It needs
-// bin/centrifugo, which `make test` builds (make tools, or make centrifugo).
+// Centrifugo (--target centrifugo) under the same tool, one node on its
+// memory engine and two on its Redis engine: every published message
+// reaches every subscribed socket. It needs bin/centrifugo, which `make
+// test` builds (make tools, or make centrifugo).
 func TestSmokeCentrifugo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and starts servers")
@@ -141,6 +142,14 @@ func TestSmokeCentrifugo(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, bench, "--target", "centrifugo", "--backend", "memory", "--conns", "100", "--users", "20",
+		"--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
+	check(t, r, 100, 20, 1)
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: run `make deps`")
+	}
+	// Two nodes on its Redis engine, as the benchmark runs it: a publication
+	// reaches the other node's sockets through Redis PUB/SUB.
+	r = run(t, bench, "--target", "centrifugo", "--servers", "2", "--conns", "100", "--users", "20",
 		"--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
 	check(t, r, 100, 20, 1)
 }
