@@ -97,6 +97,7 @@ func runMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "the whole run's deadline")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 5*time.Minute, "how long workers may take to open their sockets")
 	fs.IntVar(&cfg.FirstWorkerIP, "first-worker-ip", 10, "workers bind source addresses 127.0.0.N, 127.0.0.N+1, ...")
+	memoryFloor := fs.Int64("memory-floor", 1024, "MiB: the workers stop dialing once the machine's MemAvailable falls below it (0: never), and the run goes on with the sockets it has")
 	fs.StringVar(&jsonOut, "json", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -107,6 +108,7 @@ func runMain(ctx context.Context, args []string) error {
 	}
 	cfg.ServerArgs = strings.Fields(serverArgs)
 	cfg.ServerEnv = strings.Fields(serverEnv)
+	cfg.MemoryFloor = *memoryFloor << 20
 	res, err := loadtest.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if res == nil || len(res.Steps) == 0 {
 		return err

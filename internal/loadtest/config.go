@@ -44,6 +44,9 @@ type Config struct {
 	Timeout        time.Duration
 	FirstWorkerIP  int // workers bind 127.0.0.<FirstWorkerIP+w>
 	ConnectTimeout time.Duration
+	// MemoryFloor (bytes) stops the workers' dialing once MemAvailable
+	// falls below it; 0: never.
+	MemoryFloor int64
 }
 
 // StepSpec is one load level, and the key medians group runs by: a step is
@@ -100,6 +103,8 @@ func (cfg *Config) prepare() error {
 		return fmt.Errorf("--conns, --servers and --repeat must be at least 1")
 	case cfg.Conns/cfg.Workers > 19000:
 		return fmt.Errorf("%d sockets per worker: over the 20,000 open files one process may have; raise --workers", cfg.Conns/cfg.Workers)
+	case (cfg.Conns+cfg.Servers-1)/cfg.Servers > 19000:
+		return fmt.Errorf("%d sockets per server: over the 20,000 open files one process may have; raise --servers", (cfg.Conns+cfg.Servers-1)/cfg.Servers)
 	case cfg.Target == "baseline" && cfg.Servers != 1:
 		return fmt.Errorf("the baseline is one process: --servers=1")
 	case cfg.Backend == "memory" && cfg.Servers != 1:

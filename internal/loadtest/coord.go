@@ -62,12 +62,22 @@ func runCoordinator(ctx context.Context, cfg Config, log *slog.Logger) (*Results
 		Target: cfg.Target, Backend: cfg.Backend, RedisReplicas: cfg.RedisReplicas, Servers: cfg.Servers, Conns: cfg.Conns, Users: cfg.Users,
 		Workers: cfg.Workers, Steps: cfg.Steps, StepDuration: cfg.StepDuration.String(), Repeat: cfg.Repeat, ServerArgs: cfg.ServerArgs, ServerEnv: cfg.ServerEnv,
 	}
+	stopped := 0
 	for _, w := range c.workers {
 		res.Idle.Connected += w.ready.Connected
 		res.Idle.Failed += w.ready.Failed
 		for _, e := range w.ready.DialErrors {
 			log.Warn("dial failed", "worker", w.ready.Worker, "err", e)
 		}
+		if w.ready.Stopped != "" {
+			log.Warn("stopped dialing", "worker", w.ready.Worker, "why", w.ready.Stopped)
+			if stopped++; res.Idle.Stopped == "" {
+				res.Idle.Stopped = w.ready.Stopped
+			}
+		}
+	}
+	if stopped > 0 {
+		res.Idle.Stopped = fmt.Sprintf("%s (%d of %d workers)", res.Idle.Stopped, stopped, len(c.workers))
 	}
 	res.Idle.ConnectSeconds = time.Since(t0).Seconds()
 	log.Info("connected", "sockets", res.Idle.Connected, "failed", res.Idle.Failed, "seconds", res.Idle.ConnectSeconds)

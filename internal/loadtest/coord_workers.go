@@ -31,7 +31,7 @@ func (c *coordinator) startWorkers(ctx context.Context) error {
 		jobs[w] = job{
 			Worker: w, Workers: cfg.Workers, Mode: cfg.Target, Channel: cfg.Channel,
 			LocalIP:         fmt.Sprintf("127.0.0.%d", cfg.FirstWorkerIP+w),
-			DialConcurrency: cfg.DialConc, ConnectTimeout: cfg.ConnectTimeout,
+			DialConcurrency: cfg.DialConc, ConnectTimeout: cfg.ConnectTimeout, MemoryFloor: cfg.MemoryFloor,
 		}
 		if cfg.DialRate > 0 {
 			jobs[w].DialRate = cfg.DialRate / float64(cfg.Workers)

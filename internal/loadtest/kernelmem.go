@@ -37,12 +37,18 @@ type KernelIdle struct {
 }
 
 func readKernelMem() kernelMem {
+	m := readMeminfo()
+	if b, err := os.ReadFile("/proc/net/sockstat"); err == nil {
+		parseSockstat(b, &m)
+	}
+	return m
+}
+
+// readMeminfo is kernelMem's /proc/meminfo part (zero where unreadable).
+func readMeminfo() kernelMem {
 	var m kernelMem
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		parseMeminfo(b, &m)
-	}
-	if b, err := os.ReadFile("/proc/net/sockstat"); err == nil {
-		parseSockstat(b, &m)
 	}
 	return m
 }

@@ -75,6 +75,9 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	i := r.Idle
 	fmt.Fprintf(w, "| %d | %d | %.1f | %.1f KB | %.1f KB | %.1f KB | %.2f | %.0f MiB |\n\n",
 		i.Connected, i.Failed, i.ConnectSeconds, i.RSSPerConn/1024, i.HeapPerConn/1024, i.StackPerConn/1024, i.GoroutinesPerConn, i.ServerRSSMiB)
+	if i.Stopped != "" {
+		fmt.Fprintf(w, "The workers stopped dialing: %s.\n\n", i.Stopped)
+	}
 	if k := i.Kernel; k != nil {
 		fmt.Fprintf(w, "Per connection still open after the settle (%d; both ends), machine-wide: workers' RSS, kernel slab and TCP buffers, and the fall of MemAvailable:\n\n", i.Open)
 		fmt.Fprintf(w, "| workers' RSS | workers' RSS/conn | Slab/conn | SUnreclaim/conn | TCP mem/conn | MemAvailable fall/conn | Slab before → after | SUnreclaim before → after | TCP mem pages before → after |\n")

@@ -40,8 +40,12 @@ type IdleResult struct {
 	Connected int `json:"connected"`
 	// Open is the sockets still open after the settle; the per-connection
 	// figures divide by it.
-	Open           int     `json:"open"`
-	Failed         int     `json:"failed"`
+	Open   int `json:"open"`
+	Failed int `json:"failed"`
+	// Stopped is why the workers stopped dialing before their last
+	// socket (the memory floor, the connect timeout); empty if they tried
+	// them all. Failed counts the sockets not tried.
+	Stopped        string  `json:"stopped,omitempty"`
 	ConnectSeconds float64 `json:"connectSeconds"`
 	// Per connection, over all servers: the growth of RSS, and of the Go
 	// heap and stacks in use, from before the sockets to after they settled.

@@ -21,7 +21,11 @@ type job struct {
 	DialConcurrency int           `json:"dialConcurrency"`
 	DialRate        float64       `json:"dialRate"` // new sockets per second for this worker; 0 = unpaced
 	ConnectTimeout  time.Duration `json:"connectTimeout"`
-	Edge            *edgeJob      `json:"edge,omitempty"` // the storm and dm workloads
+	// MemoryFloor stops this worker's dialing once the machine's
+	// MemAvailable falls below it (bytes; 0: never), so that a run toward
+	// what the machine holds ends with a count, not with the OOM killer.
+	MemoryFloor int64    `json:"memoryFloor,omitempty"`
+	Edge        *edgeJob `json:"edge,omitempty"` // the storm and dm workloads
 }
 
 type connSpec struct {
@@ -37,11 +41,14 @@ type command struct {
 }
 
 type event struct {
-	Event      string     `json:"event"` // "ready", "sent", "stats", "bye"
-	Worker     int        `json:"worker"`
-	Connected  int        `json:"connected,omitempty"`
-	Failed     int        `json:"failed,omitempty"`
-	DialErrors []string   `json:"dialErrors,omitempty"`
+	Event      string   `json:"event"` // "ready", "sent", "stats", "bye"
+	Worker     int      `json:"worker"`
+	Connected  int      `json:"connected,omitempty"`
+	Failed     int      `json:"failed,omitempty"`
+	DialErrors []string `json:"dialErrors,omitempty"`
+	// Stopped says why a worker stopped dialing before its last socket
+	// (the memory floor); empty when it tried them all.
+	Stopped    string     `json:"stopped,omitempty"`
 	Step       int        `json:"step,omitempty"`
 	Sent       uint64     `json:"sent,omitempty"`
 	SendErrors uint64     `json:"sendErrors,omitempty"`

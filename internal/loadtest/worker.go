@@ -79,10 +79,11 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	w.edge = newEdgeWorker(w)
 	var conns []*wconn
 	var dialErrs []string
+	var stopped string
 	if w.edge != nil {
 		conns, dialErrs = w.edge.connect(ctx)
 	} else {
-		conns, dialErrs = w.connectAll(ctx)
+		conns, dialErrs, stopped = w.connectAll(ctx)
 		// Hand back what the handshakes left behind (their requests,
 		// responses and head buffers, up to the GC's 2× of what is live),
 		// so that the worker's RSS over the idle sockets is what holding
@@ -96,7 +97,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 			_ = c.ws.Close()
 		}
 	}()
-	ev := event{Event: "ready", Worker: w.job.Worker, Connected: len(conns), Failed: len(w.job.Conns) - len(conns)}
+	ev := event{Event: "ready", Worker: w.job.Worker, Connected: len(conns), Failed: len(w.job.Conns) - len(conns), Stopped: stopped}
 	if len(dialErrs) > 5 {
 		dialErrs = dialErrs[:5]
 	}
@@ -158,14 +159,57 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 }
 
 // connectAll opens the job's sockets with bounded concurrency (and pace),
-// waits for each one's hello, and returns those that made it.
-func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string) {
+// waits for each one's hello, and returns those that made it, and why it
+// stopped before the last one if it did: the connect timeout, or the
+// machine's memory falling below the job's floor. Handshakes in flight when
+// it stops may still finish.
+func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string, string) {
 	ctx, cancel := context.WithTimeout(ctx, w.job.ConnectTimeout)
 	defer cancel()
+	dialing, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	if w.job.MemoryFloor > 0 {
+		go watchMemory(dialing, w.job.MemoryFloor, stop)
+	}
 	d := w.dialer()
-	return dialEach(ctx, len(w.job.Conns), w.job.DialConcurrency, w.job.DialRate, func(i int) (*wconn, error) {
+	conns, errs := dialEach(dialing, len(w.job.Conns), w.job.DialConcurrency, w.job.DialRate, func(i int) (*wconn, error) {
 		return w.dial(ctx, d, w.job.Conns[i])
 	})
+	var stopped string
+	if len(conns)+len(errs) < len(w.job.Conns) {
+		switch cause := context.Cause(dialing); {
+		case errors.Is(cause, errMemoryFloor):
+			stopped = cause.Error()
+		case errors.Is(cause, context.DeadlineExceeded):
+			stopped = fmt.Sprintf("connect timeout (%s)", w.job.ConnectTimeout)
+		case cause != nil:
+			stopped = cause.Error()
+		}
+	}
+	return conns, errs, stopped
+}
+
+// errMemoryFloor is why watchMemory stops the dialing.
+var errMemoryFloor = errors.New("memory floor")
+
+// watchMemory stops the dialing (stop) once the machine's MemAvailable
+// falls below floor bytes: the sockets, the servers and the kernel share
+// one machine, and a run toward what it holds should end with the count
+// it reached, not with the OOM killer taking a server.
+func watchMemory(ctx context.Context, floor int64, stop context.CancelCauseFunc) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if m := readMeminfo().MemAvailable; m > 0 && m < floor {
+			stop(fmt.Errorf("%w: MemAvailable %d MiB, under %d MiB", errMemoryFloor, m>>20, floor>>20))
+			return
+		}
+	}
 }
 
 // dialer dials from the worker's own source address, and leaves the frames
