@@ -84,11 +84,7 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 			frames: newBucket(s.wire.pace.now(), s.budget.burst),
 		},
 	}
-	c.out.mu.Lock()
-	c.ord.releaseT = time.AfterFunc(resumeWindow, c.release)
-	c.out.mu.Unlock()
 	refuse := func(code int, text string) *conn {
-		c.stopReleaseTimer()
 		abort(ws, code, text)
 		return nil
 	}
@@ -162,6 +158,26 @@ func (c *conn) stopReleaseTimer() {
 	c.out.mu.Lock()
 	defer c.out.mu.Unlock()
 	c.ord.stopTimer()
+}
+
+// awaitFirstFrame runs the resume window while the server waits for input:
+// until end, then live messages go out without a replay. It reports whether
+// live messages are still held (no data frame has come yet).
+func (c *conn) awaitFirstFrame(end time.Time) bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if !c.ord.holding {
+		return false
+	}
+	left := time.Until(end)
+	if left <= 0 {
+		c.s.objs.message.Add(float64(c.ord.release(&c.out)))
+		return false
+	}
+	if c.ord.releaseT == nil {
+		c.ord.releaseT = time.AfterFunc(left, c.release)
+	}
+	return true
 }
 
 // enqueue queues one server object of type typ for the socket.

@@ -41,8 +41,12 @@ type Options struct {
 	// PongWait is how long a socket may stay silent: pings go out at 9/10 of
 	// it, and a peer that answers neither them nor anything else is closed.
 	PongWait time.Duration
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
+	// ResumeWindow is how long a new socket holds live messages back for
+	// the client's first frame, counted from when the server starts reading
+	// it (default 2 s).
+	ResumeWindow time.Duration
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
 }
 
 // withDefaults fills in what was left zero.
@@ -61,6 +65,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PongWait <= 0 {
 		o.PongWait = pongWait
+	}
+	if o.ResumeWindow <= 0 {
+		o.ResumeWindow = resumeWindow
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

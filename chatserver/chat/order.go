@@ -26,7 +26,11 @@ type heldBatch struct {
 
 // resumeWindow is how long a new socket holds live messages back waiting for
 // the client's first frame. A reconnecting client sends "resume" first; had
-// live messages gone out before its replay, it would see them out of order.
+// live messages gone out before its replay, it would see them out of order,
+// and the replay would skip what they had already passed: a gap. So the
+// window counts only while the server waits for input (readLoop): not while
+// the socket's setup waits for storage, nor while the first frame is being
+// handled, however slow storage is.
 const resumeWindow = 2 * time.Second
 
 // order makes what one socket receives of each channel one stream in id

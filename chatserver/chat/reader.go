@@ -32,9 +32,18 @@ func (c *conn) readLoop(ctx context.Context) {
 		c.out.peerClosed(code)
 		return nil
 	})
+	// The first frame's window: input pauses it (a control frame alone
+	// does not end it), and it never runs while a frame is handled.
+	windowEnd, holding := time.Now().Add(c.s.opts.ResumeWindow), true
 	for {
+		if holding {
+			holding = c.awaitFirstFrame(windowEnd)
+		}
 		if err := c.ws.WaitReadable(); err != nil {
 			return
+		}
+		if holding {
+			c.stopReleaseTimer()
 		}
 		more := true
 		onFreshStack(func() { more = c.readInput(ctx) })

@@ -44,8 +44,12 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		c.out.mu.Unlock()
 		s.objs.message.Add(float64(queued))
 		if err != nil {
+			// The live messages held behind the replay went out (endReplay)
+			// and moved the socket past the gap: resuming again could not
+			// fill it. Not recovered: the client reloads the channel.
 			s.backendError("resume", err)
-			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not resume %q: storage unavailable, resume again", channel)})
+			c.sendError(&protocol.Error{Code: protocol.CodeUnavailable, Message: fmt.Sprintf("could not replay %q: storage unavailable; reload its history", channel)})
+			recovered[channel] = false
 			continue
 		}
 		recovered[channel] = complete

@@ -63,7 +63,13 @@ func (r *room) secondPod(opts chat.Options) *room {
 
 func runService(t *testing.T, b *memory.Backend, opts chat.Options) *room {
 	t.Helper()
-	s := chat.New(b, opts)
+	return runServiceOn(t, b, b, opts)
+}
+
+// runServiceOn runs a Service on store, which wraps mem.
+func runServiceOn(t *testing.T, store chat.Backend, mem *memory.Backend, opts chat.Options) *room {
+	t.Helper()
+	s := chat.New(store, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(ctx) }()
@@ -73,7 +79,7 @@ func runService(t *testing.T, b *memory.Backend, opts chat.Options) *room {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &room{t: t, s: s, b: b, ws: map[string]*chattest.Socket{}}
+	return &room{t: t, s: s, b: mem, ws: map[string]*chattest.Socket{}}
 }
 
 // connect opens a socket for user, as a client that has nothing to resume.

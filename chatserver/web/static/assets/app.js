@@ -874,7 +874,7 @@ function onResumed(m) {
     if (name === state.active) loadHistory(ch, false);
     toast({
       title: ch.dm ? `Conversation with ${ch.peer}` : `#${name}`,
-      body: 'Some messages sent while you were away are no longer kept; showing the latest.',
+      body: 'Some messages sent while you were away could not be replayed; showing the latest.',
       kind: 'info',
       channel: name,
     });
