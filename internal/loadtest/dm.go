@@ -222,6 +222,7 @@ func (d *dmRun) load(ctx context.Context) error {
 		r.ServerCPUPerDeliveredUs = r.CPU.ServersTotal / float64(r.Delivered) * 1e6
 	}
 	r.ErrorFrames, r.UnknownChannel, r.PresenceObjects = t.Errors, t.Unknown, t.Presence
+	r.NotRecovered = t.NotRecovered
 	if d.cfg.Drain {
 		d.res.Drain = &DMDrain{Server: 0, Notices: t.Notices, Lost: t.Lost, Dials: t.Dialed, Moved: t.Connected, FailedDials: t.Failed,
 			Resumed: t.Completed, Hello: t.hello.quantiles(), ResumedLatency: t.resumed.quantiles()}

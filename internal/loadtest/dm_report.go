@@ -58,21 +58,24 @@ type DMLoad struct {
 	// Expected is, per acked message, a delivery to every socket of every
 	// person in its conversation (the sender's included); Delivered counts
 	// each message once per socket, by id.
-	Expected                uint64        `json:"expected"`
-	Delivered               uint64        `json:"delivered"`
-	Duplicates              uint64        `json:"duplicates"`
-	DeliveredRatio          float64       `json:"deliveredRatio"`
-	DeliveredPerSec         float64       `json:"deliveredPerSec"`
-	Latency                 Quantiles     `json:"latency"` // send → delivery, replays after a move included
-	ServerCPUPerDeliveredUs float64       `json:"serverCpuPerDeliveredUs"`
-	ObjectsPerFrame         float64       `json:"objectsPerFrame"`
-	CPU                     CPUSpan       `json:"cpu"`
-	ErrorFrames             uint64        `json:"errorFrames"`
-	UnknownChannel          uint64        `json:"unknownChannel"` // resumes naming a DM not written in yet
-	PresenceObjects         uint64        `json:"presenceObjects"`
-	SubscriptionsBefore     Subscriptions `json:"subscriptionsBefore"`
-	SubscriptionsAfter      Subscriptions `json:"subscriptionsAfter"`
-	ServerRSSMiB            []float64     `json:"serverRssMiB"`
+	Expected                uint64    `json:"expected"`
+	Delivered               uint64    `json:"delivered"`
+	Duplicates              uint64    `json:"duplicates"`
+	DeliveredRatio          float64   `json:"deliveredRatio"`
+	DeliveredPerSec         float64   `json:"deliveredPerSec"`
+	Latency                 Quantiles `json:"latency"` // send → delivery, replays after a move included
+	ServerCPUPerDeliveredUs float64   `json:"serverCpuPerDeliveredUs"`
+	ObjectsPerFrame         float64   `json:"objectsPerFrame"`
+	CPU                     CPUSpan   `json:"cpu"`
+	ErrorFrames             uint64    `json:"errorFrames"`
+	UnknownChannel          uint64    `json:"unknownChannel"` // resumes naming a DM not written in yet
+	// NotRecovered is conversations a resumed said were not replayed whole
+	// (storage failed, or trimmed): a client reloads their history.
+	NotRecovered        uint64        `json:"notRecovered"`
+	PresenceObjects     uint64        `json:"presenceObjects"`
+	SubscriptionsBefore Subscriptions `json:"subscriptionsBefore"`
+	SubscriptionsAfter  Subscriptions `json:"subscriptionsAfter"`
+	ServerRSSMiB        []float64     `json:"serverRssMiB"`
 	// RedisPerMessage is each Redis command's calls and own µs over the
 	// load, per message sent (in fields named per connect).
 	RedisPerMessage []RedisCommand `json:"redisPerMessage,omitempty"`
@@ -122,6 +125,9 @@ func (r *DMResults) WriteMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---|---|---:|\n")
 		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %.2f | %s | %s | %d/%d |\n",
 			d.Notices, d.Lost, d.Moved, d.FailedDials, d.Resumed, d.SecondsToAllBack, d.Hello, d.ResumedLatency, l.Delivered, l.Expected)
+	}
+	if l.NotRecovered > 0 || l.ErrorFrames > 0 {
+		fmt.Fprintf(w, "\nConversations not replayed whole on a resume (a client reloads their history; what they lack shows as a shortfall): %d; error objects: %d.\n", l.NotRecovered, l.ErrorFrames)
 	}
 }
 

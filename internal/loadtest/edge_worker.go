@@ -60,16 +60,17 @@ const (
 // it does not decode them): the server writes each object's fields in one
 // order (protocol.EncodeMessage).
 var (
-	markMessageObj = []byte(`{"type":"message","id":"`)
-	markChannelKey = []byte(`","channel":"`)
-	markTextKey    = []byte(`"text":"`)
-	markPresence   = []byte(`{"type":"presence"`)
-	markResumed    = []byte(`{"type":"resumed"`)
-	markReconnect  = []byte(`{"type":"reconnect"`)
-	markUnknown    = []byte(`"code":"unknown_channel"`)
-	markEdgeClient = []byte(`"clientId":"x`)
-	markMissed     = []byte("hbmissed ")
-	markDM         = []byte("hbx ")
+	markMessageObj   = []byte(`{"type":"message","id":"`)
+	markChannelKey   = []byte(`","channel":"`)
+	markTextKey      = []byte(`"text":"`)
+	markPresence     = []byte(`{"type":"presence"`)
+	markResumed      = []byte(`{"type":"resumed"`)
+	markReconnect    = []byte(`{"type":"reconnect"`)
+	markUnknown      = []byte(`"code":"unknown_channel"`)
+	markNotRecovered = []byte(`":false`)
+	markEdgeClient   = []byte(`"clientId":"x`)
+	markMissed       = []byte("hbmissed ")
+	markDM           = []byte("hbx ")
 )
 
 type edgeWorker struct {
@@ -134,6 +135,7 @@ type edgeRound struct {
 	dialed, connected, failed, completed atomic.Uint64
 	missed, dups                         atomic.Uint64
 	presence, errors, unknown, notices   atomic.Uint64
+	notRecovered                         atomic.Uint64 // conversations a resumed said were not replayed whole
 	lost                                 atomic.Uint64
 	logins, loginRetries                 atomic.Uint64
 	lastDone, lastLogin                  atomic.Int64
@@ -163,6 +165,7 @@ type edgeStats struct {
 	Presence     uint64         `json:"presence"`
 	Errors       uint64         `json:"errors"`
 	Unknown      uint64         `json:"unknownChannel"`
+	NotRecovered uint64         `json:"notRecovered"`
 	Notices      uint64         `json:"reconnectNotices"`
 	Lost         uint64         `json:"lost"`
 	Hello        map[int]uint64 `json:"hello"`
@@ -410,6 +413,10 @@ func (x *edgeConn) line(c *wconn, line []byte, now time.Time) {
 			e.dm.ack(cid, e.job)
 		}
 	case bytes.HasPrefix(line, markResumed):
+		// A conversation not replayed whole (trimmed, or storage failed):
+		// a client reloads its history; this one counts it, and what it
+		// lacks shows as a shortfall.
+		e.round.Load().notRecovered.Add(uint64(bytes.Count(line, markNotRecovered)))
 		if !x.resumed {
 			x.resumed = true
 			r.resumed.record(now.Sub(x.dialAt))
@@ -557,7 +564,7 @@ func (r *edgeRound) stats() *edgeStats {
 		StartNS: r.start.UnixNano(), LastDoneNS: r.lastDone.Load(),
 		Dialed: r.dialed.Load(), Connected: r.connected.Load(), Failed: r.failed.Load(), Completed: r.completed.Load(),
 		Missed: r.missed.Load(), MissedDups: r.dups.Load(),
-		Presence: r.presence.Load(), Errors: r.errors.Load(), Unknown: r.unknown.Load(), Notices: r.notices.Load(), Lost: r.lost.Load(),
+		Presence: r.presence.Load(), Errors: r.errors.Load(), Unknown: r.unknown.Load(), NotRecovered: r.notRecovered.Load(), Notices: r.notices.Load(), Lost: r.lost.Load(),
 		Hello: r.hello.snapshot(), Resumed: r.resumed.snapshot(),
 		Logins: r.logins.Load(), LoginRetries: r.loginRetries.Load(), Login: r.login.snapshot(), LastLoginNS: r.lastLogin.Load(),
 		DialErrors: errs,
