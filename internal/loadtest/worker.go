@@ -177,6 +177,9 @@ func (w *worker) connectAll(ctx context.Context) ([]*wconn, []string, string) {
 	})
 	var stopped string
 	if len(conns)+len(errs) < len(w.job.Conns) {
+		// dialEach stopped because dialing ended or its deadline passed:
+		// its cause is set now or in a moment.
+		<-dialing.Done()
 		switch cause := context.Cause(dialing); {
 		case errors.Is(cause, errMemoryFloor):
 			stopped = cause.Error()
@@ -273,7 +276,9 @@ func dialEach(ctx context.Context, n, conc int, rate float64, open func(i int) (
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
+		// Past the deadline is the end too: a dial's own deadline (the
+		// socket's) may fire before the context's timer, and free a slot.
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 			break
 		}
 		wg.Go(func() {
