@@ -164,20 +164,18 @@ func (c *conn) stopReleaseTimer() {
 // until end, then live messages go out without a replay. It reports whether
 // live messages are still held (no data frame has come yet).
 func (c *conn) awaitFirstFrame(end time.Time) bool {
-	c.out.mu.Lock()
-	defer c.out.mu.Unlock()
-	if !c.ord.holding {
-		return false
-	}
 	left := time.Until(end)
-	if left <= 0 {
-		c.s.objs.message.Add(float64(c.ord.release(&c.out)))
-		return false
-	}
-	if c.ord.releaseT == nil {
+	c.out.mu.Lock()
+	holding := c.ord.holding
+	if holding && left > 0 && c.ord.releaseT == nil {
 		c.ord.releaseT = time.AfterFunc(left, c.release)
 	}
-	return true
+	c.out.mu.Unlock()
+	if holding && left <= 0 {
+		c.release()
+		return false
+	}
+	return holding
 }
 
 // enqueue queues one server object of type typ for the socket.
