@@ -40,7 +40,7 @@ func (h *heldReplays) After(ctx context.Context, channel, after string, limit in
 	return h.Backend.After(ctx, channel, after, limit)
 }
 
-func newHeldRoom(t *testing.T, fail error) (*room, *heldReplays) {
+func newHeldRoom(t *testing.T, fail error, window time.Duration) (*room, *heldReplays) {
 	t.Helper()
 	mem := memory.New()
 	for _, u := range []string{"alice", "bob"} {
@@ -51,9 +51,7 @@ func newHeldRoom(t *testing.T, fail error) (*room, *heldReplays) {
 	store := &heldReplays{Backend: mem, fail: fail, entered: make(chan string, 4), gate: make(chan struct{})}
 	opts := testOptions()
 	opts.MessagesPerSecond, opts.MessageBurst = 1000, 1000
-	// A window far shorter than the replay: it must not end while the
-	// resume is handled, however slow storage is.
-	opts.ResumeWindow = time.Millisecond
+	opts.ResumeWindow = window
 	return runServiceOn(t, store, mem, opts), store
 }
 
@@ -75,7 +73,9 @@ func messagesOf(t *testing.T, ws *chattest.Socket, n int) map[string][]string {
 // of a channel not replayed yet went out first, and its replay then skipped
 // what they had passed: a gap after a drain with slow storage.)
 func TestResumeWindowWaitsForASlowReplay(t *testing.T) {
-	r, store := newHeldRoom(t, nil)
+	// A window far shorter than the replay: it must not end while the
+	// resume is handled, however slow storage is.
+	r, store := newHeldRoom(t, nil, time.Millisecond)
 	alice := r.connect("alice")
 	sent := map[string][]string{}
 	for i := range 2 {
@@ -114,7 +114,7 @@ func TestResumeWindowWaitsForASlowReplay(t *testing.T) {
 // A replay that storage fails is not recovered: live messages go on, so
 // resuming again could not fill the gap; the client reloads the channel.
 func TestResumeWhoseReplayFailsIsNotRecovered(t *testing.T) {
-	r, store := newHeldRoom(t, errors.New("storage unavailable"))
+	r, store := newHeldRoom(t, errors.New("storage unavailable"), time.Millisecond)
 	alice := r.connect("alice")
 	first := send(t, alice, "general", "seen", "g0")
 	send(t, alice, "general", "missed", "g1")
@@ -137,7 +137,9 @@ func TestResumeWhoseReplayFailsIsNotRecovered(t *testing.T) {
 }
 
 // A client that sends no frame (or only pings) still gets live messages
-// once the window has passed.
+// once the window has passed. The window is long enough for the ping to
+// come within it: input pauses the window, and a ping alone must not leave
+// it paused.
 func TestResumeWindowEndsForASilentClient(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -148,7 +150,7 @@ func TestResumeWindowEndsForASilentClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, _ := newHeldRoom(t, nil)
+			r, _ := newHeldRoom(t, nil, 100*time.Millisecond)
 			alice := r.connect("alice")
 			bob := chattest.New()
 			r.s.Start(bob, chat.Peer{User: "bob", Session: "b"})
