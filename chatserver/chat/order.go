@@ -131,16 +131,25 @@ func (o *order) stopTimer() {
 
 // beginReplay starts holding channel's live messages behind a replay. The
 // client has everything up to since (zero: nothing), which is not sent again.
-func (o *order) beginReplay(channel string, since protocol.ID, hasSince bool) {
-	if hasSince {
-		if cur, ok := o.last[channel]; !ok || since.Compare(cur) > 0 {
-			o.setLast(channel, since)
-		}
+//
+// It reports whether the socket already queued the channel past since
+// (ahead, the newest id queued): live messages went out before this replay,
+// because the resume was not the socket's first frame or came after the
+// resume window. What was committed between since and them can no longer
+// go out in order, and the replay drops it with the overlap.
+func (o *order) beginReplay(channel string, since protocol.ID, hasSince bool) (ahead protocol.ID, isAhead bool) {
+	cur, ok := o.last[channel]
+	switch {
+	case ok && (!hasSince || since.Compare(cur) < 0):
+		ahead, isAhead = cur, true
+	case hasSince && (!ok || since.Compare(cur) > 0):
+		o.setLast(channel, since)
 	}
 	if o.resuming == nil {
 		o.resuming = map[string][]outMsg{}
 	}
 	o.resuming[channel] = o.resuming[channel][:0]
+	return ahead, isAhead
 }
 
 // endReplay queues the live messages that waited behind channel's replay.

@@ -121,6 +121,42 @@ func TestOrder(t *testing.T) {
 	}
 }
 
+// TestOrderBeginReplaySaysWhenLiveWentAhead: a replay can fill only what
+// comes after everything the socket queued; beginReplay names what it
+// queued past the client's since, so the resume can say the channel is not
+// recovered.
+func TestOrderBeginReplaySaysWhenLiveWentAhead(t *testing.T) {
+	tests := []struct {
+		name      string
+		queued    []string // live, before the replay
+		since     string
+		wantAhead string // "" = not ahead
+	}{
+		{"nothing queued yet (resume as the first frame)", nil, "3-0", ""},
+		{"nothing queued, from the start", nil, "", ""},
+		{"the client has all that was queued", []string{"4-0", "5-0"}, "5-0", ""},
+		{"the client is past what was queued", []string{"4-0"}, "6-0", ""},
+		{"live went past since", []string{"4-0", "5-0"}, "3-0", "5-0"},
+		{"live went out, the client asks from the start", []string{"4-0"}, "", "4-0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ob, _ := newTestOutbox(t, 100)
+			var o order
+			o.live(ob, "g", msgs(tt.queued...))
+			id, err := protocol.ParseID(tt.since)
+			ahead, isAhead := o.beginReplay("g", id, tt.since != "" && err == nil)
+			got := ""
+			if isAhead {
+				got = ahead.String()
+			}
+			if got != tt.wantAhead {
+				t.Errorf("ahead %q, want %q", got, tt.wantAhead)
+			}
+		})
+	}
+}
+
 // TestOrderCountsOnlyWhatTheOutboxTook: a closing socket takes nothing, and
 // nothing is counted.
 func TestOrderCountsOnlyWhatTheOutboxTook(t *testing.T) {

@@ -36,9 +36,13 @@ func (c *conn) handleResume(ctx context.Context, f protocol.ClientFrame) {
 		}
 		sinceID, err := protocol.ParseID(since) // Decode checked its form
 		c.out.mu.Lock()
-		c.ord.beginReplay(channel, sinceID, since != "" && err == nil)
+		ahead, isAhead := c.ord.beginReplay(channel, sinceID, since != "" && err == nil)
 		c.out.mu.Unlock()
-		complete, err := c.replay(ctx, channel, since)
+		var queuedUpTo *protocol.ID
+		if isAhead {
+			queuedUpTo = &ahead
+		}
+		complete, err := c.replay(ctx, channel, since, queuedUpTo)
 		c.out.mu.Lock()
 		queued := c.ord.endReplay(&c.out, channel)
 		c.out.mu.Unlock()
@@ -77,10 +81,12 @@ func more(n int) string {
 // messages wait (order.beginReplay). It reports whether the client now has
 // everything after since: not when the channel no longer keeps since (what
 // followed it may have been trimmed too), nor when the replay stopped at
-// its cap. The first page starts at since itself, which says whether it is
+// its cap, nor when the socket had already queued the channel up to
+// queuedUpTo (non-nil) and something between since and that comes back:
+// the client may lack it, and it cannot go out in order any more. The first page starts at since itself, which says whether it is
 // still kept: one storage read where asking for the oldest message took
 // another (a reconnect storm is mostly resumes).
-func (c *conn) replay(ctx context.Context, channel, since string) (complete bool, err error) {
+func (c *conn) replay(ctx context.Context, channel, since string, queuedUpTo *protocol.ID) (complete bool, err error) {
 	complete = true
 	after, checkFirst := since, false
 	if id, err := protocol.ParseID(since); err == nil && id != (protocol.ID{}) {
@@ -119,6 +125,9 @@ func (c *conn) replay(ctx context.Context, channel, since string) (complete bool
 				// messages (the stream cannot say whether any came between).
 				complete = false
 			}
+		}
+		if queuedUpTo != nil && len(msgs) > 0 && msgs[0].id.Compare(*queuedUpTo) <= 0 {
+			complete = false
 		}
 		if len(msgs) > 0 {
 			c.out.mu.Lock()

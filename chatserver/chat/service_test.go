@@ -495,8 +495,9 @@ func TestAcrossServers(t *testing.T) {
 		if m := bob.Next(t, protocol.TypeMessage); m["id"] != id || m["channel"] != "dm:alice:bob" {
 			t.Fatalf("bob got %v, want the DM %v", m, id)
 		}
-		// bob resumes it: it is his, though it did not exist when he connected.
-		bob.Send(`{"type":"resume","since":{"dm:alice:bob":""}}`)
+		// bob resumes it from what he holds: it is his, though it did not
+		// exist when he connected.
+		bob.Send(fmt.Sprintf(`{"type":"resume","since":{"dm:alice:bob":%q}}`, id))
 		if r := bob.Next(t, protocol.TypeResumed); r["recovered"].(map[string]any)["dm:alice:bob"] != true {
 			t.Fatalf("resumed %v", r)
 		}

@@ -67,6 +67,7 @@ var contractTests = []contractTest{
 	{"ResumeOnlyOwnChannels", testResumeOnlyOwnChannels},
 	{"ReadMarkerBounded", testReadMarkerBounded},
 	{"ResumedSaysWhatWasKept", testResumedSaysWhatWasKept},
+	{"LateResume", testLateResume},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},
@@ -446,15 +447,19 @@ func testChat(t *testing.T, b backend) {
 		for i := 0; i < 5; i++ {
 			want = append(want, alice.sendAndAck("general", "", fmt.Sprint("missed ", i), fmt.Sprint("r", i+1)))
 		}
-		bob = dial(t, ts, bobTok)
+		// Its first frame: live messages whose fan-out is still under way
+		// wait behind the replay.
+		bob = dialResuming(t, ts, bobTok, map[string]string{"general": last})
 		bob.expect("hello", typeIs("hello"))
-		bob.send(map[string]any{"type": "resume", "since": map[string]string{"general": last}})
 		var got []string
 		for range want {
 			got = append(got, bob.expect("replayed", typeIs("message", "channel", "general"))["id"].(string))
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("replayed ids (-want +got):\n%s", diff)
+		}
+		if r := bob.expect("resumed", typeIs("resumed")); r["recovered"].(map[string]any)["general"] != true {
+			t.Errorf("resumed %v, want general recovered", r)
 		}
 		live := alice.sendAndAck("general", "", "live", "r9")
 		if m := bob.expect("live after replay", typeIs("message", "channel", "general")); m["id"] != live {
@@ -670,10 +675,8 @@ func testResumedSaysWhatWasKept(t *testing.T, b backend) {
 		{"since the newest but one", ids[len(ids)-2], true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := dial(t, ts, tok)
+			b := dialResuming(t, ts, tok, map[string]string{"general": tc.since, "random": ""})
 			b.expect("hello", typeIs("hello"))
-			b.expect("resumed, for the empty resume", typeIs("resumed"))
-			b.send(map[string]any{"type": "resume", "since": map[string]string{"general": tc.since, "random": ""}})
 			r := b.expect("resumed", typeIs("resumed"))
 			rec, _ := r["recovered"].(map[string]any)
 			if rec["general"] != tc.want || rec["random"] != true {
@@ -682,6 +685,50 @@ func testResumedSaysWhatWasKept(t *testing.T, b backend) {
 			// The newest message was replayed before resumed came.
 			if b.backlogged(typeIs("message", "id", ids[len(ids)-1])) != 1 {
 				t.Errorf("the newest message was not replayed before resumed")
+			}
+		})
+	}
+}
+
+// A resume that is not the socket's first frame comes after live messages
+// went out: if the replay holds anything between its id and what went out
+// live, it cannot go out in order, so the channel is not recovered (the
+// client reloads its history), and nothing is sent twice.
+func testLateResume(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
+	alice := dial(t, ts, login(t, ts, "alice"))
+	alice.expect("hello", typeIs("hello"))
+	bobTok := login(t, ts, "bob")
+	old := alice.sendAndAck("general", "", "old", "a0")
+	gap := alice.sendAndAck("general", "", "before bob came", "a1")
+	bob := dial(t, ts, bobTok)
+	bob.expect("hello", typeIs("hello"))
+	bob.expect("resumed, for the empty first resume", typeIs("resumed"))
+	live := alice.sendAndAck("general", "", "live", "a2")
+	bob.expect("live", typeIs("message", "id", live))
+	for _, tc := range []struct {
+		name, since string
+		want        bool
+	}{
+		{"from before what went out live", old, false},
+		{"from the newest it has", live, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The gap may have reached bob live too, if its fan-out was
+			// under way when bob came: count what it had before.
+			had := map[string]int{}
+			for _, id := range []string{gap, live} {
+				had[id] = bob.backlogged(typeIs("message", "id", id))
+			}
+			bob.send(map[string]any{"type": "resume", "since": map[string]string{"general": tc.since}})
+			r := bob.expect("resumed", typeIs("resumed"))
+			if got := r["recovered"].(map[string]any)["general"]; got != tc.want {
+				t.Errorf("recovered %v, want %t", got, tc.want)
+			}
+			for _, id := range []string{gap, live} {
+				if n := bob.backlogged(typeIs("message", "id", id)) - had[id]; n != 0 {
+					t.Errorf("%d more copies of %s: sent out of order, or twice", n, id)
+				}
 			}
 		})
 	}

@@ -224,6 +224,15 @@ type client struct {
 
 func dial(t *testing.T, ts *testServer, token string) *client {
 	t.Helper()
+	// Like every real client: say what we have (nothing) at once, so the
+	// server starts live delivery without waiting out its resume window.
+	return dialResuming(t, ts, token, map[string]string{})
+}
+
+// dialResuming connects like a client coming back: its first frame is a
+// resume from since, before any live message can pass it.
+func dialResuming(t *testing.T, ts *testServer, token string, since map[string]string) *client {
+	t.Helper()
 	c, resp, err := dialRaw(ts, token, ts.URL)
 	if err != nil {
 		status := 0
@@ -242,9 +251,9 @@ func dial(t *testing.T, ts *testServer, token string) *client {
 	})
 	go cl.readLoop()
 	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
-	// Like every real client: say what we have (nothing) at once, so the
-	// server starts live delivery without waiting out its resume window.
-	_ = c.WriteJSON(map[string]any{"type": "resume", "since": map[string]string{}})
+	if err := c.WriteJSON(map[string]any{"type": "resume", "since": since}); err != nil {
+		t.Fatalf("first frame: %v", err)
+	}
 	return cl
 }
 
