@@ -136,7 +136,22 @@ func (s *Server) Close() error {
 	if err := s.signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("stopping redis-server: %w", err)
 	}
-	return os.RemoveAll(s.dir)
+	return removeDir(s.dir)
+}
+
+// removeDir removes a server's data directory. A child redis-server forked
+// (an RDB for a replica's full sync) outlives its parent for a moment,
+// writing its temp file, and nothing lets us wait for it (it is not our
+// child): RemoveAll goes again while the directory is still being written.
+func removeDir(dir string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Addr is the server's "host:port".
