@@ -48,10 +48,11 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 		a.channelError(w, r, err, channel, "")
 		return
 	}
-	if msgs == nil {
-		msgs = []protocol.Message{}
+	out := make([]any, len(msgs))
+	for i, m := range msgs {
+		out[i] = protocol.HistoryEntry(m)
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+	WriteJSON(w, http.StatusOK, map[string]any{"messages": out})
 }
 
 type createChannelRequest struct {

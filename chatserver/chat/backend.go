@@ -26,8 +26,14 @@ var ErrUnavailable = errors.New("storage unavailable")
 //   - After returns up to limit messages with ID > after (after "" = from the start),
 //     oldest first. Before returns up to limit messages with ID < before (before "" =
 //     the newest), oldest first (newest last).
-//   - LastID is the newest ID of the channel, "" when it is empty.
-//   - CountAfter counts messages with ID > after, stopping at max.
+//   - After and Before return the stream's entries: messages and changes
+//     (Message.Kind), without deleted messages. History returns messages
+//     only, like Before, each as it is now (edited text and EditedAt,
+//     Reactions), a deleted one as {ID, Channel, Deleted}.
+//   - LastID is the newest ID of the channel (a message or a change), ""
+//     when it is empty.
+//   - CountAfter counts messages (not changes, nor deleted ones) with ID >
+//     after, stopping at max.
 //   - Errors reaching storage wrap ErrUnavailable.
 type Log interface {
 	Append(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error)
@@ -42,7 +48,36 @@ type Log interface {
 	// CountsAfter is CountAfter of many channels in one round trip:
 	// after maps channel -> read marker; the result has every channel asked for.
 	CountsAfter(ctx context.Context, after map[string]string, max int) (map[string]int, error)
+
+	History(ctx context.Context, channel, before string, limit int) ([]protocol.Message, error)
+	// Change commits c, a change entry (Kind, Channel, From, Target; Text
+	// for an edit, Emoji and On for a reaction), as the channel's next
+	// entry, checked atomically with the commit, and returns it with ID
+	// and TS set. dedupKey and maxLen are as for Append.
+	Change(ctx context.Context, c protocol.Message, dedupKey string, maxLen int, rules ChangeRules) (protocol.Message, error)
 }
+
+// ChangeRules are what a change is checked against, atomically with it:
+//   - the target must be a kept message of the channel (not a change) that
+//     is not deleted, else ErrUnknownMessage;
+//   - an edit must be by its author, a delete by its author or AnyAuthor
+//     (a channel or room admin), else ErrForbidden;
+//   - a reaction may not bring a message's distinct emoji past MaxEmoji,
+//     else ErrTooManyReactions.
+//
+// A delete removes the message's text from storage, with the text of its
+// edits: History then returns it as {ID, Deleted}, and neither After nor a
+// feed returns it or its edits again.
+type ChangeRules struct {
+	AnyAuthor bool
+	MaxEmoji  int
+}
+
+// Errors of Change.
+var (
+	ErrUnknownMessage   = errors.New("no such message")
+	ErrTooManyReactions = errors.New("too many different reactions")
+)
 
 // Handler receives what a Feed delivers. Calls for one channel are never
 // concurrent and come in stream order; implementations must not block for long.

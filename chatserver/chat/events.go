@@ -41,6 +41,9 @@ func (s *Service) notify(channel string, msgs []outMsg) {
 	members := !isDM && !s.hub.public[channel]
 	for _, om := range msgs {
 		m := om.m
+		if m.IsChange() {
+			continue // an edit that adds a mention does not notify again
+		}
 		var targets []string
 		kind := "mention"
 		if isDM {

@@ -6,7 +6,8 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
-// outMsg is a committed message with its encoding, shared by all sockets.
+// outMsg is a committed entry (a message, or a change of one) with its
+// encoding, shared by all sockets.
 type outMsg struct {
 	id    protocol.ID
 	m     protocol.Message
@@ -15,7 +16,7 @@ type outMsg struct {
 
 func newOutMsg(m protocol.Message) outMsg {
 	id, _ := protocol.ParseID(m.ID) // stored ids are well formed
-	return outMsg{id: id, m: m, frame: protocol.EncodeMessage(nil, m)}
+	return outMsg{id: id, m: m, frame: protocol.EncodeEntry(m)}
 }
 
 // heldBatch is live messages of one channel held until the client's first frame.

@@ -124,13 +124,14 @@ func (s *Service) channelInfos(sn Snapshot) []protocol.ChannelInfo {
 	return out
 }
 
-// History returns a page of channel's messages older than before ("" = newest), newest last.
+// History returns a page of channel's messages older than before ("" =
+// newest), newest last, each as it is now (edited, reacted to, deleted).
 func (s *Service) History(ctx context.Context, user, channel, before string, limit int) ([]protocol.Message, error) {
 	if err := s.mayRead(ctx, user, channel); err != nil {
 		return nil, err
 	}
 	limit = max(1, min(limit, MaxHistoryPage))
-	msgs, err := s.b.Before(ctx, channel, before, limit)
+	msgs, err := s.b.History(ctx, channel, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}

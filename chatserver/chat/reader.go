@@ -130,6 +130,9 @@ var handlers = map[string]func(c *conn, ctx context.Context, f protocol.ClientFr
 	protocol.TypeTyping: (*conn).handleTyping,
 	protocol.TypeRead:   (*conn).handleRead,
 	protocol.TypeWatch:  (*conn).handleWatch,
+	protocol.TypeEdit:   (*conn).handleChange,
+	protocol.TypeDelete: (*conn).handleChange,
+	protocol.TypeReact:  (*conn).handleChange,
 }
 
 // withinBudget spends a token of the socket's frame budget. Every frame

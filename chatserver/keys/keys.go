@@ -16,6 +16,20 @@ func Prefix(room string) string { return "hb:{" + room + "}:" }
 // Stream is the durable message log of one channel (an XADD stream).
 func Stream(room, channel string) string { return Prefix(room) + "ch:" + channel }
 
+// MessageState is a hash of one channel's changed messages: id -> their
+// state as JSON (edited text and time, the ids of the edits, reactions).
+// A message nobody changed has no field.
+func MessageState(room, channel string) string { return Prefix(room) + "mstate:" + channel }
+
+// MessagesChanged is a sorted set of the ids in MessageState, scored by the
+// id's milliseconds, so the state of trimmed messages can be let go.
+func MessagesChanged(room, channel string) string { return Prefix(room) + "mchanged:" + channel }
+
+// MessagesDeleted is a sorted set of one channel's deleted message ids,
+// scored by the id's milliseconds: the stream no longer holds them, and
+// history shows each as deleted where it was.
+func MessagesDeleted(room, channel string) string { return Prefix(room) + "mdeleted:" + channel }
+
 // Topic is the pub/sub channel that announces new messages of one channel.
 func Topic(room, channel string) string { return Prefix(room) + "pub:" + channel }
 

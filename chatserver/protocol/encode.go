@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -13,6 +14,63 @@ type Message struct {
 	From    string `json:"from"`
 	Text    string `json:"text"`
 	TS      int64  `json:"ts"` // Unix milliseconds, set when committed
+
+	// Kind marks an entry of the channel's stream that changes its earlier
+	// message Target ("" = a message): an edit (Text is the new text), a
+	// delete, or a reaction (Emoji, On). Changes share the stream with
+	// messages, so a resume replays them in order.
+	Kind   string `json:"kind,omitempty"`
+	Target string `json:"target,omitempty"`
+	Emoji  string `json:"emoji,omitempty"`
+	On     bool   `json:"on,omitempty"`
+
+	// A message as it is now (history): when its text was last edited,
+	// whether it was deleted (its text is then gone), and its reactions.
+	EditedAt  int64      `json:"editedAt,omitempty"`
+	Deleted   bool       `json:"deleted,omitempty"`
+	Reactions []Reaction `json:"reactions,omitempty"`
+}
+
+// Kinds of change entries (Message.Kind).
+const (
+	KindEdit   = "edit"
+	KindDelete = "delete"
+	KindReact  = "react"
+)
+
+// IsChange reports whether m changes an earlier message rather than being one.
+func (m Message) IsChange() bool { return m.Kind != "" }
+
+// Reaction is one emoji on a message and who reacted with it, in the order
+// they did.
+type Reaction struct {
+	Emoji string   `json:"emoji"`
+	Users []string `json:"users"`
+}
+
+// React applies a reaction by user to reactions (emoji in the order they
+// were first used) and returns the result; an emoji nobody holds any more
+// is dropped.
+func React(reactions []Reaction, emoji, user string, on bool) []Reaction {
+	i := slices.IndexFunc(reactions, func(r Reaction) bool { return r.Emoji == emoji })
+	if i < 0 {
+		if !on {
+			return reactions
+		}
+		return append(reactions, Reaction{Emoji: emoji, Users: []string{user}})
+	}
+	r := &reactions[i]
+	j := slices.Index(r.Users, user)
+	switch {
+	case on && j < 0:
+		r.Users = append(r.Users, user)
+	case !on && j >= 0:
+		r.Users = slices.Delete(r.Users, j, j+1)
+		if len(r.Users) == 0 {
+			return slices.Delete(reactions, i, i+1)
+		}
+	}
+	return reactions
 }
 
 // ChannelInfo describes one channel in hello and GET /api/v1/channels.
@@ -84,6 +142,63 @@ type Read struct {
 	Type    string `json:"type"`
 	Channel string `json:"channel"`
 	ID      string `json:"id"`
+}
+
+// Edited says a message's text changed. Entry is the change's own id in
+// the channel's stream: a client resumes from the newest id it has seen,
+// message or change.
+type Edited struct {
+	Type     string `json:"type"`
+	Channel  string `json:"channel"`
+	ID       string `json:"id"`
+	Text     string `json:"text"`
+	EditedAt int64  `json:"editedAt"`
+	Entry    string `json:"entry"`
+}
+
+// Deleted says a message was deleted.
+type Deleted struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	ID      string `json:"id"`
+	Entry   string `json:"entry"`
+}
+
+// ReactionFrame says user put an emoji on a message (On) or took it off.
+type ReactionFrame struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	ID      string `json:"id"`
+	Emoji   string `json:"emoji"`
+	User    string `json:"user"`
+	On      bool   `json:"on"`
+	Entry   string `json:"entry"`
+}
+
+// EncodeEntry encodes a stream entry as the object a client gets: a
+// message, or the edited, deleted or reaction object of a change.
+func EncodeEntry(m Message) []byte {
+	switch m.Kind {
+	case KindEdit:
+		return Encode(Edited{Type: TypeEdited, Channel: m.Channel, ID: m.Target, Text: m.Text, EditedAt: m.TS, Entry: m.ID})
+	case KindDelete:
+		return Encode(Deleted{Type: TypeDeleted, Channel: m.Channel, ID: m.Target, Entry: m.ID})
+	case KindReact:
+		return Encode(ReactionFrame{Type: TypeReaction, Channel: m.Channel, ID: m.Target, Emoji: m.Emoji, User: m.From, On: m.On, Entry: m.ID})
+	}
+	return EncodeMessage(nil, m)
+}
+
+// HistoryEntry is m as history shows it: a deleted message only as
+// {id, deleted}.
+func HistoryEntry(m Message) any {
+	if m.Deleted {
+		return struct {
+			ID      string `json:"id"`
+			Deleted bool   `json:"deleted"`
+		}{m.ID, true}
+	}
+	return m
 }
 
 // Notification points a user at a DM or a mention of them.

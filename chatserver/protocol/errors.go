@@ -30,6 +30,7 @@ const (
 	CodeTooManyConnections   = "too_many_connections"
 	CodeFlooding             = "flooding"
 	CodeWriteTimeout         = "write_timeout"
+	CodeUnknownMessage       = "unknown_message"
 )
 
 // LabelInvalid labels hubbub_frames_in_total for a frame of no known type.
@@ -72,6 +73,7 @@ var Errors = []ErrorInfo{
 	{CodeRateLimited, InFrame | InHTTP},
 	{CodeUnknownChannel, InFrame | InHTTP},
 	{CodeForbidden, InFrame | InHTTP},
+	{CodeUnknownMessage, InFrame},
 	{CodeUnavailable, InFrame | InHTTP},
 	{CodeUnauthorized, InHTTP},
 	{CodeInvalidCredentials, InHTTP},

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,6 +22,9 @@ const (
 	TypeTyping = "typing"
 	TypeRead   = "read"
 	TypeWatch  = "watch"
+	TypeEdit   = "edit"
+	TypeDelete = "delete"
+	TypeReact  = "react"
 )
 
 // Server object types.
@@ -35,11 +39,15 @@ const (
 	TypeResumed      = "resumed"
 	TypeChannel      = "channel"
 	TypeRemoved      = "removed"
+	TypeEdited       = "edited"
+	TypeDeleted      = "deleted"
+	TypeReaction     = "reaction"
 )
 
 // ServerTypes is every object type the server sends.
 var ServerTypes = []string{TypeHello, TypeAck, TypeMessage, TypePresence, TypeTyping, TypeRead,
-	TypeNotification, TypeError, TypeReconnect, TypeResumed, TypeChannel, TypeRemoved}
+	TypeNotification, TypeError, TypeReconnect, TypeResumed, TypeChannel, TypeRemoved,
+	TypeEdited, TypeDeleted, TypeReaction}
 
 // StatsPath is the room's presence summary, GET {"onlineUsers": N}, which
 // needs no login: the operator reads it from a chat pod for the room's
@@ -78,6 +86,10 @@ const MaxResumeChannels = 1000
 // every socket in the room.
 const MaxWatch = 100
 
+// MaxEmojiBytes bounds a reaction's emoji: a few code points (a flag, a
+// skin tone, a joined family), not text.
+const MaxEmojiBytes = 32
+
 // ClientFrame is a decoded client frame. Which fields are set depends on Type.
 type ClientFrame struct {
 	Type     string            `json:"type"`
@@ -88,6 +100,8 @@ type ClientFrame struct {
 	ID       string            `json:"id,omitempty"`
 	Since    map[string]string `json:"since,omitempty"`
 	Users    []string          `json:"users,omitempty"`
+	Emoji    string            `json:"emoji,omitempty"`
+	On       *bool             `json:"on,omitempty"`
 }
 
 // Error is a client-visible protocol error.
@@ -139,6 +153,10 @@ func Decode(data []byte, maxText int) (ClientFrame, *Error) {
 		if f.Channel != "" && !ValidChannel(f.Channel) {
 			return f, errorf(CodeUnknownChannel, f.ClientID, "no channel %q", f.Channel)
 		}
+	case TypeEdit, TypeDelete, TypeReact:
+		if perr := decodeChange(&f, maxText); perr != nil {
+			return f, perr
+		}
 	case TypeResume:
 		if len(f.Since) > MaxResumeChannels {
 			return f, errorf(CodeBadRequest, "", "resume names more than %d channels", MaxResumeChannels)
@@ -182,6 +200,54 @@ func Decode(data []byte, maxText int) (ClientFrame, *Error) {
 		return f, errorf(CodeBadRequest, f.ClientID, "unknown frame type %q", Truncate(f.Type, 32))
 	}
 	return f, nil
+}
+
+// decodeChange checks an edit, delete or react frame: each names a message
+// of a channel and carries a clientId, to be acked like a send.
+func decodeChange(f *ClientFrame, maxText int) *Error {
+	if f.ClientID == "" {
+		return errorf(CodeBadRequest, "", "%s needs a clientId", f.Type)
+	}
+	if !ValidChannel(f.Channel) {
+		return errorf(CodeUnknownChannel, f.ClientID, "no channel %q", Truncate(f.Channel, 80))
+	}
+	if _, err := ParseID(f.ID); err != nil {
+		return errorf(CodeBadRequest, f.ClientID, "id: %v", err)
+	}
+	switch f.Type {
+	case TypeEdit:
+		if strings.TrimSpace(f.Text) == "" {
+			return errorf(CodeBadRequest, f.ClientID, "text is empty (delete the message instead)")
+		}
+		if len(f.Text) > maxText {
+			return errorf(CodeTooLarge, f.ClientID, "text is %d bytes, the limit is %d", len(f.Text), maxText)
+		}
+	case TypeReact:
+		if f.On == nil {
+			return errorf(CodeBadRequest, f.ClientID, "react needs on (true or false)")
+		}
+		if len(f.Emoji) > MaxEmojiBytes {
+			return errorf(CodeTooLarge, f.ClientID, "emoji is %d bytes, the limit is %d", len(f.Emoji), MaxEmojiBytes)
+		}
+		if !validEmoji(f.Emoji) {
+			return errorf(CodeBadRequest, f.ClientID, "emoji %q is empty or holds spaces or control characters", Truncate(f.Emoji, 40))
+		}
+	}
+	return nil
+}
+
+// validEmoji reports whether e is something to show as a reaction: not
+// empty, and no spaces or control characters.
+func validEmoji(e string) bool {
+	if e == "" {
+		return false
+	}
+	for _, r := range e {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func jsonProblem(err error) string {

@@ -48,6 +48,18 @@ func TestDecode(t *testing.T) {
 		{"resume bad channel", `{"type":"resume","since":{"dm:bob:alice":"1-1"}}`, ClientFrame{Type: "resume", Since: map[string]string{"dm:bob:alice": "1-1"}}, CodeUnknownChannel},
 		{"read no id", `{"type":"read","channel":"general"}`, ClientFrame{Type: "read", Channel: "general"}, CodeBadRequest},
 		{"typing redis key chars", `{"type":"typing","channel":"general}:x"}`, ClientFrame{Type: "typing", Channel: "general}:x"}, CodeUnknownChannel},
+		{"edit", `{"type":"edit","channel":"general","id":"5-1","text":"fixed","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: "fixed", ClientID: "e"}, ""},
+		{"edit no clientId", `{"type":"edit","channel":"general","id":"5-1","text":"x"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: "x"}, CodeBadRequest},
+		{"edit blank", `{"type":"edit","channel":"general","id":"5-1","text":" ","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: " ", ClientID: "e"}, CodeBadRequest},
+		{"edit too large", `{"type":"edit","channel":"general","id":"5-1","text":"` + strings.Repeat("x", 11) + `","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: strings.Repeat("x", 11), ClientID: "e"}, CodeTooLarge},
+		{"edit bad id", `{"type":"edit","channel":"general","id":"five","text":"x","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "five", Text: "x", ClientID: "e"}, CodeBadRequest},
+		{"delete", `{"type":"delete","channel":"dm:alice:bob","id":"5-1","clientId":"d"}`, ClientFrame{Type: "delete", Channel: "dm:alice:bob", ID: "5-1", ClientID: "d"}, ""},
+		{"delete bad channel", `{"type":"delete","channel":"","id":"5-1","clientId":"d"}`, ClientFrame{Type: "delete", ID: "5-1", ClientID: "d"}, CodeUnknownChannel},
+		{"react", `{"type":"react","channel":"general","id":"5-1","emoji":"👍🏽","on":false,"clientId":"r"}`, ClientFrame{Type: "react", Channel: "general", ID: "5-1", Emoji: "👍🏽", On: new(bool), ClientID: "r"}, ""},
+		{"react without on", `{"type":"react","channel":"general","id":"5-1","emoji":"👍","clientId":"r"}`, ClientFrame{Type: "react", Channel: "general", ID: "5-1", Emoji: "👍", ClientID: "r"}, CodeBadRequest},
+		{"react no emoji", `{"type":"react","channel":"general","id":"5-1","emoji":"","on":true,"clientId":"r"}`, ClientFrame{Type: "react", Channel: "general", ID: "5-1", On: ptr(true), ClientID: "r"}, CodeBadRequest},
+		{"react emoji with a newline", `{"type":"react","channel":"general","id":"5-1","emoji":"a\nb","on":true,"clientId":"r"}`, ClientFrame{Type: "react", Channel: "general", ID: "5-1", Emoji: "a\nb", On: ptr(true), ClientID: "r"}, CodeBadRequest},
+		{"react emoji too long", `{"type":"react","channel":"general","id":"5-1","emoji":"` + strings.Repeat("🎉", 9) + `","on":true,"clientId":"r"}`, ClientFrame{Type: "react", Channel: "general", ID: "5-1", Emoji: strings.Repeat("🎉", 9), On: ptr(true), ClientID: "r"}, CodeTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +150,8 @@ func TestEncodeMessageMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestDMChannel(t *testing.T) {
 	if got := DMChannel("bob", "alice"); got != "dm:alice:bob" {
 		t.Fatalf("DMChannel = %q", got)
@@ -159,6 +173,9 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"read","channel":"dm:alice:bob","id":"5-5"}`,
 		`{"type":"watch","users":["bob","Carol"]}`,
 		`{"type":"send","text":"\u0000","clientId":"` + "\xff" + `"}`,
+		`{"type":"edit","channel":"general","id":"5-1","text":"fixed","clientId":"e"}`,
+		`{"type":"delete","channel":"general","id":"5-1","clientId":"d"}`,
+		`{"type":"react","channel":"general","id":"5-1","emoji":"👍","on":true,"clientId":"r"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -198,6 +215,24 @@ func FuzzDecode(f *testing.F) {
 				if !ValidUsername(u) {
 					t.Fatalf("accepted watch of %q", u)
 				}
+			}
+		case TypeEdit, TypeDelete, TypeReact:
+			if fr.ClientID == "" || !ValidChannel(fr.Channel) {
+				t.Fatalf("accepted bad change %+v", fr)
+			}
+			if _, err := ParseID(fr.ID); err != nil {
+				t.Fatalf("accepted change of id %q", fr.ID)
+			}
+			if fr.Type == TypeEdit && (len(fr.Text) > 4096 || strings.TrimSpace(fr.Text) == "") {
+				t.Fatalf("accepted bad edit %+v", fr)
+			}
+			if fr.Type == TypeReact && (fr.On == nil || !validEmoji(fr.Emoji) || len(fr.Emoji) > MaxEmojiBytes) {
+				t.Fatalf("accepted bad react %+v", fr)
+			}
+			// What is accepted must reach a client intact.
+			m := Message{Kind: KindReact, Channel: fr.Channel, ID: "1-0", Target: fr.ID, Emoji: fr.Emoji, From: "alice"}
+			if !json.Valid(EncodeEntry(m)) {
+				t.Fatalf("reaction %q does not encode", fr.Emoji)
 			}
 		default:
 			t.Fatalf("accepted unknown type %q", fr.Type)

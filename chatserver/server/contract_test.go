@@ -68,6 +68,7 @@ var contractTests = []contractTest{
 	{"ReadMarkerBounded", testReadMarkerBounded},
 	{"ResumedSaysWhatWasKept", testResumedSaysWhatWasKept},
 	{"LateResume", testLateResume},
+	{"Changes", testChanges},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},

@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore NewStore) {
 		tests []test
 	}{
 		{"Log", logTests},
+		{"Change", changeTests},
 		{"Feed", feedTests},
 		{"Presence", presenceTests},
 		{"State", stateTests},

@@ -295,7 +295,7 @@ func TestAckedIsOnDisk(t *testing.T) {
 	crashed := t.TempDir()
 	check(t, os.WriteFile(filepath.Join(crashed, embedded.FileName), data, 0o600))
 	got := must[[]protocol.Message](t)(open(t, crashed).After(ctx, "general", "", 10))
-	if len(got) != 1 || got[0] != m {
+	if len(got) != 1 || !cmp.Equal(got[0], m) {
 		t.Errorf("history of the file as the server left it = %+v, want [%+v]", got, m)
 	}
 }

@@ -216,5 +216,5 @@ func (b *Backend) AppendMember(_ context.Context, m protocol.Message, dedupKey s
 			return chat.ErrForbidden
 		}
 		return nil
-	})
+	}, nil)
 }

@@ -131,6 +131,8 @@ var refusals = []struct {
 	{"HUBBUB_LAST_ADMIN", chat.ErrLastAdmin},
 	{"HUBBUB_UNKNOWN_CHANNEL", chat.ErrUnknownChannel},
 	{"HUBBUB_FORBIDDEN", chat.ErrForbidden},
+	{"HUBBUB_UNKNOWN_MESSAGE", chat.ErrUnknownMessage},
+	{"HUBBUB_TOO_MANY_REACTIONS", chat.ErrTooManyReactions},
 }
 
 // refusal is the chat error a script's refusal means, or nil when err is

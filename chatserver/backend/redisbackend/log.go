@@ -106,6 +106,13 @@ type appendArgs struct {
 	membersOnly bool   // KEYS[2], KEYS[3] are a created channel's meta and members
 }
 
+func (a appendArgs) route() (topic, publish string) { return a.topic, a.publish }
+
+func (a appendArgs) unpublished() committing {
+	a.publish = ""
+	return a
+}
+
 func (a appendArgs) argv() []any {
 	guard := "0"
 	if a.membersOnly {
@@ -114,9 +121,23 @@ func (a appendArgs) argv() []any {
 	return []any{a.maxLen, a.from, a.text, a.topic, dedupTTL.Milliseconds(), a.publish, guard}
 }
 
-// countAfterScript counts entries after ARGV[1] (an XRANGE start), at most ARGV[2].
+// countAfterScript counts messages (entries that are not changes: their
+// first field is not k) from ARGV[1] (an XRANGE start), at most ARGV[2].
 var countAfterScript = redis.NewScript(`
-return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local want = tonumber(ARGV[2])
+local n, start = 0, ARGV[1]
+while n < want do
+  local xs = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want)
+  for _, e in ipairs(xs) do
+    if e[2][1] ~= 'k' then
+      n = n + 1
+      if n == want then return n end
+    end
+  end
+  if #xs < want then return n end
+  start = '(' .. xs[#xs][1]
+end
+return n
 `)
 
 // Append implements chat.Log.
@@ -227,13 +248,6 @@ func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCoun
 		return 0, nil
 	}
 	key := keys.Stream(b.room, channel)
-	if after == "" {
-		n, err := b.client.XLen(ctx, key).Result()
-		if err != nil {
-			return 0, b.wrap("count", err)
-		}
-		return int(min(n, int64(maxCount))), nil
-	}
 	start, err := exclusiveStart(after)
 	if err != nil {
 		return 0, err
@@ -259,7 +273,7 @@ func (b *Backend) CountsAfter(ctx context.Context, after map[string]string, maxC
 
 // lastAndCounts reads in one pipeline the last id of each of channels ("" =
 // none), and for each channel in after how many messages follow after[ch]
-// (XLEN where it is "", countAfterScript elsewhere), at most maxCount. A
+// (countAfterScript: changes are not counted), at most maxCount. A
 // room's streams share its hash tag, so on a Cluster too the pipeline goes
 // to one node in one round trip. Pipelined commands leave other clients
 // room between them, where one script reading every channel would hold
@@ -278,9 +292,6 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 	}
 	starts := make(map[string]string, len(after))
 	for ch, a := range after {
-		if a == "" {
-			continue
-		}
 		start, err := exclusiveStart(a)
 		if err != nil {
 			return nil, nil, err
@@ -294,14 +305,8 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 			lasts[i] = pipe.XRevRangeN(ctx, keys.Stream(b.room, ch), "+", "-", 1)
 		}
 		scripts := make(map[string]*redis.Cmd, len(starts))
-		lens := make(map[string]*redis.IntCmd, len(after)-len(starts))
-		for ch := range after {
-			key := keys.Stream(b.room, ch)
-			if start, ok := starts[ch]; ok {
-				scripts[ch] = countAfterScript.EvalSha(ctx, pipe, []string{key}, start, maxCount)
-			} else {
-				lens[ch] = pipe.XLen(ctx, key)
-			}
+		for ch, start := range starts {
+			scripts[ch] = countAfterScript.EvalSha(ctx, pipe, []string{keys.Stream(b.room, ch)}, start, maxCount)
 		}
 		_, err := pipe.Exec(ctx)
 		if attempt == 0 && len(scripts) > 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -320,9 +325,6 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 			if xs := lasts[i].Val(); len(xs) > 0 {
 				last[ch] = xs[0].ID
 			}
-		}
-		for ch, c := range lens {
-			counts[ch] = int(min(c.Val(), int64(maxCount)))
 		}
 		for ch, c := range scripts {
 			n, err := c.Int()
@@ -356,9 +358,14 @@ func toMessages(channel string, xs []redis.XMessage) ([]protocol.Message, error)
 		if err != nil {
 			return nil, fmt.Errorf("redis read history: %w", err)
 		}
-		from, _ := x.Values["f"].(string)
-		text, _ := x.Values["t"].(string)
-		out = append(out, protocol.Message{ID: x.ID, Channel: channel, From: from, Text: text, TS: ts})
+		m := protocol.Message{ID: x.ID, Channel: channel, TS: ts}
+		m.From, _ = x.Values["f"].(string)
+		m.Text, _ = x.Values["t"].(string)
+		m.Kind, _ = x.Values["k"].(string)
+		m.Target, _ = x.Values["r"].(string)
+		m.Emoji, _ = x.Values["e"].(string)
+		m.On = x.Values["o"] == "1"
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -376,7 +383,9 @@ func idMillis(id string) (int64, error) {
 	return n, nil
 }
 
-// parsePublished decodes an Append publication "<prev>\n<id>\n<from>\n<text>".
+// parsePublished decodes a publication "<prev>\n<id>\n<from>\n<text>" of
+// a message (Append), or "<prev>\n<id>\n<from>,<kind>,<target>,<on>\n<text
+// or emoji>" of a change (Change): a username holds no comma.
 func parsePublished(channel, payload string) (prev string, m protocol.Message, err error) {
 	parts := strings.SplitN(payload, "\n", 4)
 	if len(parts) != 4 {
@@ -386,5 +395,16 @@ func parsePublished(channel, payload string) (prev string, m protocol.Message, e
 	if err != nil {
 		return "", m, err
 	}
-	return parts[0], protocol.Message{ID: parts[1], Channel: channel, From: parts[2], Text: parts[3], TS: ts}, nil
+	m = protocol.Message{ID: parts[1], Channel: channel, From: parts[2], Text: parts[3], TS: ts}
+	if from, change, ok := strings.Cut(parts[2], ","); ok {
+		f := strings.Split(change, ",")
+		if len(f) != 3 {
+			return "", m, errors.New("malformed change publication")
+		}
+		m.From, m.Kind, m.Target, m.On = from, f[0], f[1], f[2] == "1"
+		if m.Kind == protocol.KindReact {
+			m.Emoji, m.Text = m.Text, ""
+		}
+	}
+	return parts[0], m, nil
 }

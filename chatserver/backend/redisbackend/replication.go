@@ -106,9 +106,28 @@ func (b *Backend) primaryFor(ctx context.Context, key string) (*redis.Client, er
 	return nil, fmt.Errorf("redis backend: unexpected client %T", b.client)
 }
 
+// committing is the arguments of a script that commits a stream entry and
+// publishes it (appendScript, changeScript): their replies and
+// publications have one shape (publication).
+type committing interface {
+	argv() []any
+	// route is the pub/sub channel and the command that publishes on it.
+	route() (topic, publish string)
+	// unpublished is the same arguments with no publish command: the
+	// script returns the payload instead of publishing it.
+	unpublished() committing
+}
+
 // runAppend runs the append script and, where replicas must confirm it,
 // WAITs for them on the same connection.
 func (b *Backend) runAppend(ctx context.Context, ks []string, a appendArgs) ([]any, error) {
+	return b.runCommit(ctx, appendScript, ks, a)
+}
+
+// runCommit runs script, which commits an entry to the stream ks[0], and
+// where replicas must confirm it, WAITs for them on the same connection
+// before publishing it.
+func (b *Backend) runCommit(ctx context.Context, script *redis.Script, ks []string, a committing) ([]any, error) {
 	node, err := b.primaryFor(ctx, ks[0])
 	if err != nil {
 		return nil, err
@@ -118,14 +137,13 @@ func (b *Backend) runAppend(ctx context.Context, ks []string, a appendArgs) ([]a
 		return nil, err
 	}
 	if need == 0 {
-		return appendScript.Run(ctx, node, ks, a.argv()...).Slice()
+		return script.Run(ctx, node, ks, a.argv()...).Slice()
 	}
-	publish := a.publish
-	a.publish = "" // the script returns the payload instead of publishing it
-	args := a.argv()
+	topic, publish := a.route()
+	args := a.unpublished().argv()
 	for attempt := 0; ; attempt++ {
 		pipe := node.Pipeline()
-		eval := pipe.EvalSha(ctx, appendScript.Hash(), ks, args...)
+		eval := pipe.EvalSha(ctx, script.Hash(), ks, args...)
 		// Pipeliner leaves out Wait, which go-redis' pipeline has: it also
 		// stretches the read timeout to the wait's.
 		wait := pipe.(interface {
@@ -136,7 +154,7 @@ func (b *Backend) runAppend(ctx context.Context, ks []string, a appendArgs) ([]a
 			// The script cache is per node and empty after a restart or a
 			// failover: load it and go again. (The WAIT behind it waited
 			// for nothing.)
-			if err := appendScript.Load(ctx, node).Err(); err != nil {
+			if err := script.Load(ctx, node).Err(); err != nil {
 				return nil, err
 			}
 			continue
@@ -154,7 +172,7 @@ func (b *Backend) runAppend(ctx context.Context, ks []string, a appendArgs) ([]a
 		if payload, ok := publication(res); ok {
 			// The message is stored and confirmed: a failed publication
 			// only delays it (the next message's gap, or the resync).
-			if err := node.Do(ctx, publish, a.topic, payload).Err(); err != nil {
+			if err := node.Do(ctx, publish, topic, payload).Err(); err != nil {
 				b.st.errors.Add(1)
 				b.feed.pubLog.fail(b.log, "publishing a confirmed message failed; subscribers will read it from the stream", err)
 			} else {

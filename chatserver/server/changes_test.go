@@ -1,0 +1,146 @@
+package server_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hubbub-chat/hubbub/chatserver/server"
+)
+
+// change sends an edit, delete or react frame and returns the ack's id.
+func (c *client) change(f map[string]any) string {
+	c.t.Helper()
+	c.send(f)
+	return c.expect("ack "+f["clientId"].(string), typeIs("ack", "clientId", f["clientId"].(string)))["id"].(string)
+}
+
+func editFrame(id, text, cid string) map[string]any {
+	return map[string]any{"type": "edit", "channel": "general", "id": id, "text": text, "clientId": cid}
+}
+
+func deleteFrame(id, cid string) map[string]any {
+	return map[string]any{"type": "delete", "channel": "general", "id": id, "clientId": cid}
+}
+
+func reactFrame(id, emoji string, on bool, cid string) map[string]any {
+	return map[string]any{"type": "react", "channel": "general", "id": id, "emoji": emoji, "on": on, "clientId": cid}
+}
+
+// Edits, deletes and reactions reach every member's sockets as they are
+// committed, history shows each message as it is now, and the refusals
+// name what was wrong.
+func testChanges(t *testing.T, b backend) {
+	cfg := b.config(t)
+	cfg.Admins = []string{"root"}
+	ts := startServer(t, cfg, server.Options{})
+	aliceTok, bobTok := login(t, ts, "alice"), login(t, ts, "bob")
+	alice, bob := dial(t, ts, aliceTok), dial(t, ts, bobTok)
+	alice.expect("hello", typeIs("hello"))
+	bob.expect("hello", typeIs("hello"))
+	root := dial(t, ts, login(t, ts, "root"))
+	root.expect("hello", typeIs("hello"))
+
+	m := alice.sendAndAck("general", "", "helo", "m1")
+	keep := alice.sendAndAck("general", "", "keep me", "m2")
+	bob.expect("keep me", typeIs("message", "id", keep))
+
+	entry := alice.change(editFrame(m, "hello", "e1"))
+	ed := bob.expect("edited", typeIs("edited", "id", m, "channel", "general", "text", "hello", "entry", entry))
+	if ed["editedAt"] == nil {
+		t.Errorf("edited %v has no editedAt", ed)
+	}
+	r := bob.change(reactFrame(keep, "🎉", true, "r1"))
+	alice.expect("reaction", typeIs("reaction", "id", keep, "emoji", "🎉", "user", "bob", "on", "true", "entry", r))
+	bob.change(reactFrame(keep, "👍", true, "r2"))
+	alice.change(reactFrame(keep, "👍", true, "r3"))
+	d := root.change(deleteFrame(m, "d1"))
+	bob.expect("deleted by a room admin", typeIs("deleted", "id", m, "entry", d))
+
+	t.Run("refusals", func(t *testing.T) {
+		tests := []struct {
+			name string
+			by   *client
+			f    map[string]any
+			code string
+		}{
+			{"editing someone else's message", bob, editFrame(keep, "mine", "x1"), "forbidden"},
+			{"deleting someone else's message", bob, deleteFrame(keep, "x2"), "forbidden"},
+			{"editing a deleted message", alice, editFrame(m, "back", "x3"), "unknown_message"},
+			{"reacting to a deleted message", bob, reactFrame(m, "👍", true, "x4"), "unknown_message"},
+			{"a message that never was", alice, editFrame("1-0", "x", "x5"), "unknown_message"},
+			{"an over-long emoji", bob, reactFrame(keep, strings.Repeat("🎉", 9), true, "x6"), "too_large"},
+			{"an emoji with a space", bob, reactFrame(keep, "a b", true, "x7"), "bad_request"},
+			{"react without on", bob, map[string]any{"type": "react", "channel": "general", "id": keep, "emoji": "👍", "clientId": "x8"}, "bad_request"},
+			{"an empty edit", alice, editFrame(keep, "  ", "x9"), "bad_request"},
+			{"a channel one is not in", alice, map[string]any{"type": "edit", "channel": "dm:bob:root", "id": keep, "text": "x", "clientId": "x10"}, "forbidden"},
+			{"an id that is not one", alice, editFrame("nope", "x", "x11"), "bad_request"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.by.send(tt.f)
+				cid := tt.f["clientId"].(string)
+				e := tt.by.expect("error", typeIs("error", "clientId", cid))
+				if e["code"] != tt.code {
+					t.Errorf("error %v, want code %s", e, tt.code)
+				}
+			})
+		}
+		// Nothing refused reached anyone: the next change is the next thing bob gets.
+		next := alice.change(editFrame(keep, "keep me, edited", "e2"))
+		if got := bob.expect("the next change", typeIs("edited")); got["entry"] != next {
+			t.Errorf("bob got %v, want the edit %s", got, next)
+		}
+	})
+
+	t.Run("history shows each message as it is now", func(t *testing.T) {
+		res := call(t, "GET", ts.URL+"/api/v1/channels/general/messages", bobTok, nil)
+		var got []map[string]any
+		for _, o := range res.Body["messages"].([]any) {
+			got = append(got, o.(map[string]any))
+		}
+		if len(got) != 2 {
+			t.Fatalf("history %v, want 2 entries", got)
+		}
+		if diff := cmp.Diff(map[string]any{"id": m, "deleted": true}, got[0]); diff != "" {
+			t.Errorf("the deleted message (-want +got):\n%s", diff)
+		}
+		kept := got[1]
+		if kept["text"] != "keep me, edited" || kept["editedAt"] == nil {
+			t.Errorf("the edited message %v", kept)
+		}
+		want := []any{
+			map[string]any{"emoji": "🎉", "users": []any{"bob"}},
+			map[string]any{"emoji": "👍", "users": []any{"bob", "alice"}},
+		}
+		if diff := cmp.Diff(want, kept["reactions"]); diff != "" {
+			t.Errorf("reactions (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("a resume replays changes in order", func(t *testing.T) {
+		last := alice.change(reactFrame(keep, "👍", false, "r4"))
+		bob.expect("the reaction off", typeIs("reaction", "entry", last))
+		_ = bob.ws.Close()
+		<-bob.closed
+		var want []string
+		for i := range 3 {
+			want = append(want, alice.change(editFrame(keep, fmt.Sprint("version ", i), fmt.Sprint("v", i))))
+		}
+		want = append(want, alice.change(reactFrame(keep, "🎉", true, "r5")))
+		bob = dialResuming(t, ts, bobTok, map[string]string{"general": last})
+		var got []string
+		for range want {
+			o := bob.expect("a replayed change", func(o map[string]any) bool { return o["entry"] != nil })
+			got = append(got, o["entry"].(string))
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("replayed changes (-want +got):\n%s", diff)
+		}
+		if r := bob.expect("resumed", typeIs("resumed")); r["recovered"].(map[string]any)["general"] != true {
+			t.Errorf("resumed %v", r)
+		}
+	})
+}
