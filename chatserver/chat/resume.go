@@ -121,9 +121,15 @@ func (c *conn) replay(ctx context.Context, channel, since string, queuedUpTo *pr
 			case msgs[0].m.ID == since:
 				msgs = msgs[1:]
 			default:
-				// since is gone: the client may have missed trimmed
-				// messages (the stream cannot say whether any came between).
-				complete = false
+				// since is gone: trimmed (the client may have missed
+				// messages trimmed with it), or deleted (a message, or
+				// the edit of one, since deleted), which left the rest
+				// in place: the stream still holds an older entry.
+				older, err := c.s.b.Before(ctx, channel, since, 1)
+				if err != nil {
+					return false, err
+				}
+				complete = len(older) > 0
 			}
 		}
 		if queuedUpTo != nil && len(msgs) > 0 && msgs[0].id.Compare(*queuedUpTo) <= 0 {

@@ -143,4 +143,21 @@ func testChanges(t *testing.T, b backend) {
 			t.Errorf("resumed %v", r)
 		}
 	})
+
+	t.Run("a resume from a message deleted meanwhile", func(t *testing.T) {
+		bob := dial(t, ts, bobTok)
+		bob.expect("hello", typeIs("hello"))
+		newest := alice.sendAndAck("general", "", "soon deleted", "m3")
+		bob.expect("the newest", typeIs("message", "id", newest))
+		_ = bob.ws.Close()
+		<-bob.closed
+		d := alice.change(deleteFrame(newest, "d2"))
+		after := alice.sendAndAck("general", "", "after it", "m4")
+		bob = dialResuming(t, ts, bobTok, map[string]string{"general": newest})
+		bob.expect("the delete", typeIs("deleted", "id", newest, "entry", d))
+		bob.expect("what followed", typeIs("message", "id", after))
+		if r := bob.expect("resumed", typeIs("resumed")); r["recovered"].(map[string]any)["general"] != true {
+			t.Errorf("resumed %v: the id was deleted, not trimmed", r)
+		}
+	})
 }
