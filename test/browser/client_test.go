@@ -90,6 +90,20 @@ func TestClientLogic(t *testing.T) {
   check('unread split, more than held', m.unreadSplit(msgs, 9, 'alice'), { first: '1-0', mentions: 2, complete: false });
   check('unread split, none', m.unreadSplit(msgs, 0, 'alice'), { first: '', mentions: 0, complete: true });
 
+  check('unread split skips deleted', m.unreadSplit([...msgs, { id: '6-0', deleted: true, from: '', text: '' }], 1, 'alice'), { first: '5-0', mentions: 1, complete: true });
+
+  // Reactions as the server applies them: set semantics, so a replay changes nothing.
+  let rs = [];
+  for (const [e, u, on] of [['👍', 'bob', true], ['🎉', 'amy', true], ['👍', 'amy', true], ['👍', 'bob', true], ['🎉', 'amy', false], ['🎉', 'amy', false], ['👀', 'zed', false]]) rs = m.react(rs, e, u, on);
+  check('reactions', rs, [{ emoji: '👍', users: ['bob', 'amy'] }]);
+  const before = [{ emoji: '👍', users: ['bob'] }];
+  m.react(before, '👍', 'amy', true);
+  check('react returns a new list', before, [{ emoji: '👍', users: ['bob'] }]);
+  check('deleted history entry', m.historyEntry({ id: '1700000000000-3', deleted: true }, 'general'),
+    { id: '1700000000000-3', channel: 'general', from: '', text: '', ts: 1700000000000, deleted: true, reactions: [] });
+  const he = m.historyEntry({ id: '5-0', channel: 'general', from: 'bob', text: 'hi', ts: 9, editedAt: 12, reactions: [{ emoji: '👍', users: ['amy'] }, { emoji: 'x' }, { emoji: '🎉', users: [] }] }, 'general');
+  check('history entry', [he.text, he.editedAt, he.reactions], ['hi', 12, [{ emoji: '👍', users: ['amy'] }]]);
+
   check('name prefix', ['Bob', ' @al ', '#dev-ops', '', 'a b', 'x!'].map(m.namePrefix), ['bob', 'al', 'dev-ops', '', null, null]);
   check('people order', [{ username: 'zed', online: true }, { username: 'ann' }, { username: 'bob', online: true }, { username: 'al' }]
     .sort(m.peopleOrder).map((p) => p.username), ['bob', 'zed', 'al', 'ann']);

@@ -8,12 +8,12 @@
 import { api, ApiError } from './api.js';
 import { ChannelDialogs } from './channels.js';
 import { Connection } from './conn.js';
-import { $, ago, avatar, dayKey, dayLabel, describeAgent, h, patchList, renderText, show, timeEl } from './dom.js';
+import { $, ago, avatar, dayKey, dayLabel, describeAgent, fullTime, h, patchList, renderText, show, timeEl } from './dom.js';
 import { clearDrafts, loadDraft, saveDraft } from './drafts.js';
 import { PeopleList } from './people.js';
 import {
-  DEFAULT_MAX_MESSAGE_BYTES, Timeline, compareIds, dmChannel, dmPeer, isDM, maxId, mentions, namePrefix,
-  refusalDelay, unreadSplit, utf8Length, uuid,
+  DEFAULT_MAX_MESSAGE_BYTES, Timeline, compareIds, dmChannel, dmPeer, historyEntry, isDM, maxId, mentions, namePrefix,
+  react, refusalDelay, unreadSplit, utf8Length, uuid,
 } from './proto.js';
 
 const PAGE = 50; // history page size
@@ -27,6 +27,24 @@ const COUNTER_FROM = 0.8; // the length counter shows from this share of the lim
 // Server error codes that mean "not now": the message stays pending and is
 // sent again, with the same clientId, after a pause.
 const RETRY_LATER = new Set(['rate_limited', 'unavailable']);
+// An edit, delete or reaction refused for now is sent again this many times
+// (same clientId, growing pauses) before the page gives up and says so.
+const CHANGE_RETRIES = 5;
+const ORPHANS_KEPT = 500; // changes of messages not held, kept while a history page is on its way
+// The reaction picker's emoji, with the names screen readers say.
+const EMOJI = [
+  ['👍', 'thumbs up'], ['❤️', 'heart'], ['😂', 'laughing'], ['🎉', 'party popper'],
+  ['😮', 'surprised'], ['😢', 'sad'], ['👀', 'eyes'], ['✅', 'check mark'],
+];
+const CHANGE_FAILED = { edit: 'Could not edit the message', delete: 'Could not delete the message', react: 'Could not react' };
+// What each refusal of a change means, when the server's message says nothing.
+const CHANGE_CODES = {
+  forbidden: 'You can only change your own messages.',
+  unknown_message: 'That message no longer exists.',
+  too_large: 'That is too large.',
+  rate_limited: 'You are going too fast: try again in a moment.',
+  unavailable: 'The server cannot store changes right now: try again in a moment.',
+};
 
 // ---------------------------------------------------------------- state
 
@@ -59,6 +77,10 @@ function freshState() {
     joinedHere: '', // the channel this tab is joining or creating (no toast for its channel frame)
     routeSeq: 0, // bumped by every navigation, so a slow route lookup cannot undo a newer one
     paceInFlight: '', // the clientId the pacer sent and waits on
+    changes: new Map(), // clientId -> {clientId, type, channel, id, frame, attempt, timer}: edits, deletes and reactions not yet acked
+    editing: null, // {channel, id, form, input, error}: the message being edited in place
+    picker: null, // {channel, id}: the message the reaction picker is open for
+    confirm: null, // {channel, id}: the message the delete dialog asks about
   };
 }
 
@@ -78,6 +100,8 @@ function channelFor(name) {
       unread: 0,
       countedTo: '', // unread already counts every message up to this id (from hello)
       readSent: '',
+      seen: '', // the newest id seen in the channel, message or change: where a resume starts
+      orphans: [], // changes of messages not held that came while a history page was on its way
       historyLoaded: false,
       loading: false,
       hasMore: true,
@@ -237,9 +261,12 @@ function enterChat(username) {
 function leave(notice) {
   conn.stop();
   clearTimeout(state.paceTimer);
+  for (const c of state.changes.values()) clearTimeout(c.timer);
   state = freshState();
   people.reset();
   dialogs.closeAll();
+  if ($('confirm-dialog').open) $('confirm-dialog').close();
+  show($('react-picker'), false);
   $('messages').replaceChildren();
   $('pending').replaceChildren();
   $('toasts').replaceChildren();
@@ -283,6 +310,9 @@ function onFrame(m) {
     case 'resumed': return onResumed(m);
     case 'channel': return onChannelAdded(m);
     case 'removed': return onRemoved(m);
+    case 'edited': return onEdited(m);
+    case 'deleted': return onDeleted(m);
+    case 'reaction': return onReaction(m);
     default: console.debug('hubbub: ignoring unknown frame type', m.type);
   }
 }
@@ -327,9 +357,14 @@ function onHello(m) {
     else openChannel(wanted || defaultChannel(), { focus: false });
     people.load(false);
   }
-  // Ask for what we missed in every channel we hold messages for.
+  // Ask for what we missed in every channel we hold messages for, from the
+  // newest id seen there (a change's own id included, so a reconnect does
+  // not replay the changes again).
   const since = {};
-  for (const ch of state.channels.values()) if (ch.member && ch.timeline.size) since[ch.name] = ch.timeline.newestId;
+  for (const ch of state.channels.values()) {
+    const from = resumeFrom(ch);
+    if (ch.member && from) since[ch.name] = from;
+  }
   conn.send({ type: 'resume', since });
   // A new socket watches nobody yet.
   state.watchKey = null;
@@ -340,6 +375,9 @@ function onHello(m) {
   state.paceInFlight = '';
   if (state.paced) pace(0);
   else for (const p of state.pending.values()) if (p.status === 'pending') transmit(p);
+  // Edits, deletes and reactions not acked on the last socket: the server
+  // applies each clientId once.
+  for (const c of state.changes.values()) if (!c.timer) conn.send(c.frame);
   conn.healthy();
   renderAll();
   markRead();
@@ -363,6 +401,18 @@ function onHello(m) {
     };
     for (let i = 0; i < BACKGROUND_LOADS; i++) worker();
   }
+}
+
+// resumeFrom is where a resume of ch starts: the newest id seen there,
+// message or change, skipping messages known to be deleted (the stream no
+// longer holds them; the server copes, but an id it holds is the plainer
+// question). Replaying a little more is harmless: changes apply once, and
+// messages are dropped by id.
+function resumeFrom(ch) {
+  const list = ch.timeline.messages;
+  let i = list.length - 1;
+  while (i >= 0 && list[i].deleted) i--;
+  return maxId(ch.seen, i >= 0 ? list[i].id : '');
 }
 
 // defaultChannel is where the page opens when the URL names nothing.
@@ -502,6 +552,8 @@ function showGone(name, kind = 'notfound') {
   markRead();
   const prev = state.channels.get(state.active);
   if (prev) prev.divider = null;
+  state.editing = null;
+  closePicker(false);
   state.active = '';
   state.gone = name;
   const dm = isDM(name);
@@ -531,16 +583,21 @@ function showGone(name, kind = 'notfound') {
   renderSidebar();
 }
 
-function onMessage(m) {
-  if (typeof m.id !== 'string' || typeof m.channel !== 'string') return;
+function onMessage(msg) {
+  if (typeof msg.id !== 'string' || typeof msg.channel !== 'string') return;
   // Nothing more of a channel we left shows, even what was on its way.
-  if (state.removed.has(m.channel)) return;
+  if (state.removed.has(msg.channel)) return;
+  const m = historyEntry(msg, msg.channel);
   const ch = channelFor(m.channel);
+  ch.seen = maxId(ch.seen, m.id);
   const existing = ch.timeline.get(m.id);
   if (existing) {
     // Our own message, shown since its ack with a local time: take the server's.
     if (existing.provisional) {
+      // (What changed it since, in the stream after it, stays.)
+      const { text, editedAt, reactions, deleted } = existing;
       Object.assign(existing, m, { provisional: false });
+      if (existing.lastEntry) Object.assign(existing, { text, editedAt, reactions, deleted });
       const el = ch.name === state.active && $('messages').querySelector(`[data-id="${CSS.escape(m.id)}"]`);
       if (el) {
         const list = ch.timeline.messages;
@@ -566,6 +623,14 @@ function onMessage(m) {
 }
 
 function onAck(m) {
+  const c = state.changes.get(m.clientId);
+  if (c) {
+    // The change is stored; what it did comes as its edited, deleted or
+    // reaction object (before or after this ack).
+    clearTimeout(c.timer);
+    state.changes.delete(m.clientId);
+    return;
+  }
   const p = state.pending.get(m.clientId);
   if (!p) return;
   state.pending.delete(m.clientId);
@@ -578,7 +643,7 @@ function onAck(m) {
   }
   const ch = channelFor(p.channel);
   if (typeof m.id === 'string' && !ch.timeline.has(m.id)) {
-    const idx = ch.timeline.insert({ id: m.id, channel: p.channel, from: state.me, text: p.text, ts: Date.now(), provisional: true });
+    const idx = ch.timeline.insert({ id: m.id, channel: p.channel, from: state.me, text: p.text, ts: Date.now(), reactions: [], provisional: true });
     if (ch.name === state.active) appendOrRender(ch, idx);
   }
   renderPending();
@@ -587,6 +652,10 @@ function onAck(m) {
 }
 
 function onServerError(m) {
+  if (m.clientId && state.changes.has(m.clientId)) {
+    changeRefused(state.changes.get(m.clientId), m);
+    return;
+  }
   if (m.clientId && state.pending.has(m.clientId)) {
     const p = state.pending.get(m.clientId);
     state.sentOnSocket = state.sentOnSocket.filter((id) => id !== m.clientId);
@@ -770,6 +839,14 @@ function onComposerKey(ev) {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault();
     $('composer').requestSubmit();
+  } else if (ev.key === 'ArrowUp' && !ev.altKey && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && !ev.isComposing && ev.currentTarget.value === '') {
+    // ↑ in the empty box edits my last message here, as in Slack.
+    const ch = state.channels.get(state.active);
+    const msg = ch && lastOwnMessage(ch);
+    if (msg) {
+      ev.preventDefault();
+      startEdit(ch, msg);
+    }
   }
 }
 
@@ -868,6 +945,9 @@ function onResumed(m) {
     const ch = state.channels.get(name);
     if (!ch) continue;
     ch.timeline = new Timeline();
+    ch.seen = '';
+    ch.orphans = [];
+    if (state.editing && state.editing.channel === name) state.editing = null;
     ch.historyLoaded = false;
     ch.hasMore = true;
     ch.trimmed = true;
@@ -890,8 +970,11 @@ async function loadHistory(ch, older) {
   const before = older ? ch.timeline.oldestId : '';
   try {
     const res = await api.history(ch.name, before, PAGE);
-    const msgs = (res && res.messages) || [];
-    for (const m of msgs) ch.timeline.insert(m);
+    const msgs = ((res && res.messages) || []).filter((m) => m && typeof m.id === 'string');
+    for (const m of msgs) {
+      ch.timeline.insert(historyEntry(m, ch.name));
+      if (!m.deleted) ch.seen = maxId(ch.seen, m.id); // (see resumeFrom)
+    }
     if (!older) ch.historyLoaded = true;
     if (older || !ch.timeline.size || msgs.length < PAGE) ch.hasMore = msgs.length >= PAGE;
   } catch (e) {
@@ -916,6 +999,12 @@ async function loadHistory(ch, older) {
   } finally {
     ch.loading = false;
   }
+  // Changes that came meanwhile for messages this page brought: the page
+  // may have been read before them. Applied in order on top of it, each
+  // leaves what it would have.
+  const orphans = ch.orphans;
+  ch.orphans = [];
+  for (const o of orphans) if (ch.timeline.has(o.id)) onFrame(o);
   if (ch.name === state.active) {
     renderMessages({ keepScroll: older, toBottom: !older });
     markReadSoon();
@@ -945,6 +1034,10 @@ function openChannel(name, { focus = true } = {}) {
   showGone(null);
   const ch = channelFor(name);
   const switched = prev !== name;
+  if (switched) {
+    state.editing = null; // an edit left unsaved is dropped, as Escape would
+    closePicker(false);
+  }
   state.active = name;
   // Where the unread messages start, for as long as it stays open.
   if (switched) ch.divider = ch.unread ? { count: ch.unread, id: '', shown: false } : null;
@@ -1141,20 +1234,484 @@ function dividerId(ch) {
 }
 
 function messageEl(m, prev) {
-  const continued = prev && prev.from === m.from && m.ts - prev.ts < GROUP_WINDOW && dayKey(prev.ts) === dayKey(m.ts);
+  if (m.deleted) {
+    // In its place, without author or text: who wrote what is gone.
+    return h('article', { class: 'msg deleted', dataset: { id: m.id }, 'aria-label': 'Message deleted', tabindex: '-1' },
+      h('span', { class: 'gutter' }, timeEl(m.ts)),
+      h('div', { class: 'msg-body' }, h('p', { class: 'text', text: 'Message deleted' })));
+  }
+  const ch = state.channels.get(state.active);
+  const continued = prev && !prev.deleted && prev.from === m.from && m.ts - prev.ts < GROUP_WINDOW && dayKey(prev.ts) === dayKey(m.ts);
   const mine = m.from === state.me;
+  const text = m.pendingText ?? m.text;
+  const edited = m.pendingText !== undefined || !!m.editedAt;
+  const editing = state.editing && ch && state.editing.channel === ch.name && state.editing.id === m.id;
   const el = h('article', {
-    class: `msg${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(m.text, state.me) ? ' mentions-me' : ''}`,
+    class: `msg${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(text, state.me) ? ' mentions-me' : ''}${edited ? ' was-edited' : ''}${editing ? ' editing' : ''}${state.picker && state.picker.id === m.id ? ' picking' : ''}`,
     dataset: { id: m.id, from: m.from },
-    'aria-label': `${m.from}: ${m.text.length > 80 ? `${m.text.slice(0, 80)}…` : m.text}`,
+    'aria-label': `${m.from}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}${edited ? ' (edited)' : ''}`,
     tabindex: '-1',
   });
   el.append(continued ? h('span', { class: 'gutter' }, timeEl(m.ts)) : avatar(m.from));
   const body = h('div', { class: 'msg-body' });
   if (!continued) body.append(h('div', { class: 'msg-head' }, h('span', { class: 'author', text: m.from }), timeEl(m.ts)));
-  body.append(h('p', { class: 'text' }, renderText(m.text, state.me)));
+  const marker = m.pendingText !== undefined ? h('span', { class: 'edited', text: '(saving…)' })
+    : m.editedAt ? h('span', { class: 'edited', title: `Edited ${fullTime(m.editedAt)}`, text: '(edited)' }) : null;
+  // While it is edited in place, the text stays (hidden) for whoever looks for it.
+  body.append(h('div', { class: `msg-text${marker ? ' is-edited' : ''}`, hidden: editing }, h('p', { class: 'text' }, renderText(text, state.me)), marker));
+  if (editing) body.append(state.editing.form);
+  const chips = reactionsEl(m);
+  if (chips) body.append(chips);
   el.append(body);
+  if (ch) el.append(actionsEl(ch, m));
   return el;
+}
+
+// ---------------------------------------------------------------- edits, deletes and reactions
+
+function svgIcon(d) {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', d);
+  path.setAttribute('fill-rule', 'evenodd');
+  svg.append(path);
+  return svg;
+}
+
+const ICONS = {
+  react: 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16zM8.5 8a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm7 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zM7 13.5c.9 2 2.8 3.5 5 3.5s4.1-1.5 5-3.5z',
+  edit: 'M3 17.25V21h3.75L17.8 9.94l-3.75-3.75zM20.7 7.04a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75z',
+  delete: 'M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6zM19 4h-3.5l-1-1h-5l-1 1H5v2h14z',
+};
+
+// mayDelete: our own messages, and any in a created channel we run. (A
+// room admin may delete any message too, but the page is not told who is one.)
+function mayDelete(ch, m) {
+  return m.from === state.me || (!ch.dm && ch.admin);
+}
+
+// actionsEl is the toolbar a message shows while hovered or focused.
+function actionsEl(ch, m) {
+  const btn = (action, label, fn) => h('button', {
+    type: 'button', class: 'msg-action', 'aria-label': label, title: label, dataset: { action }, on: { click: fn },
+  }, svgIcon(ICONS[action]));
+  return h('div', { class: 'msg-actions', role: 'toolbar', 'aria-label': 'Message actions' },
+    btn('react', 'Add reaction', (ev) => togglePicker(ch, m, ev.currentTarget)),
+    m.from === state.me ? btn('edit', 'Edit message', () => startEdit(ch, m)) : null,
+    mayDelete(ch, m) ? btn('delete', 'Delete message', () => confirmDelete(ch, m)) : null);
+}
+
+// whoReacted names the people, "you" for me: "alice, bob and you".
+function whoReacted(users) {
+  const names = users.map((u) => (u === state.me ? 'you' : u));
+  return names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+function reactionsEl(m) {
+  if (!m.reactions || !m.reactions.length) return null;
+  return h('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' }, m.reactions.map((r) => {
+    const mine = r.users.includes(state.me);
+    const who = whoReacted(r.users);
+    return h('button', {
+      type: 'button',
+      class: `reaction${mine ? ' mine' : ''}`,
+      'aria-pressed': String(mine),
+      'aria-label': `${r.emoji} ${r.users.length}, from ${who}. ${mine ? 'Remove your reaction' : `React with ${r.emoji}`}`,
+      title: `${who.startsWith('you') ? `Y${who.slice(1)}` : who} reacted with ${r.emoji}`,
+      dataset: { action: 'reaction', emoji: r.emoji },
+      on: { click: () => toggleReaction(m, r.emoji) },
+    }, h('span', { class: 'reaction-emoji', 'aria-hidden': 'true', text: r.emoji }), h('span', { class: 'reaction-count', 'aria-hidden': 'true', text: String(r.users.length) }));
+  }));
+}
+
+// keepFocus runs a redraw of messages without losing the keyboard's place:
+// the element that had focus, or its new copy (same message, same action).
+function keepFocus(fn) {
+  const a = document.activeElement;
+  const art = a && a.closest && a.closest('#messages .msg');
+  if (!art) return fn();
+  const key = { id: art.dataset.id, action: a.dataset.action, emoji: a.dataset.emoji };
+  const sel = a.tagName === 'TEXTAREA' ? [a.selectionStart, a.selectionEnd] : null;
+  const out = fn();
+  if (a.isConnected) {
+    if (document.activeElement !== a) {
+      a.focus({ preventScroll: true });
+      if (sel) a.setSelectionRange(sel[0], sel[1]);
+    }
+    return out;
+  }
+  const again = $('messages').querySelector(`.msg[data-id="${CSS.escape(key.id)}"]`);
+  if (!again) return out;
+  const target = key.action
+    ? again.querySelector(`[data-action="${CSS.escape(key.action)}"]${key.emoji ? `[data-emoji="${CSS.escape(key.emoji)}"]` : ''}`)
+    : null;
+  (target || again).focus({ preventScroll: true });
+  return out;
+}
+
+// rerenderMessage redraws one message of the open conversation after a
+// change, and the one after it (whose header depends on it).
+function rerenderMessage(ch, msg) {
+  if (ch.name !== state.active) return;
+  const box = $('messages');
+  const el = box.querySelector(`.msg[data-id="${CSS.escape(msg.id)}"]`);
+  if (!el) return;
+  const stick = nearBottom();
+  const list = ch.timeline.messages;
+  const i = list.indexOf(msg);
+  const divider = dividerId(ch);
+  const prevOf = (j) => (list[j].id === divider ? null : list[j - 1]);
+  keepFocus(() => {
+    el.replaceWith(messageEl(msg, prevOf(i)));
+    const next = list[i + 1];
+    const nextEl = next && box.querySelector(`.msg[data-id="${CSS.escape(next.id)}"]`);
+    if (nextEl) nextEl.replaceWith(messageEl(next, prevOf(i + 1)));
+  });
+  if (stick) scrollToBottom();
+  if (state.picker) placePicker();
+}
+
+// changeTarget finds the message a change object is about, or null when the
+// page does not hold it (it is older than what was loaded: ignored) or the
+// change is one already applied (a replay).
+function changeTarget(m) {
+  if (typeof m.channel !== 'string' || typeof m.id !== 'string') return null;
+  if (state.removed.has(m.channel)) return null;
+  const ch = state.channels.get(m.channel);
+  if (!ch) return null;
+  const entry = typeof m.entry === 'string' ? m.entry : '';
+  if (entry) ch.seen = maxId(ch.seen, entry);
+  const msg = ch.timeline.get(m.id);
+  if (!msg) {
+    // A history page on its way may bring the message, as it was before this.
+    if (ch.loading) {
+      ch.orphans.push(m);
+      if (ch.orphans.length > ORPHANS_KEPT) ch.orphans.shift();
+    }
+    return null;
+  }
+  if (msg.deleted) return null;
+  // Changes come in the channel's order: one not newer than the last applied is a repeat.
+  if (entry && msg.lastEntry && compareIds(entry, msg.lastEntry) <= 0) return null;
+  if (entry) msg.lastEntry = entry;
+  return { ch, msg };
+}
+
+function onEdited(m) {
+  if (typeof m.text !== 'string') return;
+  const t = changeTarget(m);
+  if (!t) return;
+  t.msg.text = m.text;
+  t.msg.editedAt = Number(m.editedAt) || Date.now();
+  delete t.msg.pendingText;
+  rerenderMessage(t.ch, t.msg);
+  if (!t.ch.dm) renderSidebar(); // an edit may add or take away a mention
+}
+
+function onDeleted(m) {
+  const t = changeTarget(m);
+  if (!t) return;
+  const { ch, msg } = t;
+  Object.assign(msg, { deleted: true, text: '', reactions: [] });
+  delete msg.pendingText;
+  delete msg.editedAt;
+  const here = (x) => x && x.channel === ch.name && x.id === msg.id;
+  if (here(state.editing)) {
+    const typing = state.editing.form.contains(document.activeElement);
+    state.editing = null;
+    toast({ title: 'Message deleted', body: 'The message you were editing was deleted.', kind: 'info' });
+    if (typing) $('composer-input').focus();
+  }
+  if (here(state.picker)) closePicker(false);
+  if (here(state.confirm)) $('confirm-dialog').close();
+  rerenderMessage(ch, msg);
+  renderSidebar();
+}
+
+function onReaction(m) {
+  if (typeof m.emoji !== 'string' || !m.emoji || typeof m.user !== 'string') return;
+  const t = changeTarget(m);
+  if (!t) return;
+  t.msg.reactions = react(t.msg.reactions, m.emoji, m.user, !!m.on);
+  rerenderMessage(t.ch, t.msg);
+  if (state.picker && state.picker.channel === t.ch.name && state.picker.id === t.msg.id) markPicker(t.msg);
+}
+
+// sendChange sends an edit, delete or react frame. Until its ack it is
+// kept, and sent again (same clientId) on the next socket.
+function sendChange(ch, msg, type, fields) {
+  const clientId = uuid();
+  const frame = { type, channel: ch.name, id: msg.id, ...fields, clientId };
+  const c = { clientId, type, channel: ch.name, id: msg.id, frame, attempt: 0, timer: 0 };
+  state.changes.set(clientId, c);
+  if (state.greeted && conn.open) conn.send(frame);
+  return c;
+}
+
+// changeRefused: the server said no to a change. Not now (too fast,
+// storage away): again after a pause. For good: say why, and show the
+// message as it is.
+function changeRefused(c, m) {
+  if (RETRY_LATER.has(m.code) && c.attempt < CHANGE_RETRIES) {
+    clearTimeout(c.timer);
+    c.timer = setTimeout(() => {
+      c.timer = 0;
+      if (state.changes.get(c.clientId) === c && state.greeted && conn.open) conn.send(c.frame);
+    }, refusalDelay(c.attempt++, { perSecond: state.limits.messagesPerSecond }));
+    return;
+  }
+  clearTimeout(c.timer);
+  state.changes.delete(c.clientId);
+  const ch = state.channels.get(c.channel);
+  const msg = ch && ch.timeline.get(c.id);
+  if (c.type === 'edit' && msg && msg.pendingText !== undefined && ![...state.changes.values()].some((o) => o.type === 'edit' && o.id === c.id && o.channel === c.channel)) {
+    delete msg.pendingText;
+    rerenderMessage(ch, msg);
+  }
+  toast({ title: CHANGE_FAILED[c.type] || 'Could not change the message', body: m.message || CHANGE_CODES[m.code] || m.code || 'The server refused.', kind: 'error' });
+}
+
+// ---- editing in place
+
+function startEdit(ch, msg) {
+  if (!msg || msg.deleted || msg.from !== state.me || ch.name !== state.active) return;
+  if (state.editing) {
+    if (state.editing.id === msg.id && state.editing.channel === ch.name) {
+      state.editing.input.focus();
+      return;
+    }
+    cancelEdit({ focus: false });
+  }
+  closePicker(false);
+  const input = h('textarea', { class: 'msg-edit-input', rows: '1', 'aria-label': 'Edit message', enterkeyhint: 'done' });
+  input.maxLength = $('composer-input').maxLength;
+  input.value = msg.pendingText ?? msg.text;
+  const error = h('p', { class: 'msg-edit-error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'msg-edit', dataset: { id: msg.id } },
+    input,
+    h('div', { class: 'msg-edit-foot' },
+      h('span', { class: 'msg-edit-hint', text: 'Enter to save · Esc to cancel' }),
+      h('button', { type: 'button', class: 'btn btn-ghost btn-sm', dataset: { action: 'edit-cancel' }, on: { click: () => cancelEdit() } }, 'Cancel'),
+      h('button', { type: 'submit', class: 'btn btn-primary btn-sm', dataset: { action: 'edit-save' } }, 'Save')),
+    error);
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    saveEdit();
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      saveEdit();
+    } else if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      cancelEdit();
+    }
+  });
+  input.addEventListener('input', () => {
+    growEditor(input);
+    show(error, false);
+  });
+  state.editing = { channel: ch.name, id: msg.id, form, input, error };
+  rerenderMessage(ch, msg);
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+  growEditor(input);
+  form.scrollIntoView({ block: 'nearest' });
+}
+
+function growEditor(ta) {
+  ta.style.height = 'auto';
+  ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`;
+}
+
+function cancelEdit({ focus = true } = {}) {
+  const e = state.editing;
+  if (!e) return;
+  state.editing = null;
+  const ch = state.channels.get(e.channel);
+  const msg = ch && ch.timeline.get(e.id);
+  if (msg) rerenderMessage(ch, msg);
+  if (focus) $('composer-input').focus();
+}
+
+function saveEdit() {
+  const e = state.editing;
+  if (!e) return;
+  const ch = state.channels.get(e.channel);
+  const msg = ch && ch.timeline.get(e.id);
+  if (!msg || msg.deleted) {
+    cancelEdit();
+    return;
+  }
+  // As the composer sends: no blank lines around it.
+  const text = e.input.value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
+  if (!text.trim()) {
+    // Nothing left: that is a delete, which asks first.
+    cancelEdit({ focus: false });
+    confirmDelete(ch, msg);
+    return;
+  }
+  const over = utf8Length(text) - state.limits.maxMessageBytes;
+  if (over > 0) {
+    e.error.textContent = `${over} over the limit: a message can be up to ${state.limits.maxMessageBytes} bytes.`;
+    show(e.error, true);
+    return;
+  }
+  if (text !== (msg.pendingText ?? msg.text)) {
+    msg.pendingText = text; // shown "(saving…)" until the server's edited object
+    sendChange(ch, msg, 'edit', { text });
+  }
+  cancelEdit();
+}
+
+// lastOwnMessage is what ↑ in the empty composer edits.
+function lastOwnMessage(ch) {
+  const list = ch.timeline.messages;
+  for (let i = list.length - 1; i >= 0; i--) if (list[i].from === state.me && !list[i].deleted) return list[i];
+  return null;
+}
+
+// ---- deleting, after asking
+
+function confirmDelete(ch, msg) {
+  if (!msg || msg.deleted || !mayDelete(ch, msg)) return;
+  closePicker(false);
+  state.confirm = { channel: ch.name, id: msg.id };
+  const text = msg.pendingText ?? msg.text;
+  $('confirm-text').textContent = msg.from === state.me
+    ? 'Delete this message? This cannot be undone.'
+    : `Delete this message from ${msg.from}? This cannot be undone.`;
+  $('confirm-quote').replaceChildren(renderText(text.length > 300 ? `${text.slice(0, 300)}…` : text, state.me));
+  const dlg = $('confirm-dialog');
+  if (!dlg.open) dlg.showModal();
+  $('confirm-ok').focus();
+}
+
+function confirmed() {
+  const c = state.confirm;
+  state.confirm = null;
+  $('confirm-dialog').close();
+  const ch = c && state.channels.get(c.channel);
+  const msg = ch && ch.timeline.get(c.id);
+  if (msg && !msg.deleted) sendChange(ch, msg, 'delete', {});
+}
+
+// ---- reactions
+
+function toggleReaction(msg, emoji) {
+  const ch = state.channels.get(state.active);
+  if (!ch || msg.deleted || !ch.timeline.has(msg.id)) return;
+  const mine = (msg.reactions || []).some((r) => r.emoji === emoji && r.users.includes(state.me));
+  sendChange(ch, msg, 'react', { emoji, on: !mine });
+}
+
+function togglePicker(ch, msg, anchor) {
+  if (state.picker && state.picker.channel === ch.name && state.picker.id === msg.id) {
+    closePicker(true);
+    return;
+  }
+  closePicker(false);
+  const picker = $('react-picker');
+  state.picker = { channel: ch.name, id: msg.id };
+  anchor.closest('.msg').classList.add('picking'); // its toolbar stays while the picker is open
+  markPicker(msg);
+  show(picker, true);
+  placePicker(anchor);
+  picker.querySelector('button').focus();
+}
+
+// placePicker puts the picker under the button it belongs to (above it
+// near the bottom of the window); with the button out of sight, it closes.
+function placePicker(anchor) {
+  const p = state.picker;
+  if (!p) return;
+  const btn = anchor || $('messages').querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
+  const r = btn && btn.getBoundingClientRect();
+  const view = $('scroller').getBoundingClientRect();
+  if (!r || r.bottom < view.top || r.top > view.bottom) {
+    closePicker(false);
+    return;
+  }
+  const picker = $('react-picker');
+  const w = picker.offsetWidth;
+  const ht = picker.offsetHeight;
+  const left = Math.max(8, Math.min(r.right - w, window.innerWidth - w - 8));
+  const top = r.bottom + 4 + ht > window.innerHeight - 8 ? Math.max(8, r.top - ht - 4) : r.bottom + 4;
+  picker.style.left = `${Math.round(left)}px`;
+  picker.style.top = `${Math.round(top)}px`;
+}
+
+// markPicker shows which emoji of the picker are already mine.
+function markPicker(msg) {
+  for (const b of $('react-picker').querySelectorAll('button')) {
+    const mine = (msg.reactions || []).some((r) => r.emoji === b.dataset.emoji && r.users.includes(state.me));
+    b.setAttribute('aria-pressed', String(mine));
+  }
+}
+
+function closePicker(refocus = true) {
+  const p = state && state.picker;
+  if (!p) return;
+  state.picker = null;
+  show($('react-picker'), false);
+  for (const el of $('messages').querySelectorAll('.msg.picking')) el.classList.remove('picking');
+  if (refocus) {
+    const btn = $('messages').querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
+    if (btn) btn.focus();
+  }
+}
+
+function pickEmoji(emoji) {
+  const p = state.picker;
+  if (!p) return;
+  closePicker(true);
+  const ch = state.channels.get(p.channel);
+  const msg = ch && ch.timeline.get(p.id);
+  if (msg) toggleReaction(msg, emoji);
+}
+
+function wirePicker() {
+  const picker = $('react-picker');
+  picker.replaceChildren(...EMOJI.map(([emoji, name]) => h('button', {
+    type: 'button', class: 'emoji-btn', 'aria-label': `React with ${name}`, title: name, 'aria-pressed': 'false', dataset: { emoji },
+    on: { click: () => pickEmoji(emoji) },
+  }, emoji)));
+  picker.addEventListener('keydown', (ev) => {
+    const buttons = [...picker.querySelectorAll('button')];
+    const i = buttons.indexOf(document.activeElement);
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      closePicker(true);
+    } else if (ev.key === 'ArrowRight' || ev.key === 'ArrowLeft') {
+      ev.preventDefault();
+      buttons[(i + (ev.key === 'ArrowRight' ? 1 : -1) + buttons.length) % buttons.length].focus();
+    } else if (ev.key === 'Tab' && (ev.shiftKey ? i === 0 : i === buttons.length - 1)) {
+      closePicker(true); // leaving it: back to where it opened
+      ev.preventDefault();
+    }
+  });
+  // A press anywhere else closes it (the button that opened it toggles it itself).
+  document.addEventListener('pointerdown', (ev) => {
+    const p = state && state.picker;
+    if (!p || picker.contains(ev.target)) return;
+    const opener = ev.target.closest && ev.target.closest('[data-action="react"]');
+    if (opener && opener.closest('.msg')?.dataset.id === p.id) return;
+    closePicker(false);
+  }, true);
+  window.addEventListener('resize', () => closePicker(false));
+
+  const dlg = $('confirm-dialog');
+  $('confirm-ok').addEventListener('click', confirmed);
+  $('confirm-cancel').addEventListener('click', () => dlg.close());
+  for (const b of dlg.querySelectorAll('.dialog-close')) b.addEventListener('click', () => dlg.close());
+  dlg.addEventListener('close', () => {
+    state.confirm = null;
+    if (!$('chat-view').hidden && !$('composer-wrap').hidden) $('composer-input').focus();
+  });
 }
 
 function daySep(ts) {
@@ -1197,10 +1754,11 @@ function renderMessages({ keepScroll = false, toBottom = false } = {}) {
     nodes.push(messageEl(m, dividerEl && m.id === divider ? null : prev));
     prev = m;
   }
-  box.replaceChildren(...nodes);
+  keepFocus(() => box.replaceChildren(...nodes));
   renderHistoryTop();
   if (toBottom || (stick && !keepScroll)) scrollToBottom();
   else if (keepScroll) s.scrollTop = s.scrollHeight - fromBottom;
+  if (state.picker) placePicker();
   // The first time it shows, the divider is in view, even when what came
   // after it is more than one screen.
   if (dividerEl && !ch.divider.shown) {
@@ -1439,6 +1997,7 @@ function wire() {
     });
   }
 
+  wirePicker();
   $('composer').addEventListener('submit', onComposerSubmit);
   $('composer-input').addEventListener('keydown', onComposerKey);
   $('composer-input').addEventListener('input', onComposerInput);
@@ -1464,6 +2023,7 @@ function wire() {
   const scroller = $('scroller');
   scroller.addEventListener('scroll', () => {
     if (nearBottom()) show($('jump-latest'), false);
+    if (state && state.picker) placePicker(); // it follows its message
     // Scrolling near the top fetches the previous page by itself.
     const ch = state && state.channels.get(state.active);
     if (ch && scroller.scrollTop < 120 && ch.historyLoaded && ch.hasMore && !ch.loading) loadHistory(ch, true);

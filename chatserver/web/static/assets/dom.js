@@ -100,6 +100,12 @@ export function timeEl(ts) {
   return h('time', { datetime: d.toISOString(), title: fullFmt.format(d), text: timeFmt.format(d) });
 }
 
+// fullTime is ts as a full date and time, for titles.
+export function fullTime(ts) {
+  const d = new Date(ts);
+  return Number.isFinite(d.getTime()) ? fullFmt.format(d) : '';
+}
+
 export function dayKey(ts) {
   const d = new Date(ts);
   return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;

@@ -202,7 +202,7 @@ export function unreadSplit(messages, unread, me) {
   let mentioned = 0;
   for (let i = messages.length - 1; i >= 0 && left > 0; i--) {
     const m = messages[i];
-    if (m.from === me) continue;
+    if (m.from === me || m.deleted) continue; // the server counts neither
     left--;
     first = m.id;
     if (mentions(m.text, me)) mentioned++;
@@ -224,4 +224,40 @@ export function namePrefix(q) {
 export function peopleOrder(a, b) {
   if (!!a.online !== !!b.online) return a.online ? -1 : 1;
   return a.username < b.username ? -1 : a.username > b.username ? 1 : 0;
+}
+
+// historyEntry makes an entry of a history page (or a live message) safe to
+// render: a deleted message comes as only {id, deleted}, with no author,
+// text or time (its time is its id's); reactions keep only well-formed ones.
+export function historyEntry(m, channel) {
+  const ts = Number.isFinite(m.ts) ? m.ts : parseId(m.id)[0];
+  if (m.deleted) return { id: m.id, channel, from: '', text: '', ts, deleted: true, reactions: [] };
+  const out = { ...m, channel: typeof m.channel === 'string' ? m.channel : channel, ts };
+  out.from = typeof m.from === 'string' ? m.from : '';
+  out.text = typeof m.text === 'string' ? m.text : '';
+  out.reactions = Array.isArray(m.reactions)
+    ? m.reactions.filter((r) => r && typeof r.emoji === 'string' && Array.isArray(r.users) && r.users.length)
+      .map((r) => ({ emoji: r.emoji, users: r.users.filter((u) => typeof u === 'string') }))
+    : [];
+  return out;
+}
+
+// react applies one reaction change to a message's reactions, as the server
+// does: emoji in the order first used, people in the order they reacted, an
+// emoji nobody holds any more dropped. It returns a new list; applying the
+// same change twice changes nothing.
+export function react(reactions, emoji, user, on) {
+  const out = (reactions || []).map((r) => ({ emoji: r.emoji, users: [...r.users] }));
+  const i = out.findIndex((r) => r.emoji === emoji);
+  if (i < 0) {
+    if (on) out.push({ emoji, users: [user] });
+    return out;
+  }
+  const j = out[i].users.indexOf(user);
+  if (on && j < 0) out[i].users.push(user);
+  if (!on && j >= 0) {
+    out[i].users.splice(j, 1);
+    if (!out[i].users.length) out.splice(i, 1);
+  }
+  return out;
 }
