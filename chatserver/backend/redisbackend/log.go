@@ -391,11 +391,11 @@ func parsePublished(channel, payload string) (prev string, m protocol.Message, e
 	if len(parts) != 4 {
 		return "", m, errors.New("malformed message publication")
 	}
-	ts, err := idMillis(parts[1])
+	id, err := protocol.ParseID(parts[1])
 	if err != nil {
-		return "", m, err
+		return "", m, fmt.Errorf("publication of %q: %w", protocol.Truncate(parts[1], 40), err)
 	}
-	m = protocol.Message{ID: parts[1], Channel: channel, From: parts[2], Text: parts[3], TS: ts}
+	m = protocol.Message{ID: parts[1], Channel: channel, From: parts[2], Text: parts[3], TS: int64(id.Ms)}
 	if from, change, ok := strings.Cut(parts[2], ","); ok {
 		f := strings.Split(change, ",")
 		if len(f) != 3 {
