@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
+
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 )
 
 // ErrTaken is returned by Register when the username exists.
@@ -114,4 +117,37 @@ func Me(ctx context.Context, base, token string) (string, error) {
 // RevokeAll revokes every session of the token's user.
 func RevokeAll(ctx context.Context, base, token string) error {
 	return call(ctx, http.MethodDelete, base+"/api/v1/sessions", token, nil, nil)
+}
+
+// HistoryEntry is a message as history shows it now.
+type HistoryEntry struct {
+	ID        string              `json:"id"`
+	Text      string              `json:"text"`
+	EditedAt  int64               `json:"editedAt"`
+	Deleted   bool                `json:"deleted"`
+	Reactions []protocol.Reaction `json:"reactions"`
+}
+
+// History reads the whole of channel's kept history, newest page first,
+// and returns it oldest first.
+func History(ctx context.Context, base, token, channel string) ([]HistoryEntry, error) {
+	var all []HistoryEntry
+	before := ""
+	for {
+		u := base + "/api/v1/channels/" + url.PathEscape(channel) + "/messages?limit=200"
+		if before != "" {
+			u += "&before=" + url.QueryEscape(before)
+		}
+		var page struct {
+			Messages []HistoryEntry `json:"messages"`
+		}
+		if err := call(ctx, http.MethodGet, u, token, nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(page.Messages, all...)
+		if len(page.Messages) < 200 {
+			return all, nil
+		}
+		before = page.Messages[0].ID
+	}
 }

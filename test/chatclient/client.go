@@ -39,11 +39,17 @@ type Object struct {
 	From     string          `json:"from"`
 	Text     string          `json:"text"`
 	TS       int64           `json:"ts"`
-	User     string          `json:"user"`
-	Status   string          `json:"status"`
-	Code     string          `json:"code"`
-	Message  string          `json:"message"`
-	Reason   string          `json:"reason"`
+	// Entry, Emoji, On and EditedAt are set on edited, deleted and
+	// reaction objects.
+	Entry    string `json:"entry"`
+	Emoji    string `json:"emoji"`
+	On       bool   `json:"on"`
+	EditedAt int64  `json:"editedAt"`
+	User     string `json:"user"`
+	Status   string `json:"status"`
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Reason   string `json:"reason"`
 	// Recovered is set on resumed: per channel, whether the replay was whole.
 	Recovered map[string]bool `json:"recovered"`
 }
@@ -78,9 +84,14 @@ type Send struct {
 	ClientID string
 	Channel  string
 	Text     string
+	// Change is set on an edit, delete or reaction (Change); nil on a message.
+	Change   *ChangeOf
 	ID       string // set when acknowledged
 	Errors   int    // error frames naming it, and connections lost while it was unacknowledged
 	Attempts int
+	// Refused is the error code that refused a change for good (not one
+	// storage or the rate limit may lift); "" otherwise.
+	Refused  string
 	inFlight bool
 	retryAt  time.Time
 }
@@ -110,9 +121,10 @@ type Client struct {
 	sends     map[string]*Send
 	order     []string // clientIds in send order
 	msgs      map[string][]Message
-	seen      map[string]map[string]bool // channel -> ids
-	last      map[string]string          // channel -> newest id
-	resumeAt  time.Time                  // when to send resume again (zero: no need)
+	seen      map[string]map[string]bool   // channel -> ids
+	last      map[string]string            // channel -> newest id
+	resumeAt  time.Time                    // when to send resume again (zero: no need)
+	states    map[string]map[string]*State // channel -> message id -> state now (changes.go)
 	stats     Stats
 	wmu       sync.Mutex // serializes writes on ws
 }
@@ -132,6 +144,7 @@ func New(cfg Config) *Client {
 		cfg: cfg, connected: make(chan struct{}),
 		sends: map[string]*Send{}, msgs: map[string][]Message{},
 		seen: map[string]map[string]bool{}, last: map[string]string{},
+		states: map[string]map[string]*State{},
 	}
 }
 
@@ -289,21 +302,14 @@ func (c *Client) handle(o Object) {
 	case "message":
 		c.mu.Lock()
 		ch := o.Channel
-		if c.seen[ch] == nil {
-			c.seen[ch] = map[string]bool{}
-		}
-		switch {
-		case c.seen[ch][o.ID]:
-			c.stats.Redelivered++
-		default:
-			if last := c.last[ch]; last != "" && protocol.CompareIDs(o.ID, last) < 0 {
-				c.stats.OutOfOrder++
-			} else {
-				c.last[ch] = o.ID
-			}
-			c.seen[ch][o.ID] = true
+		if c.takeLocked(ch, o.ID) {
 			c.msgs[ch] = append(c.msgs[ch], Message{ID: o.ID, Channel: ch, From: o.From, Text: o.Text, TS: o.TS})
+			c.stateLocked(ch, o.ID).Text = o.Text
 		}
+		c.mu.Unlock()
+	case "edited", "deleted", "reaction":
+		c.mu.Lock()
+		c.applyLocked(o)
 		c.mu.Unlock()
 	case "ack":
 		c.mu.Lock()
@@ -324,6 +330,9 @@ func (c *Client) handle(o Object) {
 				s.Errors++
 				s.inFlight = false
 				s.retryAt = time.Now().Add(c.cfg.ResendAfter)
+				if s.Change != nil && o.Code != "unavailable" && o.Code != "rate_limited" {
+					s.Refused = o.Code // final: sending it again changes nothing
+				}
 			}
 			c.mu.Unlock()
 		}
@@ -335,6 +344,25 @@ func (c *Client) handle(o Object) {
 	if c.cfg.OnObject != nil {
 		c.cfg.OnObject(o)
 	}
+}
+
+// takeLocked records that entry id of channel (a message, or a change of
+// one) arrived, and reports whether it is new: ids come once, in order.
+func (c *Client) takeLocked(ch, id string) bool {
+	if c.seen[ch] == nil {
+		c.seen[ch] = map[string]bool{}
+	}
+	if c.seen[ch][id] {
+		c.stats.Redelivered++
+		return false
+	}
+	if last := c.last[ch]; last != "" && protocol.CompareIDs(id, last) < 0 {
+		c.stats.OutOfOrder++
+	} else {
+		c.last[ch] = id
+	}
+	c.seen[ch][id] = true
+	return true
 }
 
 // resender sends again, with the same clientId, every send that is neither
@@ -362,7 +390,7 @@ func (c *Client) resender(done <-chan struct{}) {
 		var due []*Send
 		for _, id := range c.order {
 			s := c.sends[id]
-			if s.ID == "" && !s.inFlight && now.After(s.retryAt) {
+			if s.ID == "" && s.Refused == "" && !s.inFlight && now.After(s.retryAt) {
 				s.inFlight = true
 				s.Attempts++
 				due = append(due, s)
@@ -386,6 +414,9 @@ func (c *Client) resender(done <-chan struct{}) {
 }
 
 func frame(s *Send) map[string]any {
+	if s.Change != nil {
+		return s.Change.frame(s)
+	}
 	return map[string]any{"type": "send", "channel": s.Channel, "text": s.Text, "clientId": s.ClientID}
 }
 
@@ -411,9 +442,15 @@ func (c *Client) write(v any) error {
 // Send sends text to channel and returns its clientId. The outcome (ack or
 // errors) is in Sends; a send that fails is retried until acknowledged.
 func (c *Client) Send(channel, text string) string {
+	return c.send(&Send{Channel: channel, Text: text})
+}
+
+// send sends s (a message or a change) under a new clientId, retried until
+// acknowledged (or, a change, refused).
+func (c *Client) send(s *Send) string {
 	var b [16]byte
 	_, _ = crand.Read(b[:]) // crypto/rand never fails on Linux
-	s := &Send{ClientID: hex.EncodeToString(b[:]), Channel: channel, Text: text, inFlight: true, Attempts: 1}
+	s.ClientID, s.inFlight, s.Attempts = hex.EncodeToString(b[:]), true, 1
 	c.mu.Lock()
 	c.sends[s.ClientID] = s
 	c.order = append(c.order, s.ClientID)
@@ -468,13 +505,13 @@ func (c *Client) Sends() []Send {
 	return out
 }
 
-// Unacked counts sends not yet acknowledged.
+// Unacked counts sends not yet acknowledged (nor refused, for changes).
 func (c *Client) Unacked() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
 	for _, s := range c.sends {
-		if s.ID == "" {
+		if s.ID == "" && s.Refused == "" {
 			n++
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hubbub-chat/hubbub/chatserver/backend/redistest"
 	"github.com/hubbub-chat/hubbub/chatserver/keys"
+	"github.com/hubbub-chat/hubbub/chatserver/protocol"
 	"github.com/hubbub-chat/hubbub/test/chatclient"
 )
 
@@ -24,7 +28,9 @@ import (
 // Clients reconnect with backoff and jitter and resume. At the end every
 // client has every acknowledged message exactly once per channel, in order;
 // every send that was not acknowledged got an error; nothing was committed
-// twice. The counts are printed.
+// twice. A third of the clients' turns edit, delete or react to one of
+// their messages instead: every change is acknowledged, and every client
+// ends with each message as history has it. The counts are printed.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test: skipped with -short")
@@ -119,6 +125,7 @@ func TestChaos(t *testing.T) {
 	var senders sync.WaitGroup
 	for i, c := range clients {
 		senders.Go(func() {
+			ch := changer{c: c, deleted: map[string]bool{}, on: map[string]bool{}}
 			n := 0
 			for {
 				// Jittered pace so the clients do not send in lockstep.
@@ -126,6 +133,10 @@ func TestChaos(t *testing.T) {
 				case <-sendCtx.Done():
 					return
 				case <-time.After(sendEvery/2 + rand.N(sendEvery)):
+				}
+				if n%3 == 2 && ch.change(fmt.Sprintf("edit:user%02d#%d", i, n)) {
+					n++
+					continue
 				}
 				c.Send(channels[n%len(channels)], fmt.Sprintf("user%02d#%d", i, n))
 				n++
@@ -185,10 +196,24 @@ func TestChaos(t *testing.T) {
 	for _, ch := range channels {
 		acked[ch] = waitAllAcked(t, clients, ch, 20*time.Second)
 	}
-	type tally struct{ sent, acked, errors, unackedNoError, delivered, lost, redelivered, outOfOrder, resumes, connects int }
+	type tally struct {
+		sent, acked, errors, unackedNoError, delivered, lost, redelivered, outOfOrder, resumes, connects int
+		changes, changesAcked, changesRefused, stateDiffers                                              int
+	}
 	var n tally
 	for _, c := range clients {
 		for _, s := range c.Sends() {
+			if s.Change != nil {
+				n.changes++
+				if s.ID != "" {
+					n.changesAcked++
+				}
+				if s.Refused != "" {
+					n.changesRefused++
+					t.Errorf("%s of %s refused: %s", s.Change.Kind, s.Change.Target, s.Refused)
+				}
+				continue
+			}
 			n.sent++
 			n.errors += s.Errors
 			if s.ID != "" {
@@ -210,10 +235,28 @@ func TestChaos(t *testing.T) {
 		n.resumes += st.Resumes
 		n.connects += st.Connects
 	}
+	// Edits, deletes and reactions too: every client ends with what
+	// history says, message by message.
+	for _, ch := range channels {
+		hist, err := chatclient.History(ctx, steady.URL(), tokens[0], ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]chatclient.State{}
+		for _, h := range hist {
+			want[h.ID] = chatclient.State{Text: h.Text, EditedAt: h.EditedAt, Deleted: h.Deleted, Reactions: h.Reactions}
+		}
+		for i, c := range clients {
+			if diff := waitStates(c, ch, want, 20*time.Second); diff != "" {
+				n.stateDiffers++
+				t.Errorf("user%02d's %s differs from its history (-history +client):\n%s", i, ch, diff)
+			}
+		}
+	}
 	dups, inStream := duplicates(t, ctx, srv, channels)
-	t.Logf("%s: chaos counts: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d (unacked-without-error=%d, redelivered-and-dropped-by-id=%d, out-of-order=%d, committed=%d, connections=%d, resumes-retried=%d)",
-		at(), n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.unackedNoError, n.redelivered, n.outOfOrder, inStream, n.connects, n.resumes)
-	fmt.Printf("CHAOS COUNTS: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d\n", n.sent, n.acked, n.errors, n.delivered, n.lost, dups)
+	t.Logf("%s: chaos counts: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d changes=%d changes-acked=%d changes-refused=%d clients-whose-state-differs-from-history=%d (unacked-without-error=%d, redelivered-and-dropped-by-id=%d, out-of-order=%d, committed=%d, connections=%d, resumes-retried=%d)",
+		at(), n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.changes, n.changesAcked, n.changesRefused, n.stateDiffers, n.unackedNoError, n.redelivered, n.outOfOrder, inStream, n.connects, n.resumes)
+	fmt.Printf("CHAOS COUNTS: sent=%d acked=%d errors=%d delivered=%d lost=%d duplicates=%d changes=%d changes-acked=%d state-differs=%d\n", n.sent, n.acked, n.errors, n.delivered, n.lost, dups, n.changes, n.changesAcked, n.stateDiffers)
 	if n.lost != 0 {
 		t.Errorf("lost %d acknowledged messages (summed over clients)", n.lost)
 	}
@@ -228,6 +271,9 @@ func TestChaos(t *testing.T) {
 	}
 	if n.acked != n.sent {
 		t.Errorf("%d of %d sends acknowledged after retries", n.acked, n.sent)
+	}
+	if n.changesAcked != n.changes || n.changes == 0 {
+		t.Errorf("%d of %d changes acknowledged after retries", n.changesAcked, n.changes)
 	}
 	if n.errors == 0 {
 		t.Error("no send saw an error: the faults did not bite")
@@ -265,4 +311,61 @@ func duplicates(t *testing.T, ctx context.Context, srv *redistest.Server, channe
 		}
 	}
 	return dups, total
+}
+
+// changer makes a client's changes: each of one of its own acknowledged
+// messages that is not deleted and has no change still on its way, so none
+// is refused (a change retried after a delete would be).
+type changer struct {
+	c       *chatclient.Client
+	deleted map[string]bool // targets deleted
+	on      map[string]bool // target+emoji: reacted
+}
+
+var chaosEmoji = []string{"👍", "🎉", "👀"}
+
+// change sends an edit (text), a reaction or a delete, and reports whether
+// it found a message to change.
+func (ch *changer) change(text string) bool {
+	busy := map[string]bool{}
+	var mine []chatclient.Send
+	for _, s := range ch.c.Sends() {
+		switch {
+		case s.Change != nil && s.ID == "":
+			busy[s.Change.Target] = true
+		case s.Change == nil && s.ID != "" && !ch.deleted[s.ID]:
+			mine = append(mine, s)
+		}
+	}
+	mine = slices.DeleteFunc(mine, func(s chatclient.Send) bool { return busy[s.ID] })
+	if len(mine) == 0 {
+		return false
+	}
+	m := mine[rand.N(len(mine))]
+	switch r := rand.N(10); {
+	case r < 5:
+		ch.c.Change(m.Channel, chatclient.ChangeOf{Kind: protocol.KindEdit, Target: m.ID}, text)
+	case r < 9:
+		e := chaosEmoji[rand.N(len(chaosEmoji))]
+		on := !ch.on[m.ID+e]
+		ch.on[m.ID+e] = on
+		ch.c.Change(m.Channel, chatclient.ChangeOf{Kind: protocol.KindReact, Target: m.ID, Emoji: e, On: on}, "")
+	default:
+		ch.deleted[m.ID] = true
+		ch.c.Change(m.Channel, chatclient.ChangeOf{Kind: protocol.KindDelete, Target: m.ID}, "")
+	}
+	return true
+}
+
+// waitStates waits until c holds channel's messages as want has them, and
+// returns the difference it ended with ("" = none).
+func waitStates(c *chatclient.Client, channel string, want map[string]chatclient.State, d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		diff := cmp.Diff(want, c.States(channel), cmpopts.EquateEmpty())
+		if diff == "" || time.Now().After(deadline) {
+			return diff
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -157,7 +157,7 @@ func waitAllAcked(t *testing.T, clients []*chatclient.Client, channel string, d 
 	var ids []string
 	for _, c := range clients {
 		for _, s := range c.Sends() {
-			if s.Channel == channel {
+			if s.Channel == channel && s.Change == nil {
 				ids = append(ids, s.ID)
 			}
 		}
@@ -167,25 +167,18 @@ func waitAllAcked(t *testing.T, clients []*chatclient.Client, channel string, d 
 }
 
 // waitDelivered waits until c has seen every id in want on channel and
-// returns the ids it saw.
+// returns the ids it saw: messages it got, and those it learnt were deleted
+// (a message deleted while the client was away reaches it only so).
 func waitDelivered(t *testing.T, c *chatclient.Client, channel string, want []string, d time.Duration) []string {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		got := ids(c.Messages(channel))
+		got := c.Known(channel)
 		if missing(want, got) == 0 || time.Now().After(deadline) {
 			return got
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func ids(ms []chatclient.Message) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.ID
-	}
-	return out
 }
 
 func missing(want, got []string) int {
