@@ -200,9 +200,16 @@ func (c *conn) leave(channel string, removed []byte) {
 	c.membershipChanged(protocol.TypeRemoved, removed, func(o *order) { o.leave(channel) })
 }
 
-// rejoin lets channel through again and queues added.
-func (c *conn) rejoin(channel string, added []byte) {
-	c.membershipChanged(protocol.TypeChannel, added, func(o *order) { o.rejoin(channel) })
+// rejoin lets channel through again, from after on (its last id when the
+// person joined: what was committed before is history, not news, even if
+// its fan-out is still under way), and queues added.
+func (c *conn) rejoin(channel, after string, added []byte) {
+	c.membershipChanged(protocol.TypeChannel, added, func(o *order) {
+		o.rejoin(channel)
+		if id, err := protocol.ParseID(after); err == nil {
+			o.skipTo(channel, id)
+		}
+	})
 }
 
 // membershipChanged changes the socket's order and queues frame under one

@@ -214,7 +214,7 @@ func (h *hub) joinUser(ch, user, after string, added []byte) (sockets int) {
 		// Let the channel through first: a message fanned out as soon as
 		// the socket is in the channel's set must not meet the mark of an
 		// earlier leave, nor go out before "channel".
-		c.rejoin(ch, added)
+		c.rejoin(ch, after, added)
 		h.joinLocked(c, ch, after)
 		sockets++
 	}

@@ -143,8 +143,8 @@ func (o *order) beginReplay(channel string, since protocol.ID, hasSince bool) (a
 	switch {
 	case ok && (!hasSince || since.Compare(cur) < 0):
 		ahead, isAhead = cur, true
-	case hasSince && (!ok || since.Compare(cur) > 0):
-		o.setLast(channel, since)
+	case hasSince:
+		o.skipTo(channel, since)
 	}
 	if o.resuming == nil {
 		o.resuming = map[string][]outMsg{}
@@ -173,6 +173,13 @@ func (o *order) leave(channel string) {
 	}
 	clear(o.held[len(kept):])
 	o.held = kept
+}
+
+// skipTo lets nothing of channel at or before id go out.
+func (o *order) skipTo(channel string, id protocol.ID) {
+	if cur, ok := o.last[channel]; !ok || id.Compare(cur) > 0 {
+		o.setLast(channel, id)
+	}
 }
 
 // rejoin lets channel through again (the person is back in it).
