@@ -79,6 +79,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("DELETE /api/v1/sessions", a.authed(a.handleRevokeAll))
 	route("GET /api/v1/channels", a.authed(a.handleChannels))
 	route("GET /api/v1/channels/{channel}/messages", a.authed(a.handleHistory))
+	route("GET /api/v1/channels/{channel}/messages/{id}/thread", a.authed(a.handleThread))
 	route("POST /api/v1/channels", a.authed(a.handleCreateChannel))
 	route("GET /api/v1/channels/browse", a.authed(a.handleBrowse()))
 	route("POST /api/v1/channels/{channel}/join", a.authed(a.handleJoin))

@@ -34,14 +34,9 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := 50
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > chat.MaxHistoryPage {
-			WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be 1..%d", chat.MaxHistoryPage))
-			return
-		}
-		limit = n
+	limit, ok := pageLimit(w, q.Get("limit"))
+	if !ok {
+		return
 	}
 	msgs, err := a.opts.Chat.History(r.Context(), sessionFrom(r).Username, channel, before, limit)
 	if err != nil {
@@ -53,6 +48,56 @@ func (a *API) handleHistory(w http.ResponseWriter, r *http.Request) {
 		out[i] = protocol.HistoryEntry(m)
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"messages": out})
+}
+
+func (a *API) handleThread(w http.ResponseWriter, r *http.Request) {
+	channel, root := channelParam(r), r.PathValue("id")
+	if _, err := protocol.ParseID(root); err != nil {
+		WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, "id: "+err.Error())
+		return
+	}
+	q := r.URL.Query()
+	after := q.Get("after")
+	if after != "" {
+		if _, err := protocol.ParseID(after); err != nil {
+			WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, "after: "+err.Error())
+			return
+		}
+	}
+	limit, ok := pageLimit(w, q.Get("limit"))
+	if !ok {
+		return
+	}
+	rootMsg, replies, err := a.opts.Chat.Thread(r.Context(), sessionFrom(r).Username, channel, root, after, limit)
+	switch {
+	case errors.Is(err, chat.ErrUnknownMessage):
+		WriteError(w, http.StatusNotFound, protocol.CodeUnknownMessage, fmt.Sprintf("no message %s in %q (or it was deleted, or is no longer kept)", root, channel))
+		return
+	case errors.Is(err, chat.ErrNotThreadRoot):
+		WriteError(w, http.StatusBadRequest, protocol.CodeBadRequest, fmt.Sprintf("%s is a reply, not a thread's first message", root))
+		return
+	case err != nil:
+		a.channelError(w, r, err, channel, "")
+		return
+	}
+	out := make([]any, len(replies))
+	for i, m := range replies {
+		out[i] = protocol.HistoryEntry(m)
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"root": protocol.HistoryEntry(rootMsg), "replies": out})
+}
+
+// pageLimit parses a page's limit (default 50); false when it wrote the error.
+func pageLimit(w http.ResponseWriter, s string) (int, bool) {
+	if s == "" {
+		return 50, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > chat.MaxHistoryPage {
+		WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be 1..%d", chat.MaxHistoryPage))
+		return 0, false
+	}
+	return n, true
 }
 
 type createChannelRequest struct {

@@ -20,6 +20,13 @@ var ErrUnavailable = errors.New("storage unavailable")
 //   - Append commits m (From, Channel, Text set by the caller) and returns it with
 //     ID and TS assigned. IDs are "<ms>-<seq>" and strictly increase per channel.
 //     The channel keeps at least maxLen of its newest messages (older ones may be trimmed).
+//   - m.Thread, when set, makes m a reply in the thread of that message (its
+//     root), checked atomically with the append: the root must be a kept
+//     message of m.Channel, not deleted and not itself a reply
+//     (ErrUnknownMessage, ErrNotThreadRoot). The root's Replies then counts
+//     it, and its Repliers (author first, then each replier once) include
+//     m.From; the Message returned carries Repliers as they were before m
+//     (who is told of the reply).
 //   - dedupKey ("" = none) makes Append idempotent: a second Append with the same
 //     key returns the first call's message (same ID) and commits nothing. Keys are
 //     remembered for at least 24 hours.
@@ -50,6 +57,11 @@ type Log interface {
 	CountsAfter(ctx context.Context, after map[string]string, max int) (map[string]int, error)
 
 	History(ctx context.Context, channel, before string, limit int) ([]protocol.Message, error)
+	// Thread returns the root message of a thread as it is now (with
+	// Replies; ErrUnknownMessage when it is not a kept, undeleted message
+	// of channel), and up to limit of its replies after after ("" = from
+	// the first), oldest first, each as History has it.
+	Thread(ctx context.Context, channel, root, after string, limit int) (protocol.Message, []protocol.Message, error)
 	// Change commits c, a change entry (Kind, Channel, From, Target; Text
 	// for an edit, Emoji and On for a reaction), as the channel's next
 	// entry, checked atomically with the commit, and returns it with ID
@@ -77,6 +89,7 @@ type ChangeRules struct {
 var (
 	ErrUnknownMessage   = errors.New("no such message")
 	ErrTooManyReactions = errors.New("too many different reactions")
+	ErrNotThreadRoot    = errors.New("a reply cannot start a thread")
 )
 
 // Handler receives what a Feed delivers. Calls for one channel are never
@@ -120,6 +133,9 @@ const (
 	// EventMember: User joined (Status "joined", ID the channel's last id
 	// then, Private) or left (Status "left") created channel Channel.
 	EventMember = "member"
+	// EventThread: User replied (message ID, Text) in the thread of Thread
+	// in Channel; Users posted in it before, and are told.
+	EventThread = "thread"
 )
 
 // Event is an ephemeral room-wide notice, sent over pub/sub.
@@ -131,6 +147,9 @@ type Event struct {
 	ID       string   `json:"i,omitempty"`
 	Sessions []string `json:"ss,omitempty"`
 	Private  bool     `json:"p,omitempty"`
+	Users    []string `json:"us,omitempty"`
+	Text     string   `json:"t,omitempty"`
+	Thread   string   `json:"th,omitempty"`
 	// Origin is the id of the server that published the event.
 	Origin string `json:"o,omitempty"`
 }

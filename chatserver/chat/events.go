@@ -77,6 +77,30 @@ func (s *Service) notify(channel string, msgs []outMsg) {
 	}
 }
 
+// notifyThread tells the people who posted in a thread of a new reply, on
+// their sockets here that are in the channel.
+func (s *Service) notifyThread(e Event) {
+	members := !s.hub.public[e.Channel]
+	var frame []byte
+	for _, u := range e.Users {
+		if u == e.User {
+			continue
+		}
+		s.hub.fanout(ofUser(u), func(c *conn) {
+			if members {
+				if _, in := c.joined[e.Channel]; !in {
+					return
+				}
+			}
+			if frame == nil {
+				frame = protocol.Encode(protocol.Notification{Type: protocol.TypeNotification, Kind: "thread",
+					Channel: e.Channel, From: e.User, ID: e.ID, Text: e.Text, Thread: e.Thread})
+			}
+			c.enqueue(protocol.TypeNotification, frame)
+		})
+	}
+}
+
 // handleEvent acts on a room event from any server, this one included.
 func (s *Service) handleEvent(e Event) {
 	switch e.Kind {
@@ -102,6 +126,8 @@ func (s *Service) handleEvent(e Event) {
 		if a, b, ok := protocol.SplitDM(e.Channel); ok {
 			s.hub.joinDM(e.Channel, a, b)
 		}
+	case EventThread:
+		s.notifyThread(e)
 	case EventMember:
 		// This server applied its own change when it made it: applying
 		// it again as it comes back could undo a later one.

@@ -124,6 +124,20 @@ func (s *Service) channelInfos(sn Snapshot) []protocol.ChannelInfo {
 	return out
 }
 
+// Thread returns a thread's root and a page of its replies after after
+// ("" = from the first), oldest first, each as it is now.
+func (s *Service) Thread(ctx context.Context, user, channel, root, after string, limit int) (protocol.Message, []protocol.Message, error) {
+	if err := s.mayRead(ctx, user, channel); err != nil {
+		return protocol.Message{}, nil, err
+	}
+	limit = max(1, min(limit, MaxHistoryPage))
+	r, replies, err := s.b.Thread(ctx, channel, root, after, limit)
+	if err != nil {
+		return protocol.Message{}, nil, fmt.Errorf("reading thread: %w", err)
+	}
+	return r, replies, nil
+}
+
 // History returns a page of channel's messages older than before ("" =
 // newest), newest last, each as it is now (edited, reacted to, deleted).
 func (s *Service) History(ctx context.Context, user, channel, before string, limit int) ([]protocol.Message, error) {

@@ -54,10 +54,18 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 			return
 		}
 	}
-	m, err := commit(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
+	m, err := commit(ctx, protocol.Message{Channel: channel, From: c.user, Text: f.Text, Thread: f.Thread}, dedupKey(c.user, f.ClientID), s.opts.HistoryMax)
 	switch {
 	case errors.Is(err, ErrForbidden), errors.Is(err, ErrUnknownChannel):
 		c.sendError(accessError(ErrUnknownChannel, channel, f.ClientID))
+		return
+	case errors.Is(err, ErrUnknownMessage):
+		c.sendError(&protocol.Error{Code: protocol.CodeUnknownMessage, ClientID: f.ClientID,
+			Message: fmt.Sprintf("no message %s in %q to reply to (or it was deleted, or is no longer kept)", f.Thread, channel)})
+		return
+	case errors.Is(err, ErrNotThreadRoot):
+		c.sendError(&protocol.Error{Code: protocol.CodeBadRequest, ClientID: f.ClientID,
+			Message: fmt.Sprintf("%s is a reply: reply in its thread instead", f.Thread)})
 		return
 	case err != nil:
 		s.backendError("append", err)
@@ -66,6 +74,12 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 	}
 	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
 	s.m.AckLatency.Observe(time.Since(start).Seconds())
+	if _, _, dm := protocol.SplitDM(channel); len(m.Repliers) > 0 && !dm {
+		// Those who posted in the thread are told, on every server (in a
+		// DM the other person is told of every message anyway).
+		s.publish(ctx, Event{Kind: EventThread, Channel: channel, ID: m.ID, User: c.user,
+			Users: m.Repliers, Text: m.Text, Thread: m.Thread})
+	}
 }
 
 // dmChannel is the DM channel between the sender and f.To, made (and

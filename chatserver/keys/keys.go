@@ -30,6 +30,11 @@ func MessagesChanged(room, channel string) string { return Prefix(room) + "mchan
 // history shows each as deleted where it was.
 func MessagesDeleted(room, channel string) string { return Prefix(room) + "mdeleted:" + channel }
 
+// Threads is a sorted set of one channel's thread replies, all scored 0:
+// "<root>|<reply>", each id as 20 digits, "-", 20 digits, so that ZRANGE
+// BYLEX pages a thread's replies in order.
+func Threads(room, channel string) string { return Prefix(room) + "threads:" + channel }
+
 // Topic is the pub/sub channel that announces new messages of one channel.
 func Topic(room, channel string) string { return Prefix(room) + "pub:" + channel }
 

@@ -14,6 +14,9 @@ type Message struct {
 	From    string `json:"from"`
 	Text    string `json:"text"`
 	TS      int64  `json:"ts"` // Unix milliseconds, set when committed
+	// Thread is the id of the thread's first message (its root) when this
+	// message is a reply in a thread.
+	Thread string `json:"thread,omitempty"`
 
 	// Kind marks an entry of the channel's stream that changes its earlier
 	// message Target ("" = a message): an edit (Text is the new text), a
@@ -29,6 +32,13 @@ type Message struct {
 	EditedAt  int64      `json:"editedAt,omitempty"`
 	Deleted   bool       `json:"deleted,omitempty"`
 	Reactions []Reaction `json:"reactions,omitempty"`
+	// Replies counts the replies in the thread a message is the root of.
+	Replies int `json:"replies,omitempty"`
+	// Repliers is, on a thread's root, who posted in the thread: its
+	// author, then each person who replied, once, in order. Kept by the
+	// store, never sent: Append returns the list as it was before the
+	// reply it committed, who to notify of it.
+	Repliers []string `json:"repliers,omitempty"`
 }
 
 // Kinds of change entries (Message.Kind).
@@ -196,19 +206,23 @@ func HistoryEntry(m Message) any {
 		return struct {
 			ID      string `json:"id"`
 			Deleted bool   `json:"deleted"`
-		}{m.ID, true}
+			Thread  string `json:"thread,omitempty"`
+		}{m.ID, true, m.Thread}
 	}
+	m.Repliers = nil
 	return m
 }
 
 // Notification points a user at a DM or a mention of them.
 type Notification struct {
 	Type    string `json:"type"`
-	Kind    string `json:"kind"` // "dm" or "mention"
+	Kind    string `json:"kind"` // "dm", "mention" or "thread"
 	Channel string `json:"channel"`
 	From    string `json:"from"`
 	ID      string `json:"id"`
 	Text    string `json:"text"`
+	// Thread is the root of the thread a "thread" notification's reply is in.
+	Thread string `json:"thread,omitempty"`
 }
 
 // ErrorFrame carries an Error to the client.
@@ -254,6 +268,10 @@ func EncodeMessage(dst []byte, m Message) []byte {
 	dst = appendString(dst, m.Text)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, m.TS, 10)
+	if m.Thread != "" {
+		dst = append(dst, `,"thread":`...)
+		dst = appendString(dst, m.Thread)
+	}
 	return append(dst, '}')
 }
 

@@ -73,7 +73,7 @@ var Errors = []ErrorInfo{
 	{CodeRateLimited, InFrame | InHTTP},
 	{CodeUnknownChannel, InFrame | InHTTP},
 	{CodeForbidden, InFrame | InHTTP},
-	{CodeUnknownMessage, InFrame},
+	{CodeUnknownMessage, InFrame | InHTTP},
 	{CodeUnavailable, InFrame | InHTTP},
 	{CodeUnauthorized, InHTTP},
 	{CodeInvalidCredentials, InHTTP},

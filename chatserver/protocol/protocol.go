@@ -102,6 +102,7 @@ type ClientFrame struct {
 	Users    []string          `json:"users,omitempty"`
 	Emoji    string            `json:"emoji,omitempty"`
 	On       *bool             `json:"on,omitempty"`
+	Thread   string            `json:"thread,omitempty"`
 }
 
 // Error is a client-visible protocol error.
@@ -152,6 +153,11 @@ func Decode(data []byte, maxText int) (ClientFrame, *Error) {
 		}
 		if f.Channel != "" && !ValidChannel(f.Channel) {
 			return f, errorf(CodeUnknownChannel, f.ClientID, "no channel %q", f.Channel)
+		}
+		if f.Thread != "" {
+			if _, err := ParseID(f.Thread); err != nil {
+				return f, errorf(CodeBadRequest, f.ClientID, "thread: %v", err)
+			}
 		}
 	case TypeEdit, TypeDelete, TypeReact:
 		if perr := decodeChange(&f, maxText); perr != nil {

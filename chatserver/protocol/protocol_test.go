@@ -48,6 +48,8 @@ func TestDecode(t *testing.T) {
 		{"resume bad channel", `{"type":"resume","since":{"dm:bob:alice":"1-1"}}`, ClientFrame{Type: "resume", Since: map[string]string{"dm:bob:alice": "1-1"}}, CodeUnknownChannel},
 		{"read no id", `{"type":"read","channel":"general"}`, ClientFrame{Type: "read", Channel: "general"}, CodeBadRequest},
 		{"typing redis key chars", `{"type":"typing","channel":"general}:x"}`, ClientFrame{Type: "typing", Channel: "general}:x"}, CodeUnknownChannel},
+		{"reply", `{"type":"send","channel":"general","text":"hi","clientId":"c1","thread":"5-1"}`, ClientFrame{Type: "send", Channel: "general", Text: "hi", ClientID: "c1", Thread: "5-1"}, ""},
+		{"reply to no id", `{"type":"send","channel":"general","text":"hi","clientId":"c1","thread":"x"}`, ClientFrame{Type: "send", Channel: "general", Text: "hi", ClientID: "c1", Thread: "x"}, CodeBadRequest},
 		{"edit", `{"type":"edit","channel":"general","id":"5-1","text":"fixed","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: "fixed", ClientID: "e"}, ""},
 		{"edit no clientId", `{"type":"edit","channel":"general","id":"5-1","text":"x"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: "x"}, CodeBadRequest},
 		{"edit blank", `{"type":"edit","channel":"general","id":"5-1","text":" ","clientId":"e"}`, ClientFrame{Type: "edit", Channel: "general", ID: "5-1", Text: " ", ClientID: "e"}, CodeBadRequest},
@@ -122,8 +124,11 @@ func TestIDs(t *testing.T) {
 func TestEncodeMessageMatchesEncodingJSON(t *testing.T) {
 	texts := []string{"plain", `quote " backslash \ slash /`, "<script>alert(1)</script> & co", "tab\tnl\ncr\r\x00\x1f",
 		"emoji 😀 and é", "line sep \u2028 para \u2029", "bad utf8 \xff end"}
-	for _, text := range texts {
+	for i, text := range texts {
 		m := Message{ID: "1-2", Channel: "general", From: "alice", Text: text, TS: 1700000000000}
+		if i%2 == 1 {
+			m.Thread = "1-1" // a reply
+		}
 		got := EncodeMessage(nil, m)
 		want, _ := json.Marshal(struct {
 			Type string `json:"type"`
@@ -193,6 +198,9 @@ func FuzzDecode(f *testing.F) {
 		case TypeSend:
 			if fr.ClientID == "" || len(fr.Text) > 4096 || (fr.Channel == "") == (fr.To == "") {
 				t.Fatalf("accepted bad send %+v", fr)
+			}
+			if _, err := ParseID(fr.Thread); fr.Thread != "" && err != nil {
+				t.Fatalf("accepted a reply in thread %q", fr.Thread)
 			}
 			if fr.Channel != "" && !ValidChannel(fr.Channel) {
 				t.Fatalf("accepted bad channel %q", fr.Channel)

@@ -161,3 +161,94 @@ func testChanges(t *testing.T, b backend) {
 		}
 	})
 }
+
+// A send with a thread replies in it: the reply reaches every member as a
+// message with its thread, the people who posted in the thread are told,
+// the thread endpoint pages it, and history counts the root's replies.
+func testThreads(t *testing.T, b backend) {
+	ts := startServer(t, b.config(t), server.Options{})
+	toks := map[string]string{}
+	people := map[string]*client{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		toks[u] = login(t, ts, u)
+		people[u] = dial(t, ts, toks[u])
+		people[u].expect("hello", typeIs("hello"))
+	}
+	alice, bob, carol := people["alice"], people["bob"], people["carol"]
+	root := alice.sendAndAck("general", "", "lunch?", "q")
+	replyFrame := func(text, cid, thread string) map[string]any {
+		return map[string]any{"type": "send", "channel": "general", "text": text, "clientId": cid, "thread": thread}
+	}
+	r1 := bob.change(replyFrame("yes", "r1", root))
+	if m := alice.expect("bob's reply", typeIs("message", "id", r1)); m["thread"] != root {
+		t.Errorf("the reply %v does not name its thread %s", m, root)
+	}
+	alice.expect("told of bob's reply", typeIs("notification", "kind", "thread", "id", r1, "from", "bob", "thread", root))
+	r2 := carol.change(replyFrame("me too", "r2", root))
+	for _, p := range []*client{alice, bob} {
+		p.expect("told of carol's reply", typeIs("notification", "kind", "thread", "id", r2, "from", "carol"))
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, thread, code string
+		}{
+			{"a reply to a reply", r1, "bad_request"},
+			{"a reply to nothing", "1-0", "unknown_message"},
+			{"a thread that is not an id", "nope", "bad_request"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				cid := "x-" + tt.name
+				carol.send(replyFrame("x", cid, tt.thread))
+				if e := carol.expect("error", typeIs("error", "clientId", cid)); e["code"] != tt.code {
+					t.Errorf("error %v, want %s", e, tt.code)
+				}
+			})
+		}
+	})
+
+	t.Run("the thread endpoint", func(t *testing.T) {
+		url := ts.URL + "/api/v1/channels/general/messages/" + root + "/thread"
+		r := call(t, "GET", url, toks["carol"], nil)
+		if r.Status != 200 {
+			t.Fatalf("thread: %d %v", r.Status, r.Body)
+		}
+		if rt := r.Body["root"].(map[string]any); rt["id"] != root || rt["replies"] != float64(2) {
+			t.Errorf("root %v, want %s with 2 replies", rt, root)
+		}
+		var got []string
+		for _, o := range r.Body["replies"].([]any) {
+			got = append(got, o.(map[string]any)["id"].(string))
+		}
+		if diff := cmp.Diff([]string{r1, r2}, got); diff != "" {
+			t.Errorf("replies (-want +got):\n%s", diff)
+		}
+		if r := call(t, "GET", url+"?after="+r1+"&limit=1", toks["carol"], nil); len(r.Body["replies"].([]any)) != 1 {
+			t.Errorf("the page after the first reply: %v", r.Body)
+		}
+		for _, tc := range []struct {
+			name, url string
+			status    int
+			code      string
+		}{
+			{"no such message", ts.URL + "/api/v1/channels/general/messages/1-0/thread", 404, "unknown_message"},
+			{"a reply", ts.URL + "/api/v1/channels/general/messages/" + r1 + "/thread", 400, "bad_request"},
+			{"a bad limit", url + "?limit=0", 400, "bad_request"},
+			{"someone else's DM", ts.URL + "/api/v1/channels/dm:alice:bob/messages/" + root + "/thread", 403, "forbidden"},
+		} {
+			r := call(t, "GET", tc.url, toks["carol"], nil)
+			if r.Status != tc.status || r.Body["error"].(map[string]any)["code"] != tc.code {
+				t.Errorf("%s: %d %v, want %d %s", tc.name, r.Status, r.Body, tc.status, tc.code)
+			}
+		}
+	})
+
+	t.Run("history counts the replies", func(t *testing.T) {
+		r := call(t, "GET", ts.URL+"/api/v1/channels/general/messages", toks["bob"], nil)
+		for _, o := range r.Body["messages"].([]any) {
+			if m := o.(map[string]any); m["id"] == root && m["replies"] != float64(2) {
+				t.Errorf("history's root %v, want 2 replies", m)
+			}
+		}
+	})
+}

@@ -69,6 +69,7 @@ var contractTests = []contractTest{
 	{"ResumedSaysWhatWasKept", testResumedSaysWhatWasKept},
 	{"LateResume", testLateResume},
 	{"Changes", testChanges},
+	{"Threads", testThreads},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},

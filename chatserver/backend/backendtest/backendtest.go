@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore NewStore) {
 	}{
 		{"Log", logTests},
 		{"Change", changeTests},
+		{"Thread", threadTests},
 		{"Feed", feedTests},
 		{"Presence", presenceTests},
 		{"State", stateTests},

@@ -58,13 +58,20 @@ func (b *Backend) Change(_ context.Context, c protocol.Message, dedupKey string,
 func (st *store) applyChange(tx *batch, c protocol.Message) func() {
 	cl := st.channels[c.Channel]
 	target := protocol.IDOrZero(c.Target)
-	t, _ := cl.find(target) // admit found it
-	var drop []protocol.ID  // entries that go with it (a deleted message's edits)
+	t, _ := cl.find(target)    // admit found it
+	var drop []protocol.ID     // entries that go with it (a deleted message's edits)
+	var root *protocol.Message // a deleted reply's root, one reply fewer
 	switch c.Kind {
 	case protocol.KindEdit:
 		t.Text, t.EditedAt = c.Text, c.TS
 	case protocol.KindDelete:
-		t = protocol.Message{ID: t.ID, Channel: t.Channel, Deleted: true}
+		if r, ok := cl.find(protocol.IDOrZero(t.Thread)); t.Thread != "" && ok && !r.Deleted {
+			r.Replies--
+			tx.put(bucketMessages, msgKey(c.Channel, protocol.IDOrZero(r.ID)), r)
+			root = &r
+		}
+		// A deleted reply stays in its thread, as deleted.
+		t = protocol.Message{ID: t.ID, Channel: t.Channel, Thread: t.Thread, Deleted: true}
 		for _, e := range cl.msgs {
 			if e.Kind == protocol.KindEdit && e.Target == c.Target {
 				drop = append(drop, protocol.IDOrZero(e.ID))
@@ -77,8 +84,9 @@ func (st *store) applyChange(tx *batch, c protocol.Message) func() {
 	tx.put(bucketMessages, msgKey(c.Channel, target), t)
 	return func() {
 		cl := st.channels[c.Channel]
-		if i, ok := cl.index(target); ok {
-			cl.msgs[i] = t
+		cl.replace(t)
+		if root != nil {
+			cl.replace(*root)
 		}
 		if len(drop) > 0 {
 			cl.msgs = slices.DeleteFunc(cl.msgs, func(e protocol.Message) bool {
@@ -114,6 +122,17 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 		}
 	}
 	cl := st.channels[m.Channel]
+	var root protocol.Message // the thread's root, for a reply
+	if m.Thread != "" {
+		t, ok := cl.find(protocol.IDOrZero(m.Thread))
+		switch {
+		case !ok || t.IsChange() || t.Deleted:
+			return protocol.Message{}, chat.ErrUnknownMessage
+		case t.Thread != "":
+			return protocol.Message{}, chat.ErrNotThreadRoot
+		}
+		root = t
+	}
 	if cl == nil {
 		cl = &channelLog{}
 	}
@@ -131,6 +150,19 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 	if change != nil {
 		changed = change(tx, m)
 	}
+	if m.Thread != "" {
+		m.Repliers = root.Repliers
+		if len(m.Repliers) == 0 {
+			m.Repliers = []string{root.From}
+		}
+		root.Replies++
+		root.Repliers = m.Repliers
+		if !slices.Contains(root.Repliers, m.From) {
+			root.Repliers = append(slices.Clone(root.Repliers), m.From)
+		}
+		tx.put(bucketMessages, msgKey(m.Channel, protocol.IDOrZero(root.ID)), root)
+		changed = func() { cl.replace(root) }
+	}
 	// Trim in batches (like XADD MAXLEN ~) so appends stay O(1) amortized;
 	// the journal drops the same messages in the same commit, so the file
 	// holds what memory does and never grows past the history limit.
@@ -145,7 +177,7 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 	// The dedup record keeps no text: a deleted message's text must go
 	// with it, and a retry gets the text from the log (withText).
 	rec := m
-	rec.Text = ""
+	rec.Text, rec.Repliers = "", nil
 	if dedupKey != "" {
 		if len(st.dedup) >= 1<<16 && len(st.dedup)%1024 == 0 {
 			for k, e := range st.dedup {
@@ -163,7 +195,9 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 
 	st.channels[m.Channel] = cl
 	cl.last = id
-	cl.msgs = append(cl.msgs, m)
+	stored := m
+	stored.Repliers = nil // the root keeps them
+	cl.msgs = append(cl.msgs, stored)
 	if trim > 0 {
 		cl.msgs = append([]protocol.Message(nil), cl.msgs[trim:]...)
 	}
@@ -177,9 +211,16 @@ func (st *store) appendLocked(m protocol.Message, dedupKey string, maxLen int, a
 		st.dedup[dedupKey] = dedupEntry{msg: rec, expires: now.Add(dedupTTL)}
 	}
 	for f := range st.feeds {
-		f.offer(m)
+		f.offer(stored)
 	}
 	return m, nil
+}
+
+// replace puts m in the place of the entry with its id, if still kept.
+func (cl *channelLog) replace(m protocol.Message) {
+	if i, ok := cl.index(protocol.IDOrZero(m.ID)); ok {
+		cl.msgs[i] = m
+	}
 }
 
 // withText is a deduplicated entry with its text, if the log still keeps
@@ -250,10 +291,7 @@ func (b *Backend) Before(_ context.Context, channel, before string, limit int) (
 func (b *Backend) History(_ context.Context, channel, before string, limit int) ([]protocol.Message, error) {
 	out := b.back(channel, before, limit, func(m protocol.Message) bool { return !m.IsChange() })
 	for i, m := range out {
-		out[i].Reactions = nil
-		if len(m.Reactions) > 0 {
-			out[i].Reactions = cloneReactions(m.Reactions)
-		}
+		out[i] = shown(m)
 	}
 	return out, nil
 }
@@ -272,6 +310,45 @@ func (b *Backend) back(channel, before string, limit int, keep func(protocol.Mes
 		j, _ = cl.index(protocol.IDOrZero(before))
 	}
 	return cl.backFrom(j, limit, keep)
+}
+
+// Thread implements chat.Log.
+func (b *Backend) Thread(_ context.Context, channel, rootID, after string, limit int) (protocol.Message, []protocol.Message, error) {
+	b.st.mu.Lock()
+	defer b.st.mu.Unlock()
+	cl := b.st.channels[channel]
+	root, ok := cl.find(protocol.IDOrZero(rootID))
+	switch {
+	case !ok || root.IsChange() || root.Deleted:
+		return protocol.Message{}, nil, chat.ErrUnknownMessage
+	case root.Thread != "":
+		return protocol.Message{}, nil, chat.ErrNotThreadRoot
+	}
+	from, _ := cl.index(protocol.IDOrZero(rootID))
+	if after != "" {
+		from = max(from, cl.after(protocol.IDOrZero(after)))
+	}
+	var replies []protocol.Message
+	for _, m := range cl.msgs[from:] {
+		if len(replies) == limit {
+			break
+		}
+		if m.Thread == rootID && !m.IsChange() {
+			replies = append(replies, shown(m))
+		}
+	}
+	return shown(root), replies, nil
+}
+
+// shown is a kept message as History returns it: its own copy of its
+// reactions, and no repliers.
+func shown(m protocol.Message) protocol.Message {
+	rs := m.Reactions
+	m.Repliers, m.Reactions = nil, nil
+	if len(rs) > 0 {
+		m.Reactions = cloneReactions(rs)
+	}
+	return m
 }
 
 // backFrom returns up to limit entries before position j that keep takes,

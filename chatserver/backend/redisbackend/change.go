@@ -49,10 +49,10 @@ local found = redis.call('XRANGE', KEYS[1], target, target)
 if not found[1] or found[1][2][1] == 'k' then
   return redis.error_reply('HUBBUB_UNKNOWN_MESSAGE no such message')
 end
-local author
+local author, root
 local f = found[1][2]
 for i = 1, #f, 2 do
-  if f[i] == 'f' then author = f[i+1] end
+  if f[i] == 'f' then author = f[i+1] elseif f[i] == 'th' then root = f[i+1] end
 end
 local raw = redis.call('HGET', KEYS[2], target)
 local st = {}
@@ -92,6 +92,15 @@ else
 end
 local score = tonumber(string.match(target, '^(%d+)'))
 if kind == 'delete' then
+  if root then
+    -- One reply fewer in its thread (a deleted root has no state).
+    local rraw = redis.call('HGET', KEYS[2], root)
+    if rraw then
+      local rst = cjson.decode(rraw)
+      rst.n = math.max((rst.n or 1) - 1, 0)
+      redis.call('HSET', KEYS[2], root, cjson.encode(rst))
+    end
+  end
   redis.call('XDEL', KEYS[1], target, unpack(st.ed or {}))
   redis.call('HDEL', KEYS[2], target)
   redis.call('ZREM', KEYS[3], target)
@@ -309,10 +318,12 @@ func applyState(m *protocol.Message, raw string) error {
 		Text     *string             `json:"t"`
 		EditedAt int64               `json:"ea"`
 		R        [][]json.RawMessage `json:"r"`
+		Replies  int                 `json:"n"`
 	}
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
 		return err
 	}
+	m.Replies = st.Replies
 	if st.Text != nil {
 		m.Text, m.EditedAt = *st.Text, st.EditedAt
 	}

@@ -133,6 +133,7 @@ var refusals = []struct {
 	{"HUBBUB_FORBIDDEN", chat.ErrForbidden},
 	{"HUBBUB_UNKNOWN_MESSAGE", chat.ErrUnknownMessage},
 	{"HUBBUB_TOO_MANY_REACTIONS", chat.ErrTooManyReactions},
+	{"HUBBUB_NOT_THREAD_ROOT", chat.ErrNotThreadRoot},
 }
 
 // refusal is the chat error a script's refusal means, or nil when err is

@@ -148,6 +148,9 @@ func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey strin
 // appendMessage commits m; membersOnly refuses a sender who is not a
 // member of the created channel m.Channel (AppendMember).
 func (b *Backend) appendMessage(ctx context.Context, m protocol.Message, dedupKey string, maxLen int, membersOnly bool) (protocol.Message, error) {
+	if m.Thread != "" {
+		return b.reply(ctx, m, dedupKey, maxLen, membersOnly)
+	}
 	ks := []string{keys.Stream(b.room, m.Channel)}
 	if membersOnly {
 		ks = append(ks, keys.Channel(b.room, m.Channel), keys.ChannelMembers(b.room, m.Channel))
@@ -365,6 +368,7 @@ func toMessages(channel string, xs []redis.XMessage) ([]protocol.Message, error)
 		m.Target, _ = x.Values["r"].(string)
 		m.Emoji, _ = x.Values["e"].(string)
 		m.On = x.Values["o"] == "1"
+		m.Thread, _ = x.Values["th"].(string)
 		out = append(out, m)
 	}
 	return out, nil
@@ -384,8 +388,9 @@ func idMillis(id string) (int64, error) {
 }
 
 // parsePublished decodes a publication "<prev>\n<id>\n<from>\n<text>" of
-// a message (Append), or "<prev>\n<id>\n<from>,<kind>,<target>,<on>\n<text
-// or emoji>" of a change (Change): a username holds no comma.
+// a message (Append), "<prev>\n<id>\n<from>,<kind>,<target>,<on>\n<text
+// or emoji>" of a change (Change), or the same with kind "reply" and the
+// thread's root as target of a reply: a username holds no comma.
 func parsePublished(channel, payload string) (prev string, m protocol.Message, err error) {
 	parts := strings.SplitN(payload, "\n", 4)
 	if len(parts) != 4 {
@@ -402,8 +407,11 @@ func parsePublished(channel, payload string) (prev string, m protocol.Message, e
 			return "", m, errors.New("malformed change publication")
 		}
 		m.From, m.Kind, m.Target, m.On = from, f[0], f[1], f[2] == "1"
-		if m.Kind == protocol.KindReact {
+		switch m.Kind {
+		case protocol.KindReact:
 			m.Emoji, m.Text = m.Text, ""
+		case "reply": // a message, in a thread (replyScript)
+			m.Kind, m.Target, m.Thread = "", "", f[1]
 		}
 	}
 	return parts[0], m, nil

@@ -183,16 +183,19 @@ func (b *Backend) runCommit(ctx context.Context, script *redis.Script, ks []stri
 	}
 }
 
-// publication is what to publish for an append script's reply when the
-// script did not publish: {id, 0, payload} for a new message; for a
-// duplicate still in the stream, {id, 1, from, text}, its publication with
-// an unknown previous id ("-" is never an id).
+// publication is what to publish for a commit script's reply when the
+// script did not publish: {id, 0, payload, ...} for a new entry; for a
+// duplicate message still in the stream, {id, 1, from, text}, its
+// publication with an unknown previous id ("-" is never an id).
 func publication(res []any) (string, bool) {
-	switch len(res) {
-	case 3:
+	if len(res) < 3 {
+		return "", false
+	}
+	if dup, _ := res[1].(int64); dup == 0 {
 		p, ok := res[2].(string)
-		return p, ok
-	case 4:
+		return p, ok && p != ""
+	}
+	if len(res) == 4 {
 		id, _ := res[0].(string)
 		from, _ := res[2].(string)
 		text, _ := res[3].(string)
