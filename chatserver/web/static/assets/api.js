@@ -82,4 +82,11 @@ export const api = {
     if (before) q.set('before', before);
     return request('GET', `/api/v1/channels/${enc(channel)}/messages?${q}`);
   },
+  // thread returns a thread's root and up to limit of its replies after
+  // `after` ('' = from the first), oldest first.
+  thread: (channel, id, after, limit) => {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (after) q.set('after', after);
+    return request('GET', `/api/v1/channels/${enc(channel)}/messages/${enc(id)}/thread?${q}`);
+  },
 };

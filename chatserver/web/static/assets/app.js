@@ -31,11 +31,17 @@ const RETRY_LATER = new Set(['rate_limited', 'unavailable']);
 // (same clientId, growing pauses) before the page gives up and says so.
 const CHANGE_RETRIES = 5;
 const ORPHANS_KEPT = 500; // changes of messages not held, kept while a history page is on its way
+const THREAD_PAGE = 200; // replies per page of the thread endpoint (its most)
 // The reaction picker's emoji, with the names screen readers say.
 const EMOJI = [
   ['👍', 'thumbs up'], ['❤️', 'heart'], ['😂', 'laughing'], ['🎉', 'party popper'],
   ['😮', 'surprised'], ['😢', 'sad'], ['👀', 'eyes'], ['✅', 'check mark'],
 ];
+// Why a reply in a thread was refused, when the server's message says nothing.
+const REPLY_CODES = {
+  unknown_message: 'The message you replied to was deleted, or is no longer kept.',
+  bad_request: 'That message cannot be replied to.',
+};
 const CHANGE_FAILED = { edit: 'Could not edit the message', delete: 'Could not delete the message', react: 'Could not react' };
 // What each refusal of a change means, when the server's message says nothing.
 const CHANGE_CODES = {
@@ -80,7 +86,11 @@ function freshState() {
     changes: new Map(), // clientId -> {clientId, type, channel, id, frame, attempt, timer}: edits, deletes and reactions not yet acked
     editing: null, // {channel, id, form, input, error}: the message being edited in place
     picker: null, // {channel, id}: the message the reaction picker is open for
-    confirm: null, // {channel, id}: the message the delete dialog asks about
+    confirm: null, // {channel, id, where}: the message the delete dialog asks about
+    // The thread open beside the conversation: {channel, root (id), rootMsg,
+    // timeline (its replies), loading, complete, error, orphans, opener}.
+    thread: null,
+    threadDrafts: new Map(), // "channel\nroot" -> what was typed in that thread's box
   };
 }
 
@@ -267,10 +277,12 @@ function leave(notice) {
   dialogs.closeAll();
   if ($('confirm-dialog').open) $('confirm-dialog').close();
   show($('react-picker'), false);
+  hideThreadPane();
   $('messages').replaceChildren();
   $('pending').replaceChildren();
   $('toasts').replaceChildren();
   $('composer-input').value = '';
+  $('thread-input').value = '';
   showGone(null);
   if ($('sessions-dialog').open) $('sessions-dialog').close();
   show($('notify-prompt'), false);
@@ -325,7 +337,9 @@ function onHello(m) {
   if (Number(limits.maxWatch) > 0) state.limits.maxWatch = Number(limits.maxWatch);
   // Room to type past the limit (the counter says by how much), not without end.
   $('composer-input').maxLength = Math.max(20000, 2 * state.limits.maxMessageBytes);
+  $('thread-input').maxLength = $('composer-input').maxLength;
   updateCounter();
+  updateThreadCounter();
   const listed = new Set();
   for (const c of m.channels || []) {
     if (!c || typeof c.name !== 'string') continue;
@@ -457,6 +471,7 @@ function onRemoved(m) {
 function forget(name) {
   const ch = state.channels.get(name);
   state.removed.add(name);
+  if (state.thread && state.thread.channel === name) closeThread({ refocus: false });
   if (!ch) return;
   state.channels.delete(name);
   for (const t of ch.typing.values()) clearTimeout(t);
@@ -554,6 +569,7 @@ function showGone(name, kind = 'notfound') {
   if (prev) prev.divider = null;
   state.editing = null;
   closePicker(false);
+  closeThread({ refocus: false });
   state.active = '';
   state.gone = name;
   const dm = isDM(name);
@@ -594,32 +610,346 @@ function onMessage(msg) {
   if (existing) {
     // Our own message, shown since its ack with a local time: take the server's.
     if (existing.provisional) {
-      // (What changed it since, in the stream after it, stays.)
-      const { text, editedAt, reactions, deleted } = existing;
-      Object.assign(existing, m, { provisional: false });
+      // (What changed it since, in the stream after it, stays; and so do
+      // the replies counted on it meanwhile.)
+      const { text, editedAt, reactions, deleted, replies } = existing;
+      Object.assign(existing, m, { provisional: false, replies });
       if (existing.lastEntry) Object.assign(existing, { text, editedAt, reactions, deleted });
-      const el = ch.name === state.active && $('messages').querySelector(`[data-id="${CSS.escape(m.id)}"]`);
-      if (el) {
-        const list = ch.timeline.messages;
-        el.replaceWith(messageEl(existing, list[list.indexOf(existing) - 1]));
-      }
+      rerenderMessage(ch, existing);
     }
     return;
   }
-  const idx = ch.timeline.insert(m);
+  // A reply the open thread already holds (its page came first) stays the
+  // one object both show.
+  const inThread = m.thread ? threadMsg(ch.name, m.id) : null;
+  const idx = ch.timeline.insert(inThread || m);
   stopTyping(ch, m.from);
+  if (m.thread && !inThread) {
+    countReply(ch, m, 1);
+    addToThread(ch, m);
+  }
   const fresh = compareIds(m.id, ch.countedTo) > 0;
   if (fresh && m.from !== state.me && !isReading(ch)) {
     ch.unread++;
     // Open but not looked at (another tab, a minimised window): mark where
-    // the new messages start, as opening it would have.
-    if (ch.name === state.active && !ch.divider && idx === ch.timeline.size - 1) ch.divider = { count: 1, id: m.id };
+    // the new messages start, as opening it would have. (A reply shows in
+    // its thread, not here.)
+    if (ch.name === state.active && !ch.divider && !m.thread && idx === ch.timeline.size - 1) ch.divider = { count: 1, id: m.id };
   }
   if (ch.name === state.active) {
-    appendOrRender(ch, idx);
+    if (!m.thread) appendOrRender(ch, idx);
     markReadSoon();
   }
   renderSidebar();
+}
+
+// ---------------------------------------------------------------- threads
+
+// threadMsg is the message id of channel as the open thread holds it (its
+// root or a reply), if it does.
+function threadMsg(channel, id) {
+  const t = state.thread;
+  if (!t || t.channel !== channel) return undefined;
+  if (t.rootMsg && t.rootMsg.id === id) return t.rootMsg;
+  return t.timeline.get(id);
+}
+
+// findMessage is message id of ch, from its timeline or the open thread.
+function findMessage(ch, id) {
+  return (ch && (ch.timeline.get(id) || threadMsg(ch.name, id))) || undefined;
+}
+
+// countReply adds delta to the reply count of reply's root, when the page
+// holds the root (a root loaded later brings its count from the server).
+function countReply(ch, reply, delta) {
+  const root = findMessage(ch, reply.thread);
+  if (!root || root.deleted || root.thread) return;
+  root.replies = Math.max(0, (Number(root.replies) || 0) + delta);
+  rerenderMessage(ch, root);
+}
+
+// addToThread shows a reply in the open thread, when it is its thread.
+function addToThread(ch, m) {
+  const t = state.thread;
+  if (!t || t.channel !== ch.name || m.thread !== t.root) return;
+  const idx = t.timeline.insert(m);
+  if (idx < 0) return;
+  const list = t.timeline.messages;
+  if (idx !== list.length - 1) {
+    renderThread();
+    return;
+  }
+  const stick = threadNearBottom();
+  $('thread-messages').append(messageEl(m, list[idx - 1] || null, 'thread'));
+  renderThreadStatus();
+  if (stick || m.from === state.me) threadToBottom();
+}
+
+function threadKey(t) {
+  return `${t.channel}\n${t.root}`;
+}
+
+// openThread shows the thread of message root of channel name beside the
+// conversation (opening the conversation first), and puts the keyboard in
+// its reply box. opener gets the focus back when it closes.
+function openThread(name, root, { opener = null, focus = true } = {}) {
+  if (!state || !name || typeof root !== 'string' || !root) return;
+  if (state.active !== name) {
+    const target = state.channels.get(name);
+    if (!(target && target.member) && !isDM(name)) return;
+    openChannel(name, { focus: false });
+    if (state.active !== name) return;
+  }
+  const cur = state.thread;
+  if (cur && cur.channel === name && cur.root === root) {
+    if (focus) $('thread-input').focus();
+    return;
+  }
+  closeThread({ refocus: false });
+  const ch = channelFor(name);
+  const t = {
+    channel: name,
+    root,
+    rootMsg: ch.timeline.get(root) || null,
+    timeline: new Timeline(),
+    loading: false,
+    complete: false,
+    gone: false,
+    failed: false,
+    orphans: [],
+    opener,
+    openerAction: opener && opener.dataset ? opener.dataset.action : '',
+  };
+  // The replies the conversation already holds show at once; the thread's
+  // own pages bring the rest.
+  for (const m of ch.timeline.messages) if (m.thread === root) t.timeline.insert(m);
+  state.thread = t;
+  const what = ch.dm ? `with ${ch.peer}` : `#${ch.name}`;
+  $('thread-where').textContent = what;
+  $('thread-label').textContent = `Reply in thread, in ${what}`;
+  $('thread-pane').setAttribute('aria-label', `Thread in ${what}`);
+  $('thread-input').value = state.threadDrafts.get(threadKey(t)) || '';
+  $('chat-view').classList.add('thread-open');
+  show($('thread-pane'), true);
+  autoGrow($('thread-input'));
+  updateThreadCounter();
+  renderThread({ toBottom: true });
+  markThreadActive();
+  loadThread(t);
+  if (focus) $('thread-input').focus();
+}
+
+// closeThread closes the thread pane; refocus puts the keyboard back where
+// the thread was opened from (or the message box).
+function closeThread({ refocus = true } = {}) {
+  const t = state && state.thread;
+  if (!t) return;
+  if (state.editing && state.editing.where === 'thread') state.editing = null;
+  if (state.picker && state.picker.where === 'thread') closePicker(false);
+  state.threadDrafts.set(threadKey(t), $('thread-input').value);
+  state.thread = null;
+  hideThreadPane();
+  markThreadActive();
+  if (!refocus) return;
+  const again = t.channel === state.active && $('messages').querySelector(`.msg[data-id="${CSS.escape(t.root)}"]`);
+  const back = (t.opener && t.opener.isConnected && t.opener)
+    || (again && (again.querySelector(`[data-action="${CSS.escape(t.openerAction || 'thread')}"]`) || again.querySelector('[data-action="thread"], [data-action="reply"]')))
+    || $('composer-input');
+  back.focus();
+}
+
+function hideThreadPane() {
+  $('chat-view').classList.remove('thread-open');
+  show($('thread-pane'), false);
+  for (const id of ['thread-root', 'thread-messages', 'thread-pending']) $(id).replaceChildren();
+  $('thread-status').textContent = '';
+  $('thread-input').disabled = false;
+}
+
+// markThreadActive highlights the message whose thread is open.
+function markThreadActive() {
+  for (const el of $('messages').querySelectorAll('.msg.thread-active')) el.classList.remove('thread-active');
+  for (const el of $('messages').querySelectorAll('[data-action="thread"][aria-expanded="true"]')) el.setAttribute('aria-expanded', 'false');
+  const t = state && state.thread;
+  if (!t || t.channel !== state.active) return;
+  const el = $('messages').querySelector(`.msg[data-id="${CSS.escape(t.root)}"]`);
+  if (!el) return;
+  el.classList.add('thread-active');
+  const link = el.querySelector('[data-action="thread"]');
+  if (link) link.setAttribute('aria-expanded', 'true');
+}
+
+// loadThread fetches the open thread page by page (oldest first, `after`
+// the last reply of the page before) until a page is not full.
+async function loadThread(t) {
+  if (t.loading) return;
+  t.loading = true;
+  t.failed = false;
+  renderThreadStatus();
+  let after = '';
+  try {
+    for (;;) {
+      const res = await api.thread(t.channel, t.root, after, THREAD_PAGE);
+      if (state.thread !== t) return;
+      const ch = channelFor(t.channel);
+      if (!after && res && res.root && typeof res.root === 'object' && res.root.id === t.root) {
+        const held = ch.timeline.get(t.root);
+        if (held) {
+          if (!held.provisional) held.replies = Number(res.root.replies) || 0;
+          t.rootMsg = held;
+        } else if (!t.rootMsg) {
+          t.rootMsg = historyEntry(res.root, t.channel);
+        }
+      }
+      const replies = ((res && res.replies) || []).filter((r) => r && typeof r.id === 'string');
+      for (const r of replies) {
+        if (t.timeline.has(r.id)) continue;
+        const m = ch.timeline.get(r.id) || historyEntry(r, t.channel);
+        if (!m.thread) m.thread = t.root;
+        t.timeline.insert(m);
+      }
+      renderThread();
+      if (replies.length < THREAD_PAGE) break;
+      after = replies[replies.length - 1].id;
+    }
+    t.complete = true;
+    // Every reply is here now: the count is what the thread holds.
+    if (t.rootMsg && !t.rootMsg.deleted) t.rootMsg.replies = t.timeline.messages.filter((m) => !m.deleted).length;
+  } catch (e) {
+    if (state.thread !== t) return;
+    apiFailed(e);
+    if (e instanceof ApiError && (e.status === 404 || e.status === 400)) t.gone = true;
+    else {
+      t.failed = true;
+      toast({ title: 'Could not load the thread', body: e.message, kind: 'error' });
+    }
+  } finally {
+    t.loading = false;
+  }
+  if (state.thread !== t) return;
+  // Changes that came while a page was on its way, of messages it brought.
+  const orphans = t.orphans;
+  t.orphans = [];
+  const ch = state.channels.get(t.channel);
+  for (const o of orphans) if (findMessage(ch, o.id)) onFrame(o);
+  renderThread();
+  if (t.rootMsg) rerenderMessage(channelFor(t.channel), t.rootMsg);
+}
+
+function threadNearBottom() {
+  const s = $('thread-scroller');
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+}
+
+function threadToBottom() {
+  const s = $('thread-scroller');
+  s.scrollTop = s.scrollHeight;
+}
+
+const repliesText = (n) => (n === 1 ? '1 reply' : `${n} replies`);
+
+// renderThread draws the open thread: its root, its replies, the replies
+// on their way, and what it is waiting for.
+function renderThread({ toBottom = false } = {}) {
+  const t = state && state.thread;
+  if (!t) return;
+  const stick = threadNearBottom();
+  renderThreadRoot();
+  const list = t.timeline.messages;
+  keepFocus(() => $('thread-messages').replaceChildren(...list.map((m, i) => messageEl(m, list[i - 1] || null, 'thread'))));
+  renderThreadPending();
+  if (toBottom || stick) threadToBottom();
+  if (state.picker) placePicker();
+}
+
+function renderThreadRoot() {
+  const t = state.thread;
+  if (!t) return;
+  const root = t.rootMsg;
+  keepFocus(() => $('thread-root').replaceChildren(...(root ? [messageEl(root, null, 'thread')] : [])));
+  const n = root && !root.deleted ? Number(root.replies) || 0 : t.timeline.messages.filter((m) => !m.deleted).length;
+  $('thread-sep-text').textContent = repliesText(n);
+  show($('thread-sep'), !!root);
+  const closed = t.gone || !!(root && root.deleted);
+  $('thread-input').disabled = closed;
+  updateThreadCounter();
+  renderThreadStatus();
+}
+
+function renderThreadStatus() {
+  const t = state && state.thread;
+  if (!t) return;
+  let text = '';
+  if (t.gone || (t.rootMsg && t.rootMsg.deleted)) text = 'This message was deleted: its thread can no longer be replied to.';
+  else if (t.loading) text = 'Loading replies…';
+  else if (t.failed) text = 'Could not load the replies.';
+  $('thread-status').textContent = text;
+}
+
+// rerenderThreadMessage redraws one message of the open thread after a
+// change (and the reply after it, whose header depends on it).
+function rerenderThreadMessage(msg) {
+  const t = state.thread;
+  if (t.rootMsg === msg || msg.id === t.root) {
+    if (!t.rootMsg) t.rootMsg = msg;
+    renderThreadRoot();
+    return;
+  }
+  const list = t.timeline.messages;
+  const i = list.indexOf(msg);
+  if (i < 0) return;
+  const box = $('thread-messages');
+  const el = box.querySelector(`.msg[data-id="${CSS.escape(msg.id)}"]`);
+  if (!el) return;
+  const stick = threadNearBottom();
+  keepFocus(() => {
+    el.replaceWith(messageEl(msg, list[i - 1] || null, 'thread'));
+    const next = list[i + 1];
+    const nextEl = next && box.querySelector(`.msg[data-id="${CSS.escape(next.id)}"]`);
+    if (nextEl) nextEl.replaceWith(messageEl(next, msg, 'thread'));
+  });
+  if (stick) threadToBottom();
+}
+
+function onThreadSubmit(ev) {
+  ev.preventDefault();
+  const t = state.thread;
+  const input = $('thread-input');
+  if (!t || input.disabled) return;
+  const text = cleanText(input.value);
+  if (!text.trim()) return;
+  if (updateThreadCounter()) {
+    input.focus();
+    return;
+  }
+  input.value = '';
+  state.threadDrafts.delete(threadKey(t));
+  autoGrow(input);
+  updateThreadCounter();
+  sendMessage(text, t);
+}
+
+function onThreadKey(ev) {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    $('thread-composer').requestSubmit();
+  } else if (ev.key === 'ArrowUp' && !ev.altKey && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && !ev.isComposing && ev.currentTarget.value === '') {
+    // ↑ in the empty box edits my last reply in this thread.
+    const t = state.thread;
+    const list = t ? t.timeline.messages : [];
+    let msg = null;
+    for (let i = list.length - 1; i >= 0 && !msg; i--) if (list[i].from === state.me && !list[i].deleted) msg = list[i];
+    if (msg) {
+      ev.preventDefault();
+      startEdit(channelFor(t.channel), msg, 'thread');
+    }
+  }
+}
+
+function updateThreadCounter() {
+  const over = updateCounterOf($('thread-input'), $('thread-count'), $('thread-send'));
+  if ($('thread-input').disabled) $('thread-send').disabled = true;
+  return over;
 }
 
 function onAck(m) {
@@ -643,8 +973,13 @@ function onAck(m) {
   }
   const ch = channelFor(p.channel);
   if (typeof m.id === 'string' && !ch.timeline.has(m.id)) {
-    const idx = ch.timeline.insert({ id: m.id, channel: p.channel, from: state.me, text: p.text, ts: Date.now(), reactions: [], provisional: true });
-    if (ch.name === state.active) appendOrRender(ch, idx);
+    const msg = { id: m.id, channel: p.channel, from: state.me, text: p.text, ts: Date.now(), reactions: [], replies: 0, provisional: true };
+    if (p.thread) msg.thread = p.thread;
+    const idx = ch.timeline.insert(msg);
+    if (p.thread) {
+      countReply(ch, msg, 1);
+      addToThread(ch, msg);
+    } else if (ch.name === state.active) appendOrRender(ch, idx);
   }
   renderPending();
   if (ch.name === state.active) markReadSoon();
@@ -664,6 +999,10 @@ function onServerError(m) {
     } else {
       p.status = 'failed';
       p.error = m.message || m.code || 'The server could not take this message.';
+      if (p.thread) {
+        // The thread may be closed by now: say it where it shows anyway.
+        toast({ title: 'Could not send your reply', body: REPLY_CODES[m.code] || p.error, kind: 'error' });
+      }
       if (state.paceInFlight === m.clientId) {
         state.paceInFlight = '';
         pace(0);
@@ -742,13 +1081,17 @@ function onNotification(m) {
   if (!m.channel || state.seenNotifications.has(m.id)) return;
   state.seenNotifications.add(m.id);
   const ch = channelFor(m.channel);
-  if (isReading(ch)) return; // already on screen
-  const where = ch.dm ? 'Direct message' : `Mentioned you in #${ch.name}`;
-  toast({ title: m.from, subtitle: where, body: m.text, kind: m.kind === 'dm' ? 'dm' : 'mention', channel: m.channel });
+  // A reply shows only in its thread: it is on screen when that is open.
+  const thread = typeof m.thread === 'string' ? m.thread : '';
+  if (isReading(ch) && (!thread || (state.thread && state.thread.channel === ch.name && state.thread.root === thread))) return;
+  const kind = m.kind === 'dm' ? 'dm' : m.kind === 'thread' ? 'thread' : 'mention';
+  const where = ch.dm ? (thread ? 'Replied in a thread of your direct messages' : 'Direct message')
+    : kind === 'thread' ? `Replied in a thread in #${ch.name}` : `Mentioned you in #${ch.name}${thread ? ', in a thread' : ''}`;
+  toast({ title: m.from, subtitle: where, body: m.text, kind, channel: m.channel, thread });
   if (document.hidden && 'Notification' in window && Notification.permission === 'granted') {
     try {
-      const n = new Notification(ch.dm ? `${m.from} (direct message)` : `${m.from} in #${ch.name}`, { body: m.text, tag: m.id, icon: '/assets/icon.svg' });
-      n.addEventListener('click', () => { window.focus(); openChannel(m.channel); n.close(); });
+      const n = new Notification(ch.dm ? `${m.from} (direct message)` : `${m.from} in #${ch.name}${thread ? ' (thread)' : ''}`, { body: m.text, tag: m.id, icon: '/assets/icon.svg' });
+      n.addEventListener('click', () => { window.focus(); if (thread) openThread(m.channel, thread); else openChannel(m.channel); n.close(); });
     } catch {
       // Some platforms allow notifications only from a service worker; the toast is there anyway.
     }
@@ -762,13 +1105,15 @@ function transmit(p) {
   if (conn.send(p.frame)) state.sentOnSocket.push(p.clientId);
 }
 
-function sendMessage(text) {
-  const ch = channelFor(state.active);
+// sendMessage sends text to the open conversation, or as a reply in the
+// thread t (its root's id goes with it; a DM's by its channel name).
+function sendMessage(text, t = null) {
+  const ch = channelFor(t ? t.channel : state.active);
   const clientId = uuid();
-  const frame = ch.dm
-    ? { type: 'send', to: ch.peer, text, clientId }
-    : { type: 'send', channel: ch.name, text, clientId };
-  const p = { clientId, channel: ch.name, frame, text, status: 'pending', error: '', held: false };
+  const frame = t ? { type: 'send', channel: ch.name, text, clientId, thread: t.root }
+    : ch.dm ? { type: 'send', to: ch.peer, text, clientId }
+      : { type: 'send', channel: ch.name, text, clientId };
+  const p = { clientId, channel: ch.name, thread: t ? t.root : '', frame, text, status: 'pending', error: '', held: false };
   state.pending.set(clientId, p);
   // Before hello the socket may be open but the session not ready; hello
   // sends everything pending, so only send now once greeted. While paced,
@@ -776,7 +1121,8 @@ function sendMessage(text) {
   if (state.paced) pace(0, true);
   else if (state.greeted && conn.open) transmit(p);
   renderPending();
-  scrollToBottom();
+  if (t) threadToBottom();
+  else scrollToBottom();
 }
 
 // hold keeps a message the server refused for now (rate_limited,
@@ -826,13 +1172,19 @@ function retry(clientId) {
   if (state.paced) pace(0, true);
   else if (state.greeted && conn.open) transmit(p);
   renderPending();
-  $('composer-input').focus(); // the button that had focus is gone
+  boxFor(p.thread ? 'thread' : 'main').focus(); // the button that had focus is gone
 }
 
 function discard(clientId) {
+  const p = state.pending.get(clientId);
   state.pending.delete(clientId);
   renderPending();
-  $('composer-input').focus(); // the button that had focus is gone
+  boxFor(p && p.thread ? 'thread' : 'main').focus(); // the button that had focus is gone
+}
+
+// boxFor is the message box of where: the thread's (while open) or the conversation's.
+function boxFor(where) {
+  return where === 'thread' && state.thread && !$('thread-input').disabled ? $('thread-input') : $('composer-input');
 }
 
 function onComposerKey(ev) {
@@ -853,7 +1205,11 @@ function onComposerKey(ev) {
 // composerText is what Enter would send: blank lines around a message are
 // never meant; indentation inside it is.
 function composerText() {
-  return $('composer-input').value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
+  return cleanText($('composer-input').value);
+}
+
+function cleanText(value) {
+  return value.replace(/^(?:[ \t]*\n)+/, '').replace(/\s+$/, '');
 }
 
 function onComposerSubmit(ev) {
@@ -877,19 +1233,22 @@ function onComposerSubmit(ev) {
 // server's limit (in UTF-8 bytes, as the server counts), and whether it is
 // over; it returns true when it is.
 function updateCounter() {
+  return updateCounterOf($('composer-input'), $('composer-count'), $('send'));
+}
+
+function updateCounterOf(input, el, send) {
   const limit = state.limits.maxMessageBytes;
-  const used = utf8Length(composerText());
+  const used = utf8Length(cleanText(input.value));
   const left = limit - used;
   const over = left < 0;
-  const el = $('composer-count');
   show(el, used >= limit * COUNTER_FROM);
   el.textContent = over ? `${-left} over the limit` : `${left} left`;
   el.classList.toggle('over', over);
   el.dataset.left = String(left);
   el.dataset.limit = String(limit);
   el.title = `A message can be up to ${limit} bytes: most characters count as 1, accented letters as 2, emoji as 4.`;
-  $('send').disabled = over;
-  $('composer-input').setAttribute('aria-invalid', String(over));
+  send.disabled = over;
+  input.setAttribute('aria-invalid', String(over));
   return over;
 }
 
@@ -903,8 +1262,7 @@ function onComposerInput() {
   if (state.greeted) conn.send({ type: 'typing', channel: state.active });
 }
 
-function autoGrow() {
-  const ta = $('composer-input');
+function autoGrow(ta = $('composer-input')) {
   ta.style.height = 'auto';
   ta.style.height = `${Math.min(ta.scrollHeight, 200)}px`;
 }
@@ -952,6 +1310,14 @@ function onResumed(m) {
     ch.hasMore = true;
     ch.trimmed = true;
     if (name === state.active) loadHistory(ch, false);
+    // The open thread may have missed replies too: it starts afresh.
+    const t = state.thread;
+    if (t && t.channel === name) {
+      t.timeline = new Timeline();
+      t.complete = false;
+      if (!t.loading) loadThread(t);
+      renderThread();
+    }
     toast({
       title: ch.dm ? `Conversation with ${ch.peer}` : `#${name}`,
       body: 'Some messages sent while you were away could not be replayed; showing the latest.',
@@ -963,16 +1329,27 @@ function onResumed(m) {
 
 // ---------------------------------------------------------------- history
 
-async function loadHistory(ch, older) {
+// Replies come in history pages but show only in their threads: a page of
+// mostly replies shows next to nothing, so the open conversation goes on
+// to older pages (at most FILL_PAGES more) until FILL_SHOWN messages of it
+// more are on screen.
+const FILL_SHOWN = 20;
+const FILL_PAGES = 20;
+
+async function loadHistory(ch, older, fill = { shown: 0, pages: 0 }) {
   if (ch.loading || (older && !ch.hasMore)) return;
   ch.loading = true;
   renderHistoryTop();
   const before = older ? ch.timeline.oldestId : '';
+  let loaded = false;
   try {
     const res = await api.history(ch.name, before, PAGE);
     const msgs = ((res && res.messages) || []).filter((m) => m && typeof m.id === 'string');
+    fill.shown += msgs.filter((m) => !m.thread).length;
+    loaded = true;
     for (const m of msgs) {
-      ch.timeline.insert(historyEntry(m, ch.name));
+      // A message the open thread holds stays the one object both show.
+      ch.timeline.insert(threadMsg(ch.name, m.id) || historyEntry(m, ch.name));
       if (!m.deleted) ch.seen = maxId(ch.seen, m.id); // (see resumeFrom)
     }
     if (!older) ch.historyLoaded = true;
@@ -1010,6 +1387,10 @@ async function loadHistory(ch, older) {
     markReadSoon();
   }
   renderSidebar(); // unread mentions are counted from the messages
+  if (loaded && ch.name === state.active && ch.hasMore && fill.shown < FILL_SHOWN && fill.pages < FILL_PAGES && state.channels.get(ch.name) === ch) {
+    fill.pages++;
+    loadHistory(ch, true, fill);
+  }
 }
 
 // ---------------------------------------------------------------- navigation
@@ -1037,6 +1418,7 @@ function openChannel(name, { focus = true } = {}) {
   if (switched) {
     state.editing = null; // an edit left unsaved is dropped, as Escape would
     closePicker(false);
+    closeThread({ refocus: false }); // a thread belongs to its conversation
   }
   state.active = name;
   // Where the unread messages start, for as long as it stays open.
@@ -1233,21 +1615,24 @@ function dividerId(ch) {
   return d.id;
 }
 
-function messageEl(m, prev) {
+// messageEl draws message m (prev: the one shown before it) in the
+// conversation (where 'main') or the thread pane ('thread').
+function messageEl(m, prev, where = 'main') {
   if (m.deleted) {
     // In its place, without author or text: who wrote what is gone.
     return h('article', { class: 'msg deleted', dataset: { id: m.id }, 'aria-label': 'Message deleted', tabindex: '-1' },
       h('span', { class: 'gutter' }, timeEl(m.ts)),
       h('div', { class: 'msg-body' }, h('p', { class: 'text', text: 'Message deleted' })));
   }
-  const ch = state.channels.get(state.active);
+  const ch = state.channels.get(where === 'thread' && state.thread ? state.thread.channel : state.active);
   const continued = prev && !prev.deleted && prev.from === m.from && m.ts - prev.ts < GROUP_WINDOW && dayKey(prev.ts) === dayKey(m.ts);
   const mine = m.from === state.me;
   const text = m.pendingText ?? m.text;
   const edited = m.pendingText !== undefined || !!m.editedAt;
-  const editing = state.editing && ch && state.editing.channel === ch.name && state.editing.id === m.id;
+  const editing = state.editing && ch && state.editing.channel === ch.name && state.editing.id === m.id && state.editing.where === where;
+  const active = where === 'main' && state.thread && state.thread.root === m.id && ch && state.thread.channel === ch.name;
   const el = h('article', {
-    class: `msg${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(text, state.me) ? ' mentions-me' : ''}${edited ? ' was-edited' : ''}${editing ? ' editing' : ''}${state.picker && state.picker.id === m.id ? ' picking' : ''}`,
+    class: `msg${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(text, state.me) ? ' mentions-me' : ''}${edited ? ' was-edited' : ''}${editing ? ' editing' : ''}${state.picker && state.picker.id === m.id && state.picker.where === where ? ' picking' : ''}${active ? ' thread-active' : ''}`,
     dataset: { id: m.id, from: m.from },
     'aria-label': `${m.from}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}${edited ? ' (edited)' : ''}`,
     tabindex: '-1',
@@ -1262,8 +1647,21 @@ function messageEl(m, prev) {
   if (editing) body.append(state.editing.form);
   const chips = reactionsEl(m);
   if (chips) body.append(chips);
+  // A thread's root, in the conversation: how many replies, opening it.
+  const n = Number(m.replies) || 0;
+  if (where === 'main' && !m.thread && n > 0 && ch) {
+    body.append(h('button', {
+      type: 'button',
+      class: 'thread-link',
+      'aria-label': `${repliesText(n)}: open the thread`,
+      'aria-controls': 'thread-pane',
+      'aria-expanded': String(!!active),
+      dataset: { action: 'thread' },
+      on: { click: (ev) => openThread(ch.name, m.id, { opener: ev.currentTarget }) },
+    }, svgIcon(ICONS.reply), h('span', { text: repliesText(n) })));
+  }
   el.append(body);
-  if (ch) el.append(actionsEl(ch, m));
+  if (ch) el.append(actionsEl(ch, m, where));
   return el;
 }
 
@@ -1284,6 +1682,7 @@ const ICONS = {
   react: 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16zM8.5 8a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm7 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zM7 13.5c.9 2 2.8 3.5 5 3.5s4.1-1.5 5-3.5z',
   edit: 'M3 17.25V21h3.75L17.8 9.94l-3.75-3.75zM20.7 7.04a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75z',
   delete: 'M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6zM19 4h-3.5l-1-1h-5l-1 1H5v2h14z',
+  reply: 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-4 4V5a2 2 0 0 1 2-2zm0 2v12.2L7.2 16H20V5zm3 3h10v2H7zm0 4h7v2H7z',
 };
 
 // mayDelete: our own messages, and any in a created channel we run. (A
@@ -1292,15 +1691,18 @@ function mayDelete(ch, m) {
   return m.from === state.me || (!ch.dm && ch.admin);
 }
 
-// actionsEl is the toolbar a message shows while hovered or focused.
-function actionsEl(ch, m) {
+// actionsEl is the toolbar a message shows while hovered or focused. A
+// message of the conversation (not a reply: a thread has one level) offers
+// to reply in its thread.
+function actionsEl(ch, m, where = 'main') {
   const btn = (action, label, fn) => h('button', {
     type: 'button', class: 'msg-action', 'aria-label': label, title: label, dataset: { action }, on: { click: fn },
   }, svgIcon(ICONS[action]));
   return h('div', { class: 'msg-actions', role: 'toolbar', 'aria-label': 'Message actions' },
     btn('react', 'Add reaction', (ev) => togglePicker(ch, m, ev.currentTarget)),
-    m.from === state.me ? btn('edit', 'Edit message', () => startEdit(ch, m)) : null,
-    mayDelete(ch, m) ? btn('delete', 'Delete message', () => confirmDelete(ch, m)) : null);
+    where === 'main' && !m.thread && !m.provisional ? btn('reply', 'Reply in thread', (ev) => openThread(ch.name, m.id, { opener: ev.currentTarget })) : null,
+    m.from === state.me ? btn('edit', 'Edit message', () => startEdit(ch, m, where)) : null,
+    mayDelete(ch, m) ? btn('delete', 'Delete message', () => confirmDelete(ch, m, where)) : null);
 }
 
 // whoReacted names the people, "you" for me: "alice, bob and you".
@@ -1330,8 +1732,9 @@ function reactionsEl(m) {
 // the element that had focus, or its new copy (same message, same action).
 function keepFocus(fn) {
   const a = document.activeElement;
-  const art = a && a.closest && a.closest('#messages .msg');
-  if (!art) return fn();
+  const art = a && a.closest && a.closest('.msg');
+  const box = art && art.parentElement && art.parentElement.closest('#messages, #thread-root, #thread-messages');
+  if (!box) return fn();
   const key = { id: art.dataset.id, action: a.dataset.action, emoji: a.dataset.emoji };
   const sel = a.tagName === 'TEXTAREA' ? [a.selectionStart, a.selectionEnd] : null;
   const out = fn();
@@ -1342,7 +1745,7 @@ function keepFocus(fn) {
     }
     return out;
   }
-  const again = $('messages').querySelector(`.msg[data-id="${CSS.escape(key.id)}"]`);
+  const again = box.querySelector(`.msg[data-id="${CSS.escape(key.id)}"]`);
   if (!again) return out;
   const target = key.action
     ? again.querySelector(`[data-action="${CSS.escape(key.action)}"]${key.emoji ? `[data-emoji="${CSS.escape(key.emoji)}"]` : ''}`)
@@ -1353,24 +1756,39 @@ function keepFocus(fn) {
 
 // rerenderMessage redraws one message of the open conversation after a
 // change, and the one after it (whose header depends on it).
+// (Replies show only in their thread, there.)
 function rerenderMessage(ch, msg) {
   if (ch.name !== state.active) return;
+  if (!msg.thread) rerenderMain(ch, msg);
+  const t = state.thread;
+  if (t && t.channel === ch.name && (msg.id === t.root || msg.thread === t.root)) rerenderThreadMessage(msg);
+  if (state.picker) placePicker();
+}
+
+function rerenderMain(ch, msg) {
   const box = $('messages');
   const el = box.querySelector(`.msg[data-id="${CSS.escape(msg.id)}"]`);
   if (!el) return;
   const stick = nearBottom();
   const list = ch.timeline.messages;
   const i = list.indexOf(msg);
-  const divider = dividerId(ch);
-  const prevOf = (j) => (list[j].id === divider ? null : list[j - 1]);
+  let k = i + 1;
+  while (k < list.length && list[k].thread) k++;
+  const afterDivider = (e) => !!(e.previousElementSibling && e.previousElementSibling.classList.contains('unread-divider'));
   keepFocus(() => {
-    el.replaceWith(messageEl(msg, prevOf(i)));
-    const next = list[i + 1];
+    el.replaceWith(messageEl(msg, afterDivider(el) ? null : shownBefore(list, i)));
+    const next = list[k];
     const nextEl = next && box.querySelector(`.msg[data-id="${CSS.escape(next.id)}"]`);
-    if (nextEl) nextEl.replaceWith(messageEl(next, prevOf(i + 1)));
+    if (nextEl) nextEl.replaceWith(messageEl(next, afterDivider(nextEl) ? null : msg));
   });
   if (stick) scrollToBottom();
-  if (state.picker) placePicker();
+}
+
+// shownBefore is the message the conversation shows before list[i]: replies
+// are not shown there.
+function shownBefore(list, i) {
+  for (let j = i - 1; j >= 0; j--) if (!list[j].thread) return list[j];
+  return null;
 }
 
 // changeTarget finds the message a change object is about, or null when the
@@ -1383,12 +1801,18 @@ function changeTarget(m) {
   if (!ch) return null;
   const entry = typeof m.entry === 'string' ? m.entry : '';
   if (entry) ch.seen = maxId(ch.seen, entry);
-  const msg = ch.timeline.get(m.id);
+  const msg = findMessage(ch, m.id);
   if (!msg) {
     // A history page on its way may bring the message, as it was before this.
     if (ch.loading) {
       ch.orphans.push(m);
       if (ch.orphans.length > ORPHANS_KEPT) ch.orphans.shift();
+    }
+    // So may a page of the open thread.
+    const t = state.thread;
+    if (t && t.channel === ch.name && t.loading) {
+      t.orphans.push(m);
+      if (t.orphans.length > ORPHANS_KEPT) t.orphans.shift();
     }
     return null;
   }
@@ -1420,10 +1844,12 @@ function onDeleted(m) {
   const here = (x) => x && x.channel === ch.name && x.id === msg.id;
   if (here(state.editing)) {
     const typing = state.editing.form.contains(document.activeElement);
+    const { where } = state.editing;
     state.editing = null;
     toast({ title: 'Message deleted', body: 'The message you were editing was deleted.', kind: 'info' });
-    if (typing) $('composer-input').focus();
+    if (typing) boxFor(where).focus();
   }
+  if (msg.thread) countReply(ch, msg, -1);
   if (here(state.picker)) closePicker(false);
   if (here(state.confirm)) $('confirm-dialog').close();
   rerenderMessage(ch, msg);
@@ -1465,7 +1891,7 @@ function changeRefused(c, m) {
   clearTimeout(c.timer);
   state.changes.delete(c.clientId);
   const ch = state.channels.get(c.channel);
-  const msg = ch && ch.timeline.get(c.id);
+  const msg = ch && findMessage(ch, c.id);
   if (c.type === 'edit' && msg && msg.pendingText !== undefined && ![...state.changes.values()].some((o) => o.type === 'edit' && o.id === c.id && o.channel === c.channel)) {
     delete msg.pendingText;
     rerenderMessage(ch, msg);
@@ -1475,10 +1901,10 @@ function changeRefused(c, m) {
 
 // ---- editing in place
 
-function startEdit(ch, msg) {
+function startEdit(ch, msg, where = 'main') {
   if (!msg || msg.deleted || msg.from !== state.me || ch.name !== state.active) return;
   if (state.editing) {
-    if (state.editing.id === msg.id && state.editing.channel === ch.name) {
+    if (state.editing.id === msg.id && state.editing.channel === ch.name && state.editing.where === where) {
       state.editing.input.focus();
       return;
     }
@@ -1514,7 +1940,7 @@ function startEdit(ch, msg) {
     growEditor(input);
     show(error, false);
   });
-  state.editing = { channel: ch.name, id: msg.id, form, input, error };
+  state.editing = { channel: ch.name, id: msg.id, form, input, error, where };
   rerenderMessage(ch, msg);
   input.focus();
   input.setSelectionRange(input.value.length, input.value.length);
@@ -1532,16 +1958,16 @@ function cancelEdit({ focus = true } = {}) {
   if (!e) return;
   state.editing = null;
   const ch = state.channels.get(e.channel);
-  const msg = ch && ch.timeline.get(e.id);
+  const msg = ch && findMessage(ch, e.id);
   if (msg) rerenderMessage(ch, msg);
-  if (focus) $('composer-input').focus();
+  if (focus) boxFor(e.where).focus();
 }
 
 function saveEdit() {
   const e = state.editing;
   if (!e) return;
   const ch = state.channels.get(e.channel);
-  const msg = ch && ch.timeline.get(e.id);
+  const msg = ch && findMessage(ch, e.id);
   if (!msg || msg.deleted) {
     cancelEdit();
     return;
@@ -1551,7 +1977,7 @@ function saveEdit() {
   if (!text.trim()) {
     // Nothing left: that is a delete, which asks first.
     cancelEdit({ focus: false });
-    confirmDelete(ch, msg);
+    confirmDelete(ch, msg, e.where);
     return;
   }
   const over = utf8Length(text) - state.limits.maxMessageBytes;
@@ -1570,16 +1996,17 @@ function saveEdit() {
 // lastOwnMessage is what ↑ in the empty composer edits.
 function lastOwnMessage(ch) {
   const list = ch.timeline.messages;
-  for (let i = list.length - 1; i >= 0; i--) if (list[i].from === state.me && !list[i].deleted) return list[i];
+  for (let i = list.length - 1; i >= 0; i--) if (list[i].from === state.me && !list[i].deleted && !list[i].thread) return list[i];
   return null;
 }
 
 // ---- deleting, after asking
 
-function confirmDelete(ch, msg) {
+function confirmDelete(ch, msg, where = 'main') {
   if (!msg || msg.deleted || !mayDelete(ch, msg)) return;
   closePicker(false);
-  state.confirm = { channel: ch.name, id: msg.id };
+  state.confirm = { channel: ch.name, id: msg.id, where };
+  $('confirm-dialog').dataset.where = where;
   const text = msg.pendingText ?? msg.text;
   $('confirm-text').textContent = msg.from === state.me
     ? 'Delete this message? This cannot be undone.'
@@ -1595,27 +2022,28 @@ function confirmed() {
   state.confirm = null;
   $('confirm-dialog').close();
   const ch = c && state.channels.get(c.channel);
-  const msg = ch && ch.timeline.get(c.id);
+  const msg = ch && findMessage(ch, c.id);
   if (msg && !msg.deleted) sendChange(ch, msg, 'delete', {});
 }
 
 // ---- reactions
 
 function toggleReaction(msg, emoji) {
-  const ch = state.channels.get(state.active);
-  if (!ch || msg.deleted || !ch.timeline.has(msg.id)) return;
+  const ch = state.channels.get(msg.channel) || state.channels.get(state.active);
+  if (!ch || msg.deleted || !findMessage(ch, msg.id)) return;
   const mine = (msg.reactions || []).some((r) => r.emoji === emoji && r.users.includes(state.me));
   sendChange(ch, msg, 'react', { emoji, on: !mine });
 }
 
 function togglePicker(ch, msg, anchor) {
-  if (state.picker && state.picker.channel === ch.name && state.picker.id === msg.id) {
+  const where = anchor.closest('#thread-pane') ? 'thread' : 'main';
+  if (state.picker && state.picker.channel === ch.name && state.picker.id === msg.id && state.picker.where === where) {
     closePicker(true);
     return;
   }
   closePicker(false);
   const picker = $('react-picker');
-  state.picker = { channel: ch.name, id: msg.id };
+  state.picker = { channel: ch.name, id: msg.id, where };
   anchor.closest('.msg').classList.add('picking'); // its toolbar stays while the picker is open
   markPicker(msg);
   show(picker, true);
@@ -1628,9 +2056,9 @@ function togglePicker(ch, msg, anchor) {
 function placePicker(anchor) {
   const p = state.picker;
   if (!p) return;
-  const btn = anchor || $('messages').querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
+  const btn = anchor || pickerHome(p).querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
   const r = btn && btn.getBoundingClientRect();
-  const view = $('scroller').getBoundingClientRect();
+  const view = $(p.where === 'thread' ? 'thread-scroller' : 'scroller').getBoundingClientRect();
   if (!r || r.bottom < view.top || r.top > view.bottom) {
     closePicker(false);
     return;
@@ -1652,14 +2080,19 @@ function markPicker(msg) {
   }
 }
 
+// pickerHome is where the message the picker is open for shows.
+function pickerHome(p) {
+  return p.where === 'thread' ? $('thread-pane') : $('messages');
+}
+
 function closePicker(refocus = true) {
   const p = state && state.picker;
   if (!p) return;
   state.picker = null;
   show($('react-picker'), false);
-  for (const el of $('messages').querySelectorAll('.msg.picking')) el.classList.remove('picking');
+  for (const el of document.querySelectorAll('.msg.picking')) el.classList.remove('picking');
   if (refocus) {
-    const btn = $('messages').querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
+    const btn = pickerHome(p).querySelector(`.msg[data-id="${CSS.escape(p.id)}"] [data-action="react"]`);
     if (btn) btn.focus();
   }
 }
@@ -1669,7 +2102,7 @@ function pickEmoji(emoji) {
   if (!p) return;
   closePicker(true);
   const ch = state.channels.get(p.channel);
-  const msg = ch && ch.timeline.get(p.id);
+  const msg = ch && findMessage(ch, p.id);
   if (msg) toggleReaction(msg, emoji);
 }
 
@@ -1710,7 +2143,7 @@ function wirePicker() {
   for (const b of dlg.querySelectorAll('.dialog-close')) b.addEventListener('click', () => dlg.close());
   dlg.addEventListener('close', () => {
     state.confirm = null;
-    if (!$('chat-view').hidden && !$('composer-wrap').hidden) $('composer-input').focus();
+    if (!$('chat-view').hidden && !$('composer-wrap').hidden) boxFor(dlg.dataset.where).focus();
   });
 }
 
@@ -1746,12 +2179,15 @@ function renderMessages({ keepScroll = false, toBottom = false } = {}) {
   const divider = dividerId(ch);
   let dividerEl = null;
   for (const m of ch.timeline.messages) {
+    if (m.thread) continue; // a reply shows in its thread
     if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) nodes.push(daySep(m.ts));
-    if (m.id === divider) {
+    // The divider goes before the first message shown from where it starts.
+    const divided = divider && !dividerEl && compareIds(m.id, divider) >= 0;
+    if (divided) {
       dividerEl = unreadDivider();
       nodes.push(dividerEl);
     }
-    nodes.push(messageEl(m, dividerEl && m.id === divider ? null : prev));
+    nodes.push(messageEl(m, divided ? null : prev));
     prev = m;
   }
   keepFocus(() => box.replaceChildren(...nodes));
@@ -1777,10 +2213,11 @@ function appendOrRender(ch, idx) {
   }
   const stick = nearBottom();
   const m = list[idx];
-  const prev = list[idx - 1];
+  const prev = shownBefore(list, idx);
   const box = $('messages');
   if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) box.append(daySep(m.ts));
-  const divided = ch.divider && dividerId(ch) === m.id;
+  const divider = ch.divider && dividerId(ch);
+  const divided = !!divider && compareIds(m.id, divider) >= 0 && !box.querySelector('.unread-divider');
   if (divided) box.append(unreadDivider());
   box.append(messageEl(m, divided ? null : prev));
   renderHistoryTop();
@@ -1806,31 +2243,47 @@ function renderPending() {
   if (!state) return;
   const box = $('pending');
   const stick = nearBottom();
-  const items = [...state.pending.values()].filter((p) => p.channel === state.active);
-  box.replaceChildren(...items.map((p) => {
-    const failed = p.status === 'failed';
-    // Refused for sending too fast, or queued behind one that was: it goes out by itself.
-    const waiting = !failed && state.paced && p.clientId !== state.paceInFlight;
-    const status = failed ? 'Not sent' : waiting ? 'Waiting to send…' : 'Sending…';
-    const el = h('article', {
-      class: `msg mine ${failed ? 'failed' : 'pending'}${waiting ? ' held' : ''}`,
-      dataset: { clientId: p.clientId },
-      'aria-label': `${status.replace('…', '')}: ${p.text}`,
-      title: waiting ? 'Sending too fast for the server: this goes out by itself in a moment.' : undefined,
-    }, avatar(state.me));
-    const body = h('div', { class: 'msg-body' },
-      h('div', { class: 'msg-head' }, h('span', { class: 'author', text: state.me }), h('span', { class: 'status', text: status })),
-      h('p', { class: 'text' }, renderText(p.text, state.me)));
-    if (failed) {
-      body.append(h('div', { class: 'msg-error' },
-        h('span', { text: p.error }),
-        h('button', { type: 'button', class: 'btn btn-ghost btn-sm retry', on: { click: () => retry(p.clientId) } }, 'Retry'),
-        h('button', { type: 'button', class: 'btn btn-ghost btn-sm', on: { click: () => discard(p.clientId) } }, 'Discard')));
-    }
-    el.append(body);
-    return el;
-  }));
+  const items = [...state.pending.values()].filter((p) => p.channel === state.active && !p.thread);
+  box.replaceChildren(...items.map(pendingEl));
   if (stick) scrollToBottom();
+  renderThreadPending();
+}
+
+// renderThreadPending shows the open thread's replies on their way.
+function renderThreadPending() {
+  const t = state.thread;
+  const box = $('thread-pending');
+  if (!t) {
+    box.replaceChildren();
+    return;
+  }
+  const stick = threadNearBottom();
+  box.replaceChildren(...[...state.pending.values()].filter((p) => p.channel === t.channel && p.thread === t.root).map(pendingEl));
+  if (stick) threadToBottom();
+}
+
+function pendingEl(p) {
+  const failed = p.status === 'failed';
+  // Refused for sending too fast, or queued behind one that was: it goes out by itself.
+  const waiting = !failed && state.paced && p.clientId !== state.paceInFlight;
+  const status = failed ? 'Not sent' : waiting ? 'Waiting to send…' : 'Sending…';
+  const el = h('article', {
+    class: `msg mine ${failed ? 'failed' : 'pending'}${waiting ? ' held' : ''}`,
+    dataset: { clientId: p.clientId },
+    'aria-label': `${status.replace('…', '')}: ${p.text}`,
+    title: waiting ? 'Sending too fast for the server: this goes out by itself in a moment.' : undefined,
+  }, avatar(state.me));
+  const body = h('div', { class: 'msg-body' },
+    h('div', { class: 'msg-head' }, h('span', { class: 'author', text: state.me }), h('span', { class: 'status', text: status })),
+    h('p', { class: 'text' }, renderText(p.text, state.me)));
+  if (failed) {
+    body.append(h('div', { class: 'msg-error' },
+      h('span', { text: p.error }),
+      h('button', { type: 'button', class: 'btn btn-ghost btn-sm retry', on: { click: () => retry(p.clientId) } }, 'Retry'),
+      h('button', { type: 'button', class: 'btn btn-ghost btn-sm', on: { click: () => discard(p.clientId) } }, 'Discard')));
+  }
+  el.append(body);
+  return el;
 }
 
 function renderTyping() {
@@ -1866,15 +2319,17 @@ function renderConn(detail) {
 
 // ---------------------------------------------------------------- toasts and notifications
 
-function toast({ title, subtitle = '', body = '', kind = 'info', channel = '' }) {
+function toast({ title, subtitle = '', body = '', kind = 'info', channel = '', thread = '' }) {
   const box = $('toasts');
-  const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', dataset: { kind, channel } });
+  const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', dataset: { kind, channel, thread: thread || undefined } });
   const close = () => el.remove();
   const main = h('div', { class: 'toast-main' },
     h('div', { class: 'toast-title' }, h('strong', { text: title }), subtitle ? h('span', { class: 'toast-sub', text: subtitle }) : null),
     body ? h('p', { class: 'toast-body', text: body.length > 160 ? `${body.slice(0, 160)}…` : body }) : null);
-  el.append(kind === 'dm' || kind === 'mention' ? avatar(title) : h('span', { class: 'toast-icon', 'aria-hidden': 'true', text: kind === 'error' ? '!' : 'i' }), main);
-  if (channel) el.append(h('button', { type: 'button', class: 'btn btn-primary btn-sm', on: { click: () => { close(); openChannel(channel); } } }, 'Open'));
+  el.append(kind === 'dm' || kind === 'mention' || kind === 'thread' ? avatar(title) : h('span', { class: 'toast-icon', 'aria-hidden': 'true', text: kind === 'error' ? '!' : 'i' }), main);
+  if (channel && thread) {
+    el.append(h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'aria-label': `Open the thread${title ? ` (${title})` : ''}`, on: { click: () => { close(); openThread(channel, thread); } } }, 'Open'));
+  } else if (channel) el.append(h('button', { type: 'button', class: 'btn btn-primary btn-sm', on: { click: () => { close(); openChannel(channel); } } }, 'Open'));
   el.append(h('button', { type: 'button', class: 'icon-btn toast-close', 'aria-label': 'Dismiss', on: { click: close } }, '✕'));
   // Hovering or focusing a toast keeps it: people read at their own pace.
   let timer = setTimeout(close, TOAST_FOR);
@@ -2001,6 +2456,16 @@ function wire() {
   $('composer').addEventListener('submit', onComposerSubmit);
   $('composer-input').addEventListener('keydown', onComposerKey);
   $('composer-input').addEventListener('input', onComposerInput);
+  $('thread-composer').addEventListener('submit', onThreadSubmit);
+  $('thread-input').addEventListener('keydown', onThreadKey);
+  $('thread-input').addEventListener('input', () => {
+    autoGrow($('thread-input'));
+    updateThreadCounter();
+  });
+  $('thread-close').addEventListener('click', () => closeThread());
+  $('thread-scroller').addEventListener('scroll', () => {
+    if (state && state.picker && state.picker.where === 'thread') placePicker();
+  }, { passive: true });
   $('logout').addEventListener('click', logout);
   $('open-sessions').addEventListener('click', openSessions);
   $('sessions-close').addEventListener('click', () => $('sessions-dialog').close());
@@ -2033,6 +2498,10 @@ function wire() {
     if (ev.key === 'Escape' && document.body.classList.contains('nav-open')) {
       closeNav();
       $('nav-open').focus();
+    } else if (ev.key === 'Escape' && state && state.thread && !ev.defaultPrevented && !document.querySelector('dialog[open]')) {
+      // Escape closes the thread (an edit or the picker took theirs first).
+      ev.preventDefault();
+      closeThread();
     }
     // Alt+↑ / Alt+↓ move between conversations, as in most chat apps.
     if (ev.altKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown') && state && state.active) {

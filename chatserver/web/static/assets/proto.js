@@ -227,12 +227,20 @@ export function peopleOrder(a, b) {
 }
 
 // historyEntry makes an entry of a history page (or a live message) safe to
-// render: a deleted message comes as only {id, deleted}, with no author,
-// text or time (its time is its id's); reactions keep only well-formed ones.
+// render: a deleted message comes as only {id, deleted, thread?}, with no
+// author, text or time (its time is its id's); reactions keep only
+// well-formed ones; a thread's root counts its replies (0 when none).
 export function historyEntry(m, channel) {
   const ts = Number.isFinite(m.ts) ? m.ts : parseId(m.id)[0];
-  if (m.deleted) return { id: m.id, channel, from: '', text: '', ts, deleted: true, reactions: [] };
+  // A reply keeps its thread, deleted or not: the page counts and places it by it.
+  if (m.deleted) {
+    const gone = { id: m.id, channel, from: '', text: '', ts, deleted: true, reactions: [] };
+    if (typeof m.thread === 'string' && m.thread) gone.thread = m.thread;
+    return gone;
+  }
   const out = { ...m, channel: typeof m.channel === 'string' ? m.channel : channel, ts };
+  if (typeof out.thread !== 'string' || !out.thread) delete out.thread;
+  out.replies = Number.isFinite(m.replies) && m.replies > 0 ? m.replies : 0;
   out.from = typeof m.from === 'string' ? m.from : '';
   out.text = typeof m.text === 'string' ? m.text : '';
   out.reactions = Array.isArray(m.reactions)
