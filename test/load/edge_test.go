@@ -60,7 +60,10 @@ func TestSmokeStorm(t *testing.T) {
 				if x.MissedExpected != conns*missed || x.MissedDelivered != x.MissedExpected || x.MissedDuplicates != 0 {
 					t.Errorf("round %d: missed messages %d/%d delivered, %d duplicates; want each exactly once", x.Round, x.MissedDelivered, x.MissedExpected, x.MissedDuplicates)
 				}
-				if x.Seconds <= 0 || x.ResumedPerSec <= 0 || x.Hello.P50ms <= 0 || x.Resumed.P50ms < x.Hello.P50ms || x.Resumed.MaxMs > 1000*x.Seconds+1 {
+				// The histogram reports a bucket's upper bound, up to about
+				// 3% over the value: the slowest socket may seem to take a
+				// little longer than the round.
+				if x.Seconds <= 0 || x.ResumedPerSec <= 0 || x.Hello.P50ms <= 0 || x.Resumed.P50ms < x.Hello.P50ms || x.Resumed.MaxMs > 1.04*1000*x.Seconds+1 {
 					t.Errorf("round %d: %.2f s, %.0f resumed/s, hello p50 %.1f ms, resumed p50 %.1f max %.1f ms: not plausible", x.Round, x.Seconds, x.ResumedPerSec, x.Hello.P50ms, x.Resumed.P50ms, x.Resumed.MaxMs)
 				}
 				if len(x.CPU.Servers) != 2 || x.CPU.ServersTotal <= 0 || len(x.ServerRSSMiB) != 2 || x.ServerRSSMiB[0] <= 0 {
