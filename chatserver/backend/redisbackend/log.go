@@ -408,10 +408,13 @@ func parsePublished(channel, payload string) (prev string, m protocol.Message, e
 		}
 		m.From, m.Kind, m.Target, m.On = from, f[0], f[1], f[2] == "1"
 		switch m.Kind {
+		case protocol.KindEdit, protocol.KindDelete:
 		case protocol.KindReact:
 			m.Emoji, m.Text = m.Text, ""
 		case "reply": // a message, in a thread (replyScript)
 			m.Kind, m.Target, m.Thread = "", "", f[1]
+		default:
+			return "", m, fmt.Errorf("publication of an unknown change %q", protocol.Truncate(m.Kind, 20))
 		}
 	}
 	return parts[0], m, nil
