@@ -54,6 +54,13 @@ func (s *Service) Start(ws Socket, p Peer) {
 		return
 	}
 	go func() {
+		select {
+		case <-s.following:
+		case <-s.life.Done():
+			abort(ws, protocol.CloseServiceRestart, "server restarting")
+			s.hub.done()
+			return
+		}
 		c := s.open(s.life, ws, p)
 		if c == nil {
 			s.hub.done()

@@ -73,9 +73,12 @@ func messagesOf(t *testing.T, ws *chattest.Socket, n int) map[string][]string {
 // of a channel not replayed yet went out first, and its replay then skipped
 // what they had passed: a gap after a drain with slow storage.)
 func TestResumeWindowWaitsForASlowReplay(t *testing.T) {
-	// A window far shorter than the replay: it must not end while the
-	// resume is handled, however slow storage is.
-	r, store := newHeldRoom(t, nil, time.Millisecond)
+	// The replay is held past the window's end: the window must not end
+	// while the resume is handled, however slow storage is. The resume is
+	// the socket's first frame, queued before the server starts reading, so
+	// it comes within the window however busy the machine is.
+	const window = 50 * time.Millisecond
+	r, store := newHeldRoom(t, nil, window)
 	alice := r.connect("alice")
 	sent := map[string][]string{}
 	for i := range 2 {
@@ -85,9 +88,10 @@ func TestResumeWindowWaitsForASlowReplay(t *testing.T) {
 	}
 	store.armed.Store(true)
 	bob := chattest.New()
+	bob.Send(fmt.Sprintf(`{"type":"resume","since":{"general":%q,"random":%q}}`, sent["general"][0], sent["random"][0]))
+	started := time.Now()
 	r.s.Start(bob, chat.Peer{User: "bob", Session: "b"})
 	bob.Next(t, protocol.TypeHello)
-	bob.Send(fmt.Sprintf(`{"type":"resume","since":{"general":%q,"random":%q}}`, sent["general"][0], sent["random"][0]))
 	<-store.entered
 	// Live messages in both channels while the first replay waits.
 	for _, ch := range []string{"general", "random"} {
@@ -96,6 +100,9 @@ func TestResumeWindowWaitsForASlowReplay(t *testing.T) {
 	for range 6 { // alice's own copies: the fan-out has reached the server's sockets
 		alice.Next(t, protocol.TypeMessage)
 	}
+	// What is tested is that time passes beyond the window while the
+	// replay waits: no event marks that, so the test waits for the clock.
+	time.Sleep(time.Until(started.Add(2 * window)))
 	store.armed.Store(false)
 	close(store.gate)
 

@@ -38,6 +38,10 @@ type Service struct {
 	// life is the sockets' context: it ends when Run returns.
 	life    context.Context
 	endLife context.CancelFunc
+	// following is closed once Run follows the room's channels: a socket
+	// waits for it, as a message it sent before then could be committed
+	// before the id Run follows after, and never fanned out here.
+	following chan struct{}
 }
 
 // New returns a Service over b.
@@ -52,7 +56,19 @@ func New(b Backend, opts Options) *Service {
 	s.hub = newHub(opts.Channels, countedFollower{b, opts.Metrics.Followed}, hubLimits{perUser: opts.MaxConnsPerUser, total: opts.MaxConns},
 		func(delta int) { s.m.Connections.Add(float64(delta)) })
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.following = make(chan struct{})
 	return s
+}
+
+// Following reports whether Run follows the room's channels: until then
+// new sockets wait.
+func (s *Service) Following() bool {
+	select {
+	case <-s.following:
+		return true
+	default:
+		return false
+	}
 }
 
 // countedFollower counts the channels followed: the hub follows a channel
@@ -112,6 +128,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.b.Follow(ch, last)
 	}
+	close(s.following)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.presenceLoop(ctx) })
 	wg.Go(func() { s.keepaliveLoop(ctx) })

@@ -796,15 +796,25 @@ func testDrain(t *testing.T, b backend) {
 func testHealth(t *testing.T, b backend) {
 	cfg := b.config(t)
 	ts := startServer(t, cfg, server.Options{})
-	for _, p := range []string{"/healthz", "/readyz"} {
+	status := func(p string) int {
 		resp, err := http.Get(ts.URL + p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s: %d", p, resp.StatusCode)
+		return resp.StatusCode
+	}
+	if code := status("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	// Ready once the room's channels are followed: "starting" (503) until
+	// then, as a probe would see it.
+	deadline := time.Now().Add(5 * time.Second)
+	for code := status("/readyz"); code != 200; code = status("/readyz") {
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d, want 200 (or 503 while starting)", code)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	c := dial(t, ts, login(t, ts, "alice"))
 	c.expect("hello", typeIs("hello"))
