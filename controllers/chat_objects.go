@@ -143,7 +143,10 @@ func chatPodSpec(room *chatv1alpha1.ChatRoom, image string, cfg config.Config) (
 				corev1ac.SecretKeySelector().WithName(ref.Name).WithKey(ref.Key))))
 	}
 	volumes := []*corev1ac.VolumeApplyConfiguration{
-		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
+		// /tmp holds the pod's search index: about 300 bytes per kept
+		// message of the channels searched on it (60 MB for 20 channels of
+		// 10,000). Past the limit the kubelet evicts the pod.
+		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("1Gi"))),
 	}
 	if ref := bootstrapUsersRef(room); ref != nil {
 		volumes = append(volumes, corev1ac.Volume().WithName(bootstrapUsersVolume).WithSecret(

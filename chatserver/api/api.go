@@ -88,6 +88,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /api/v1/channels/{channel}/members", a.authed(a.handleAddMember))
 	route("DELETE /api/v1/channels/{channel}/members/{username}", a.authed(a.handleRemoveMember))
 	route("GET /api/v1/users", a.authed(a.handleUsers()))
+	route("GET /api/v1/search", a.authed(a.handleSearch))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})

@@ -45,8 +45,11 @@ type Options struct {
 	// the client's first frame, counted from when the server starts reading
 	// it (default 2 s).
 	ResumeWindow time.Duration
-	Logger       *slog.Logger
-	Metrics      *metrics.Metrics
+	// Search finds messages by their words (search.Index); nil: search
+	// answers ErrNoSearch.
+	Search  Searcher
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 }
 
 // withDefaults fills in what was left zero.

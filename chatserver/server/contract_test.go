@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 		// http.DefaultClient's idle keep-alive connections outlive single tests.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		// bleve's analysis workers start with the package and run for the
+		// process's life, shared by every index.
+		goleak.IgnoreTopFunction("github.com/blevesearch/bleve_index_api.AnalysisWorker"),
 	)
 }
 
@@ -70,6 +73,7 @@ var contractTests = []contractTest{
 	{"LateResume", testLateResume},
 	{"Changes", testChanges},
 	{"Threads", testThreads},
+	{"Search", testSearch},
 	{"ConnectionLimit", testConnectionLimit},
 	{"Drain", testDrain},
 	{"Health", testHealth},

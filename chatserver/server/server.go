@@ -29,6 +29,7 @@ import (
 	"github.com/hubbub-chat/hubbub/chatserver/config"
 	"github.com/hubbub-chat/hubbub/chatserver/metrics"
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
+	"github.com/hubbub-chat/hubbub/chatserver/search"
 	"github.com/hubbub-chat/hubbub/chatserver/web"
 )
 
@@ -57,6 +58,7 @@ type Server struct {
 	owned    bool
 	metrics  *metrics.Metrics
 	chat     *chat.Service
+	index    *search.Index
 	auth     *auth.Service
 	proxies  []netip.Prefix // cfg.TrustedProxies, parsed
 	draining atomic.Bool
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		s.closeBackend()
 		return nil, err
 	}
+	s.index = search.New(s.backend)
 	s.chat = chat.New(s.backend, chat.Options{
 		Pod: pod, Channels: cfg.Channels, HistoryMax: cfg.HistoryMax, MaxMessageBytes: cfg.MaxMessageBytes,
 		MessagesPerSecond: cfg.MessagesPerSecond, MessageBurst: cfg.MessageBurst,
@@ -107,6 +110,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		SendQueueMax: cfg.SendQueueMax, WriteTimeout: cfg.WriteTimeout, PongWait: cfg.PongWait,
 		Admins:     cfg.Admins,
 		Membership: chat.MemberLimits{PerUser: cfg.MaxChannelsPerUser, Members: cfg.MaxChannelMembers},
+		Search:     s.index,
 		Logger:     log, Metrics: s.metrics,
 	})
 	return s, nil
@@ -275,6 +279,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	defer s.closeBackend()
+	defer func() {
+		if err := s.index.Close(); err != nil {
+			s.log.Warn("closing the search index", "err", err)
+		}
+	}()
 
 	var wg sync.WaitGroup
 	runErr := make(chan error, 1)
