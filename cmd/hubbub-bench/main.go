@@ -72,6 +72,7 @@ func runMain(ctx context.Context, args []string) error {
 	var cfg loadtest.Config
 	var steps, serverArgs, serverEnv, jsonOut string
 	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers), baseline (gorilla's chat example shape, one process) or centrifugo (Centrifugo v6 nodes: bin/centrifugo, built by make centrifugo, else beside this binary or on PATH)")
+	fs.StringVar(&cfg.Kind, "kind", loadtest.KindSend, "what each send is (hubbub): send (a new message), edit (an edit of one message each sender posts first) or react (a reaction to it, on and off; counted, not timed)")
 	fs.StringVar(&cfg.ChatServer, "chatserver", "", "chatserver binary (default: bin/chatserver, else beside this binary)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
 	fs.IntVar(&cfg.RedisReplicas, "redis-replicas", 0, "replicas of the Redis (0..5): the chat servers then wait for one to confirm each message (--redis-min-replica-acks auto)")

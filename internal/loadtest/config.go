@@ -17,7 +17,12 @@ import (
 // the same way. Users, Workers, ChatServer, Centrifugo and WorkDir may be left
 // zero: Run fills them in.
 type Config struct {
-	Target         string // "hubbub", "baseline" or "centrifugo"
+	Target string // "hubbub", "baseline" or "centrifugo"
+	// Kind is what each send of a step is (hubbub only): "send" (a new
+	// message, the default), "edit" (an edit of one message the sender
+	// posted first) or "react" (a reaction to it, turned on and off), to
+	// measure what changes cost in fan-out against messages.
+	Kind           string
 	ChatServer     string // path of the chatserver binary
 	Centrifugo     string // path of the centrifugo binary (--target centrifugo)
 	RedisServer    string // path of redis-server
@@ -48,6 +53,13 @@ type Config struct {
 	// falls below it; 0: never.
 	MemoryFloor int64
 }
+
+// What a step's sends are (Config.Kind).
+const (
+	KindSend  = "send"
+	KindEdit  = "edit"
+	KindReact = "react"
+)
 
 // StepSpec is one load level, and the key medians group runs by: a step is
 // compared with itself across repeats, never with another rate.
@@ -99,6 +111,8 @@ func (cfg *Config) prepare() error {
 	switch {
 	case cfg.Target != "hubbub" && cfg.Target != "baseline" && cfg.Target != centrifugoTarget:
 		return fmt.Errorf("--target: want hubbub, baseline or centrifugo")
+	case cfg.Kind != "" && cfg.Kind != KindSend && (cfg.Target != "hubbub" || cfg.Kind != KindEdit && cfg.Kind != KindReact):
+		return fmt.Errorf("--kind: send, edit or react, and edit and react only with --target hubbub")
 	case cfg.Conns < 1 || cfg.Servers < 1 || cfg.Repeat < 1:
 		return fmt.Errorf("--conns, --servers and --repeat must be at least 1")
 	case cfg.Conns/cfg.Workers > 19000:

@@ -29,7 +29,7 @@ func (c *coordinator) startWorkers(ctx context.Context) error {
 	jobs := make([]job, cfg.Workers)
 	for w := range jobs {
 		jobs[w] = job{
-			Worker: w, Workers: cfg.Workers, Mode: cfg.Target, Channel: cfg.Channel,
+			Worker: w, Workers: cfg.Workers, Mode: cfg.Target, Kind: cfg.Kind, Channel: cfg.Channel,
 			LocalIP:         fmt.Sprintf("127.0.0.%d", cfg.FirstWorkerIP+w),
 			DialConcurrency: cfg.DialConc, ConnectTimeout: cfg.ConnectTimeout, MemoryFloor: cfg.MemoryFloor,
 		}

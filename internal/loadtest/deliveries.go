@@ -15,6 +15,9 @@ var (
 	markError   = []byte(`{"type":"error"`)
 	markHello   = []byte(`{"type":"hello"`)
 	markClient  = []byte(`"clientId":"k`)
+	markTarget  = []byte(`"clientId":"target"`)
+	markID      = []byte(`"id":"`)
+	markReact   = []byte(`{"type":"reaction"`)
 )
 
 // frame counts what one server frame holds: objects (or, from the
@@ -39,7 +42,15 @@ func (c *wconn) frame(data []byte, now time.Time) {
 		case bytes.HasPrefix(line, markAck):
 			if step, ok := clientStep(line); ok {
 				c.w.steps[step].acked.Add(1)
+			} else if bytes.Contains(line, markTarget) {
+				c.gotTarget(line)
 			}
+		case bytes.HasPrefix(line, markReact):
+			// Counted in the step running now; a reaction carries no send
+			// time, so no latency.
+			sc := &c.w.steps[c.w.step.Load()]
+			sc.delivered.Add(1)
+			sc.heard(now)
 		case bytes.HasPrefix(line, markError):
 			step, ok := clientStep(line)
 			if !ok {
@@ -92,6 +103,12 @@ func (c *wconn) message(b []byte, now time.Time) {
 	c.lastSeq[sender] = seq
 	sc.delivered.Add(1)
 	sc.hist.record(now.Sub(time.Unix(0, sent)))
+	sc.heard(now)
+}
+
+// heard notes when the step's latest delivery arrived (the coordinator
+// waits for deliveries to stop before it ends a step).
+func (sc *stepCounters) heard(now time.Time) {
 	ns := now.UnixNano()
 	for {
 		old := sc.lastRecv.Load()
@@ -117,4 +134,19 @@ func clientStep(line []byte) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// gotTarget passes on the id of the message the sender edits or reacts to.
+func (c *wconn) gotTarget(ack []byte) {
+	i := bytes.Index(ack, markID)
+	if i < 0 || c.w.targetID == nil {
+		return
+	}
+	id := ack[i+len(markID):]
+	if j := bytes.IndexByte(id, '"'); j > 0 {
+		select {
+		case c.w.targetID <- string(id[:j]):
+		default:
+		}
+	}
 }

@@ -11,8 +11,9 @@ const maxSteps = 256
 
 type job struct {
 	Worker  int    `json:"worker"`
-	Workers int    `json:"workers"` // senders, one per worker: sizes duplicate tracking
-	Mode    string `json:"mode"`    // "hubbub" or "baseline"
+	Workers int    `json:"workers"`        // senders, one per worker: sizes duplicate tracking
+	Mode    string `json:"mode"`           // "hubbub" or "baseline"
+	Kind    string `json:"kind,omitempty"` // Config.Kind
 	// LocalIP is the loopback source address of this worker's sockets, so
 	// several workers do not share one address's ephemeral ports.
 	LocalIP         string        `json:"localIp"`

@@ -27,6 +27,11 @@ type worker struct {
 	steps    [maxSteps]stepCounters
 	seq      int64 // next send sequence number; only the sender goroutine uses it
 	sender   *wconn
+	// target is the message the sender edits or reacts to (Kind edit or
+	// react): the id its ack (clientId "target") gave, passed on by the
+	// sender's reader.
+	target   string
+	targetID chan string
 	conns    []*wconn // all connected, for a new sender when the server drops one
 	poller   *poller
 	edge     *edgeWorker // the storm and dm workloads (edge_worker.go); nil otherwise
@@ -68,7 +73,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading job: %w", err)
 	}
-	w := &worker{}
+	w := &worker{targetID: make(chan string, 1)}
 	if err := json.Unmarshal(line, &w.job); err != nil {
 		return fmt.Errorf("decoding job: %w", err)
 	}
@@ -405,6 +410,11 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 	if w.sender == nil || cmd.Rate <= 0 {
 		return 0, 0
 	}
+	if k := w.job.Kind; (k == KindEdit || k == KindReact) && w.target == "" {
+		if err := w.postTarget(ctx); err != nil {
+			return 0, 1
+		}
+	}
 	workers := max(1, w.job.Workers)
 	rate := cmd.Rate * float64(workers)
 	total := int(rate*cmd.Duration.Seconds() + 0.5)
@@ -427,9 +437,25 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 		buf = buf[:0]
 		switch w.job.Mode {
 		case "hubbub":
-			buf = append(buf, `{"type":"send","channel":`...)
-			buf = strconv.AppendQuote(buf, w.job.Channel)
-			buf = append(buf, `,"text":"`...)
+			if w.job.Kind == KindReact {
+				// A reaction carries no text to time it by: receivers count
+				// it (frames.go), with no latency.
+				buf = fmt.Appendf(buf, `{"type":"react","channel":%q,"id":%q,"emoji":"👍","on":%t,"clientId":"k%d.%d"}`,
+					w.job.Channel, w.target, seq%2 == 0, cmd.Step, seq)
+				if err := w.sender.writeText(buf); err != nil {
+					errs++
+					continue
+				}
+				sent++
+				continue
+			}
+			if w.job.Kind == KindEdit {
+				buf = fmt.Appendf(buf, `{"type":"edit","channel":%q,"id":%q,"text":"`, w.job.Channel, w.target)
+			} else {
+				buf = append(buf, `{"type":"send","channel":`...)
+				buf = strconv.AppendQuote(buf, w.job.Channel)
+				buf = append(buf, `,"text":"`...)
+			}
 		case centrifugoTarget:
 			buf = appendCentrifugoPublish(buf, w.job.Channel, cmd.Step, seq)
 		}
@@ -450,4 +476,21 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 		sent++
 	}
 	return sent, errs
+}
+
+// postTarget posts the message the sender's edits or reactions change, and
+// waits for its id.
+func (w *worker) postTarget(ctx context.Context) error {
+	msg := fmt.Appendf(nil, `{"type":"send","channel":%q,"text":"load test target","clientId":"target"}`, w.job.Channel)
+	if err := w.sender.writeText(msg); err != nil {
+		return err
+	}
+	select {
+	case w.target = <-w.targetID:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		return errors.New("no ack for the target message")
+	}
 }

@@ -105,6 +105,39 @@ func TestSmokeTwoServersRedis(t *testing.T) {
 	check(t, r, 200, 20, 2)
 }
 
+// Edits and reactions as the step's sends (--kind): each sender posts one
+// message, then changes it; every change reaches every socket. An edit
+// carries its send time in its text and is timed; a reaction is counted.
+func TestSmokeChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and starts servers")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: run `make deps`")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bench, chatserver := build(t)
+	for _, kind := range []string{loadtest.KindEdit, loadtest.KindReact} {
+		t.Run(kind, func(t *testing.T) {
+			r := run(t, bench, "--kind", kind, "--chatserver", chatserver, "--servers", "2", "--workers", "2", "--conns", "100", "--users", "20",
+				"--steps", "20", "--step-duration", "2s", "--repeat", "1", "--settle", "200ms")
+			if kind == loadtest.KindEdit {
+				check(t, r, 100, 20, 2)
+				return
+			}
+			s := r.Steps[0]
+			if s.Sent != 40 || s.Delivered != s.Sent*100 || s.SendErrors != 0 || s.Dropped != 0 {
+				t.Errorf("sent %d, delivered %d (want 40 and 4000), %d send errors, %d dropped", s.Sent, s.Delivered, s.SendErrors, s.Dropped)
+			}
+			if s.CPUPerMsgUs <= 0 {
+				t.Errorf("%.2f µs per reaction: not measured", s.CPUPerMsgUs)
+			}
+		})
+	}
+}
+
 // The baseline (gorilla's chat example shape) under the same tool.
 func TestSmokeBaseline(t *testing.T) {
 	if testing.Short() {
