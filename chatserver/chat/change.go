@@ -62,8 +62,7 @@ func (c *conn) handleChange(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(unavailable(f.ClientID))
 		return
 	}
-	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
-	s.m.AckLatency.Observe(time.Since(start).Seconds())
+	c.ack(f.ClientID, m.ID, start)
 }
 
 // mayDeleteAny reports whether user may delete anyone's message in

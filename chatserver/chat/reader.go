@@ -156,6 +156,14 @@ func (c *conn) withinBudget(clientID string) bool {
 	return false
 }
 
+// ack tells the client its frame that came at start is committed as id.
+// The latency is observed first: whoever reads the ack may read the
+// metrics next, and finds it counted.
+func (c *conn) ack(clientID, id string, start time.Time) {
+	c.s.m.AckLatency.Observe(time.Since(start).Seconds())
+	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: clientID, ID: id}))
+}
+
 func (c *conn) sendError(e *protocol.Error) {
 	c.s.m.Errors.WithLabelValues(e.Code).Inc()
 	c.enqueue(protocol.TypeError, protocol.Encode(protocol.ErrorFrame{Type: protocol.TypeError, Error: *e}))

@@ -72,8 +72,7 @@ func (c *conn) handleSend(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(unavailable(f.ClientID))
 		return
 	}
-	c.enqueue(protocol.TypeAck, protocol.Encode(protocol.Ack{Type: protocol.TypeAck, ClientID: f.ClientID, ID: m.ID}))
-	s.m.AckLatency.Observe(time.Since(start).Seconds())
+	c.ack(f.ClientID, m.ID, start)
 	if _, _, dm := protocol.SplitDM(channel); len(m.Repliers) > 0 && !dm {
 		// Those who posted in the thread are told, on every server (in a
 		// DM the other person is told of every message anyway).
