@@ -89,4 +89,12 @@ export const api = {
     if (after) q.set('after', after);
     return request('GET', `/api/v1/channels/${enc(channel)}/messages/${enc(id)}/thread?${q}`);
   },
+  // search returns up to limit messages containing every word of q, newest
+  // first, in every conversation of mine; before is the previous page's
+  // `next` ('' = the newest).
+  search: (q, before, limit) => {
+    const p = new URLSearchParams({ q, limit: String(limit) });
+    if (before) p.set('before', before);
+    return request('GET', `/api/v1/search?${p}`);
+  },
 };

@@ -32,6 +32,11 @@ const RETRY_LATER = new Set(['rate_limited', 'unavailable']);
 const CHANGE_RETRIES = 5;
 const ORPHANS_KEPT = 500; // changes of messages not held, kept while a history page is on its way
 const THREAD_PAGE = 200; // replies per page of the thread endpoint (its most)
+const SEARCH_PAGE = 20; // results per page of a search
+const SEARCH_MAX_BYTES = 256; // the longest search the server takes, in UTF-8 bytes
+const SEARCH_RETRIES = 5; // searches sent again by themselves while the server indexes
+const JUMP_PAGES = 20; // older history pages fetched, at most, to show a message found
+const HIGHLIGHT_FOR = 4000; // ms a message jumped to stays highlighted
 // The reaction picker's emoji, with the names screen readers say.
 const EMOJI = [
   ['👍', 'thumbs up'], ['❤️', 'heart'], ['😂', 'laughing'], ['🎉', 'party popper'],
@@ -91,6 +96,11 @@ function freshState() {
     // timeline (its replies), loading, complete, error, orphans, opener}.
     thread: null,
     threadDrafts: new Map(), // "channel\nroot" -> what was typed in that thread's box
+    // The search whose results are open: {q, words, hits, next, loading,
+    // done, error, retries, waitFor, timer}.
+    search: null,
+    jumpSeq: 0, // bumped by every jump to a message found, so only the newest goes on
+    flash: null, // {channel, id, timer}: the message highlighted after a jump
   };
 }
 
@@ -269,6 +279,7 @@ function enterChat(username) {
 
 // leave drops everything this tab knew and shows the login form.
 function leave(notice) {
+  closeSearch({ refocus: false });
   conn.stop();
   clearTimeout(state.paceTimer);
   for (const c of state.changes.values()) clearTimeout(c.timer);
@@ -283,6 +294,7 @@ function leave(notice) {
   $('toasts').replaceChildren();
   $('composer-input').value = '';
   $('thread-input').value = '';
+  $('search-input').value = '';
   showGone(null);
   if ($('sessions-dialog').open) $('sessions-dialog').close();
   show($('notify-prompt'), false);
@@ -706,6 +718,7 @@ function openThread(name, root, { opener = null, focus = true } = {}) {
     return;
   }
   closeThread({ refocus: false });
+  closeSearch({ refocus: false }); // the thread takes the results' place
   const ch = channelFor(name);
   const t = {
     channel: name,
@@ -735,7 +748,7 @@ function openThread(name, root, { opener = null, focus = true } = {}) {
   updateThreadCounter();
   renderThread({ toBottom: true });
   markThreadActive();
-  loadThread(t);
+  t.ready = loadThread(t); // (a jump to a reply waits for it)
   if (focus) $('thread-input').focus();
 }
 
@@ -1336,7 +1349,14 @@ function onResumed(m) {
 const FILL_SHOWN = 20;
 const FILL_PAGES = 20;
 
-async function loadHistory(ch, older, fill = { shown: 0, pages: 0 }) {
+// loadHistory fetches a page of ch (see loadHistoryPage). Its promise ends
+// once the page is shown; while a page is on its way, it is that page's.
+function loadHistory(ch, older, fill) {
+  if (!ch.loading) ch.inflight = loadHistoryPage(ch, older, fill);
+  return ch.inflight;
+}
+
+async function loadHistoryPage(ch, older, fill = { shown: 0, pages: 0 }) {
   if (ch.loading || (older && !ch.hasMore)) return;
   ch.loading = true;
   renderHistoryTop();
@@ -1391,6 +1411,312 @@ async function loadHistory(ch, older, fill = { shown: 0, pages: 0 }) {
     fill.pages++;
     loadHistory(ch, true, fill);
   }
+}
+
+// ---------------------------------------------------------------- search
+
+// searchWords are the words of a search as the server matches them (whole,
+// in any case), to mark them in the results.
+function searchWords(q) {
+  return [...new Set(q.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [])];
+}
+
+// markedText is text as Text nodes, with the words of the search in <mark>s.
+function markedText(text, words) {
+  const frag = document.createDocumentFragment();
+  if (!words.length) {
+    frag.append(text);
+    return frag;
+  }
+  const re = new RegExp(`(?<![\\p{L}\\p{N}])(?:${words.join('|')})(?![\\p{L}\\p{N}])`, 'giu');
+  let at = 0;
+  for (const m of text.matchAll(re)) {
+    if (m.index > at) frag.append(text.slice(at, m.index));
+    frag.append(h('mark', { text: m[0] }));
+    at = m.index + m[0].length;
+  }
+  if (at < text.length) frag.append(text.slice(at));
+  return frag;
+}
+
+const hitKey = (m) => `${m.channel}\n${m.id}`;
+
+// onSearchSubmit: Enter in the search box searches every conversation the
+// person is in, and shows the results in the pane beside the conversation.
+function onSearchSubmit(ev) {
+  ev.preventDefault();
+  if (!state) return;
+  const input = $('search-input');
+  const q = input.value.trim();
+  if (!q) return;
+  if (state.search) clearTimeout(state.search.timer);
+  const s = { q, words: searchWords(q), hits: [], next: '', loading: false, done: false, error: '', retries: 0, waitFor: 0, timer: 0, focusNext: false };
+  state.search = s;
+  const bytes = utf8Length(q);
+  input.setAttribute('aria-invalid', String(bytes > SEARCH_MAX_BYTES));
+  if (bytes > SEARCH_MAX_BYTES) {
+    // The server would refuse it: say so without asking.
+    s.error = `That search is too long: ${bytes} bytes, and a search can be up to ${SEARCH_MAX_BYTES} (most characters count as 1, accented letters as 2, emoji as 4). Use fewer words.`;
+    renderSearch();
+    return;
+  }
+  searchPage(s);
+}
+
+// searchPage fetches the next page of search s (the first, or the one
+// after s.next) and appends it. While the server builds the search index
+// of a channel (503 with Retry-After) it asks again by itself, a few times.
+async function searchPage(s) {
+  clearTimeout(s.timer);
+  s.timer = 0;
+  s.waitFor = 0;
+  s.loading = true;
+  s.error = '';
+  renderSearch();
+  let focusKey = '';
+  try {
+    const res = await api.search(s.q, s.next, SEARCH_PAGE);
+    if (state.search !== s) return;
+    const held = new Set(s.hits.map(hitKey));
+    const fresh = ((res && res.messages) || []).filter((m) => m && typeof m.id === 'string' && typeof m.channel === 'string' && !held.has(hitKey(m)));
+    s.hits.push(...fresh);
+    s.next = res && typeof res.next === 'string' ? res.next : '';
+    s.retries = 0;
+    s.done = true;
+    // After "More results", the keyboard goes on at the first new one.
+    if (s.focusNext && fresh.length) focusKey = hitKey(fresh[0]);
+  } catch (e) {
+    if (state.search !== s) return;
+    apiFailed(e);
+    if (state.search !== s) return;
+    if (e instanceof ApiError && e.status === 503 && s.retries < SEARCH_RETRIES) {
+      s.retries++;
+      s.waitFor = Math.min(Math.max(e.retryAfter || 2, 1), 60);
+      s.timer = setTimeout(() => {
+        s.timer = 0;
+        if (state && state.search === s) searchPage(s);
+      }, s.waitFor * 1000);
+    } else if (e instanceof ApiError && e.status === 503) {
+      s.error = 'The history is still being indexed for search. Try again in a minute.';
+    } else {
+      s.error = e.message;
+    }
+  }
+  s.loading = false;
+  s.focusNext = false;
+  renderSearch(focusKey);
+}
+
+// renderSearch draws the open search: what it looks for, how it is going,
+// and the messages found. focusKey puts the keyboard on that result.
+function renderSearch(focusKey = '') {
+  const s = state && state.search;
+  if (!s) return;
+  closeThread({ refocus: false }); // the results take the thread's place
+  $('chat-view').classList.add('search-open');
+  show($('search-pane'), true);
+  $('search-query').textContent = `“${s.q.length > 60 ? `${s.q.slice(0, 60)}…` : s.q}”`;
+  $('search-pane').setAttribute('aria-busy', String(s.loading));
+  const n = s.hits.length;
+  let status = '';
+  if (s.waitFor) status = `Indexing the history… searching again in ${s.waitFor} s.`;
+  else if (s.loading) status = n ? 'Loading more results…' : 'Searching…';
+  else if (s.done && !n && !s.error) status = 'No messages found';
+  else if (s.done) status = `${n === 1 ? '1 message' : `${n} messages`} found${s.next ? ', more below' : ''}`;
+  $('search-status').textContent = status;
+  formError('search-error', s.error);
+  const list = $('search-results');
+  const a = document.activeElement;
+  const had = a && a.closest && a.closest('#search-results') ? a.dataset.key : '';
+  list.replaceChildren(...s.hits.map(searchHitEl));
+  show(list, n > 0);
+  const more = $('search-more');
+  show(more, !!s.next);
+  more.setAttribute('aria-disabled', String(s.loading || !!s.waitFor));
+  more.textContent = s.loading && n ? 'Loading…' : 'More results';
+  const target = (focusKey || had) && list.querySelector(`.search-hit[data-key="${CSS.escape(focusKey || had)}"]`);
+  if (target) target.focus();
+  else if (a === more && more.hidden && n) list.lastElementChild.firstElementChild.focus();
+}
+
+// searchHitEl is one result: where, who, when, and the text with the words
+// of the search marked. Activating it shows the message where it is.
+function searchHitEl(m) {
+  const dm = isDM(m.channel);
+  const ch = state.channels.get(m.channel);
+  const where = dm ? (ch && ch.peer) || dmPeer(m.channel, state.me) || m.channel : `#${m.channel}`;
+  const dataset = { key: hitKey(m), id: m.id, channel: m.channel };
+  if (typeof m.thread === 'string' && m.thread) dataset.thread = m.thread;
+  const ts = Number(m.ts);
+  let time = null;
+  if (Number.isFinite(ts) && ts > 0) {
+    time = timeEl(ts);
+    time.textContent = `${dayLabel(ts)}, ${time.textContent}`;
+  }
+  return h('li', {}, h('button', { type: 'button', class: 'search-hit', dataset, on: { click: () => jumpTo(m) } },
+    h('span', { class: 'search-hit-head' },
+      h('span', { class: 'search-where', text: where }),
+      dm ? h('span', { class: 'search-note', text: 'direct message' }) : null,
+      dataset.thread ? h('span', { class: 'search-note', text: 'in a thread' }) : null),
+    h('span', { class: 'search-hit-meta' },
+      h('span', { class: 'author', text: String(m.from || '') }),
+      time,
+      m.editedAt ? h('span', { class: 'search-note', text: '(edited)' }) : null),
+    h('span', { class: 'search-text' }, markedText(String(m.text || ''), state.search ? state.search.words : []))));
+}
+
+function searchMore() {
+  const s = state && state.search;
+  if (!s || !s.next || s.loading || s.waitFor) return;
+  s.focusNext = true;
+  searchPage(s);
+}
+
+// closeSearch closes the results; refocus puts the keyboard back in the
+// search box when it was in the results.
+function closeSearch({ refocus = true } = {}) {
+  const s = state && state.search;
+  if (s) {
+    clearTimeout(s.timer);
+    state.search = null;
+  }
+  const pane = $('search-pane');
+  const open = !pane.hidden;
+  const a = document.activeElement;
+  const inside = !a || a === document.body || pane.contains(a);
+  $('chat-view').classList.remove('search-open');
+  show(pane, false);
+  $('search-results').replaceChildren();
+  $('search-status').textContent = '';
+  formError('search-error', '');
+  show($('search-more'), false);
+  $('search-input').removeAttribute('aria-invalid');
+  if (refocus && open && inside) $('search-input').focus();
+}
+
+// jumpTo shows message m, found by a search, where it is: in its
+// conversation (fetching older history until it is there, a bounded number
+// of pages), or as a reply in its thread; scrolled into view, focused, and
+// highlighted for a moment.
+async function jumpTo(m) {
+  if (!state) return;
+  const seq = ++state.jumpSeq;
+  const name = m.channel;
+  const known = state.channels.get(name);
+  if (!(known && known.member) && !isDM(name)) {
+    // Left since: the route says why it is not there.
+    closeSearch({ refocus: false });
+    routeTo(name);
+    return;
+  }
+  if (typeof m.thread === 'string' && m.thread) {
+    await jumpToReply(m, seq);
+    return;
+  }
+  // Where the results lie over the conversation, they make way.
+  if (matchMedia('(max-width: 1100px)').matches) closeSearch({ refocus: false });
+  if (state.active !== name) openChannel(name, { focus: false });
+  if (state.active !== name) return;
+  const route = state.routeSeq;
+  const ch = channelFor(name);
+  const current = () => state && state.jumpSeq === seq && state.routeSeq === route && state.active === name && state.channels.get(name) === ch;
+  const sel = `.msg[data-id="${CSS.escape(m.id)}"]`;
+  const what = ch.dm ? `your conversation with ${ch.peer}` : `#${ch.name}`;
+  for (let pages = 0; ;) {
+    if (!current()) return;
+    if ($('messages').querySelector(sel)) break;
+    if (ch.loading && ch.inflight) {
+      await ch.inflight;
+      continue;
+    }
+    if (ch.historyLoaded && (!ch.hasMore || (ch.timeline.size && compareIds(m.id, ch.timeline.oldestId) > 0))) {
+      // All of it is here, or the page holds the messages around it: it
+      // was deleted or trimmed since the search.
+      toast({ title: 'Message not found', body: `That message is no longer in the history of ${what}.`, kind: 'info' });
+      return;
+    }
+    if (pages >= JUMP_PAGES) {
+      toast({ title: 'Message not found', body: `That message is no longer in the recent history of ${what}: the page looked ${JUMP_PAGES * PAGE} messages back.`, kind: 'info' });
+      return;
+    }
+    pages++;
+    const oldest = ch.timeline.oldestId;
+    await loadHistory(ch, ch.historyLoaded);
+    // A page that failed said so in a toast: no more tries.
+    if (current() && !ch.loading && ch.timeline.oldestId === oldest && (!ch.historyLoaded || ch.hasMore)) return;
+  }
+  flash(name, m.id);
+  const el = $('messages').querySelector(sel);
+  el.focus({ preventScroll: true });
+  el.scrollIntoView({ block: 'center' });
+}
+
+// jumpToReply opens the thread of reply m, and shows the reply there.
+async function jumpToReply(m, seq) {
+  closeSearch({ refocus: false });
+  // Closing the thread gives the keyboard back to the search box.
+  openThread(m.channel, m.thread, { opener: $('search-input'), focus: false });
+  const t = state.thread;
+  if (!t || t.channel !== m.channel || t.root !== m.thread) return;
+  await t.ready;
+  if (!state || state.jumpSeq !== seq || state.thread !== t) return;
+  const sel = `.msg[data-id="${CSS.escape(m.id)}"]`;
+  const found = $('thread-messages').querySelector(sel);
+  if (!found || found.classList.contains('deleted')) {
+    toast({ title: 'Message not found', body: 'That reply is no longer in its thread.', kind: 'info' });
+    if (!$('thread-input').disabled) $('thread-input').focus();
+    return;
+  }
+  flash(m.channel, m.id);
+  const el = $('thread-messages').querySelector(sel);
+  el.focus({ preventScroll: true });
+  el.scrollIntoView({ block: 'center' });
+}
+
+// flash highlights message id of channel for a moment, wherever it shows
+// (and in every redraw meanwhile).
+function flash(channel, id) {
+  const off = () => {
+    for (const el of document.querySelectorAll('.msg.highlighted')) el.classList.remove('highlighted');
+  };
+  if (state.flash) clearTimeout(state.flash.timer);
+  off();
+  const f = { channel, id, timer: 0 };
+  state.flash = f;
+  f.timer = setTimeout(() => {
+    if (!state || state.flash !== f) return;
+    state.flash = null;
+    off();
+  }, HIGHLIGHT_FOR);
+  const sel = `.msg[data-id="${CSS.escape(id)}"]`;
+  if (state.active === channel) for (const el of $('messages').querySelectorAll(sel)) el.classList.add('highlighted');
+  if (state.thread && state.thread.channel === channel) for (const el of $('thread-pane').querySelectorAll(sel)) el.classList.add('highlighted');
+}
+
+// onSearchKey: Enter in the search box searches; ↓ there goes to the
+// results; ↑ and ↓ move between them (↑ from the first back to the box).
+function onSearchKey(ev) {
+  if (ev.key === 'Enter' && ev.currentTarget === $('search-input') && !ev.isComposing) {
+    // (As the composer does: Enter is the keydown, whatever follows it.)
+    ev.preventDefault();
+    $('search-form').requestSubmit();
+    return;
+  }
+  if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
+  if (ev.altKey || ev.ctrlKey || ev.metaKey || ev.shiftKey || !state || !state.search) return;
+  const hits = [...$('search-results').querySelectorAll('.search-hit')];
+  if (ev.currentTarget === $('search-input')) {
+    if (ev.key === 'ArrowDown' && hits.length) {
+      ev.preventDefault();
+      hits[0].focus();
+    }
+    return;
+  }
+  const i = hits.indexOf(document.activeElement);
+  if (i < 0) return;
+  ev.preventDefault();
+  if (ev.key === 'ArrowUp' && i === 0) $('search-input').focus();
+  else hits[Math.max(0, Math.min(hits.length - 1, i + (ev.key === 'ArrowDown' ? 1 : -1)))].focus();
 }
 
 // ---------------------------------------------------------------- navigation
@@ -1631,8 +1957,9 @@ function messageEl(m, prev, where = 'main') {
   const edited = m.pendingText !== undefined || !!m.editedAt;
   const editing = state.editing && ch && state.editing.channel === ch.name && state.editing.id === m.id && state.editing.where === where;
   const active = where === 'main' && state.thread && state.thread.root === m.id && ch && state.thread.channel === ch.name;
+  const flashed = state.flash && ch && state.flash.channel === ch.name && state.flash.id === m.id;
   const el = h('article', {
-    class: `msg${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(text, state.me) ? ' mentions-me' : ''}${edited ? ' was-edited' : ''}${editing ? ' editing' : ''}${state.picker && state.picker.id === m.id && state.picker.where === where ? ' picking' : ''}${active ? ' thread-active' : ''}`,
+    class: `msg${flashed ? ' highlighted' : ''}${continued ? ' continued' : ''}${mine ? ' mine' : ''}${!mine && mentions(text, state.me) ? ' mentions-me' : ''}${edited ? ' was-edited' : ''}${editing ? ' editing' : ''}${state.picker && state.picker.id === m.id && state.picker.where === where ? ' picking' : ''}${active ? ' thread-active' : ''}`,
     dataset: { id: m.id, from: m.from },
     'aria-label': `${m.from}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}${edited ? ' (edited)' : ''}`,
     tabindex: '-1',
@@ -2463,6 +2790,12 @@ function wire() {
     updateThreadCounter();
   });
   $('thread-close').addEventListener('click', () => closeThread());
+  $('search-form').addEventListener('submit', onSearchSubmit);
+  $('search-input').addEventListener('keydown', onSearchKey);
+  $('search-input').addEventListener('input', () => $('search-input').removeAttribute('aria-invalid'));
+  $('search-results').addEventListener('keydown', onSearchKey);
+  $('search-more').addEventListener('click', searchMore);
+  $('search-close').addEventListener('click', () => closeSearch());
   $('thread-scroller').addEventListener('scroll', () => {
     if (state && state.picker && state.picker.where === 'thread') placePicker();
   }, { passive: true });
@@ -2502,6 +2835,10 @@ function wire() {
       // Escape closes the thread (an edit or the picker took theirs first).
       ev.preventDefault();
       closeThread();
+    } else if (ev.key === 'Escape' && state && state.search && !ev.defaultPrevented && !document.querySelector('dialog[open]')) {
+      // Escape closes the search results, as it does a thread.
+      ev.preventDefault();
+      closeSearch();
     }
     // Alt+↑ / Alt+↓ move between conversations, as in most chat apps.
     if (ev.altKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown') && state && state.active) {
