@@ -75,11 +75,17 @@ type Index struct {
 
 // channelState is how far one channel is indexed.
 type channelState struct {
-	mu      sync.Mutex
-	last    string        // the newest entry applied
-	oldest  string        // the oldest entry kept in storage, as last seen
-	running chan struct{} // closed when the catch-up under way ends; nil when none is
-	err     error         // how the last catch-up ended
+	mu     sync.Mutex
+	last   string      // the newest entry applied
+	oldest string      // the oldest entry kept in storage, as last seen
+	run    *catchUpRun // the catch-up under way; nil when none is
+}
+
+// catchUpRun is one catch-up of a channel: err is how it ended, once done
+// is closed.
+type catchUpRun struct {
+	done chan struct{}
+	err  error
 }
 
 // Fields of an indexed message.
@@ -279,38 +285,48 @@ func (x *Index) startCatchUp(channel, newest string) {
 	st := x.state(channel)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.running != nil || holds(st.last, newest) {
-		return
+	if st.run == nil && !holds(st.last, newest) {
+		x.startLocked(channel, st)
 	}
-	st.running = make(chan struct{})
-	x.runs.Add(1)
-	go x.catchUp(channel, st)
 }
 
-// caughtUp waits until channel holds newest, starting catch-ups as needed:
-// one under way may have begun before newest was committed.
+// startLocked starts a catch-up of channel; the caller holds st.mu.
+func (x *Index) startLocked(channel string, st *channelState) *catchUpRun {
+	st.run = &catchUpRun{done: make(chan struct{})}
+	x.runs.Add(1)
+	go x.catchUp(channel, st, st.run)
+	return st.run
+}
+
+// caughtUp waits until channel holds newest, starting a catch-up when none
+// is under way: one under way may have begun before newest was committed.
+// Two catch-ups that read to the stream's end since the search began are
+// enough: if newest is still not applied, it is no longer in the stream
+// (deleted or trimmed meanwhile).
 func (x *Index) caughtUp(ctx context.Context, channel, newest string) error {
 	st := x.state(channel)
-	for {
+	for rounds := 0; ; rounds++ {
 		st.mu.Lock()
-		done, last, err := st.running, st.last, st.err
-		st.mu.Unlock()
-		switch {
-		case holds(last, newest):
-			return nil
-		case done == nil && err != nil:
-			st.mu.Lock()
-			st.err = nil // the next search tries again
+		if holds(st.last, newest) {
 			st.mu.Unlock()
-			return err
-		case done == nil:
-			x.startCatchUp(channel, newest)
-			continue
+			return nil
 		}
+		r := st.run
+		if r == nil {
+			if rounds >= 2 {
+				st.mu.Unlock()
+				return nil
+			}
+			r = x.startLocked(channel, st)
+		}
+		st.mu.Unlock()
 		select {
-		case <-done:
+		case <-r.done:
 		case <-ctx.Done():
 			return fmt.Errorf("%w (%s)", ErrIndexing, channel)
+		}
+		if r.err != nil {
+			return r.err
 		}
 	}
 }
@@ -328,7 +344,7 @@ func holds(last, newest string) bool {
 // catchUp applies to the index what channel's stream holds past what was
 // applied, to its end, and drops what storage no longer keeps. What it
 // applied stays applied if it fails midway: the next goes on from there.
-func (x *Index) catchUp(channel string, st *channelState) {
+func (x *Index) catchUp(channel string, st *channelState, r *catchUpRun) {
 	defer x.runs.Done()
 	err := func() error {
 		ctx, cancel := context.WithTimeout(x.life, catchUpTimeout)
@@ -363,11 +379,11 @@ func (x *Index) catchUp(channel string, st *channelState) {
 		}
 		return x.dropTrimmed(ctx, channel, st)
 	}()
+	r.err = err
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.err = err
-	close(st.running)
-	st.running = nil
+	st.run = nil
+	st.mu.Unlock()
+	close(r.done)
 }
 
 // apply indexes one page of a channel's entries in one batch.

@@ -342,3 +342,18 @@ func TestNoDirectoryForTheIndex(t *testing.T) {
 		t.Fatalf("search: %v, want ErrNoSearch", err)
 	}
 }
+
+// A newest id the stream no longer holds (deleted or trimmed after the
+// search read it) does not hold the search up: reading to the stream's end
+// is enough.
+func TestNewestNoLongerInTheStream(t *testing.T) {
+	l := log{t: t, mem: memory.New(), max: 100}
+	x := newIndex(t, l.mem)
+	l.send("general", "lighthouse keeper")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	page, err := x.Search(ctx, chat.SearchQuery{Text: "lighthouse", Channels: map[string]string{"general": "99999999999999-0"}, Limit: 5})
+	if err != nil || len(page.Messages) != 1 {
+		t.Fatalf("search: %v, %v; want the one message", page.Messages, err)
+	}
+}
