@@ -357,3 +357,37 @@ func TestNewestNoLongerInTheStream(t *testing.T) {
 		t.Fatalf("search: %v, %v; want the one message", page.Messages, err)
 	}
 }
+
+// FuzzSearchText: whatever words a person types (the API bounds them to 256
+// bytes), the search answers without an error, and every message it finds
+// is one of the channel's.
+func FuzzSearchText(f *testing.F) {
+	for _, s := range []string{"zebra", "Zebra report", "the", "é 🎉", "a*b?c", `"quoted" +must -not`, "\x00\xff", "field:text"} {
+		f.Add(s)
+	}
+	mem := memory.New()
+	var last string
+	for _, text := range []string{"zebra report", "café au lait 🎉", "field:text a*b?c"} {
+		m, err := mem.Append(context.Background(), protocol.Message{Channel: "general", From: "alice", Text: text}, "", 100)
+		if err != nil {
+			f.Fatal(err)
+		}
+		last = m.ID
+	}
+	x := search.New(mem)
+	f.Cleanup(func() { _ = x.Close() })
+	f.Fuzz(func(t *testing.T, q string) {
+		if len(q) > chat.MaxSearchBytes {
+			return
+		}
+		page, err := x.Search(context.Background(), chat.SearchQuery{Text: q, Channels: map[string]string{"general": last}, Limit: 10})
+		if err != nil {
+			t.Fatalf("search %q: %v", q, err)
+		}
+		for _, m := range page.Messages {
+			if m.Channel != "general" || m.From != "alice" {
+				t.Errorf("search %q found %+v", q, m)
+			}
+		}
+	})
+}
