@@ -217,15 +217,17 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
-	if !s.chat.Following() {
-		// Sockets would wait until the room's channels are followed.
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("starting\n"))
-		return
-	}
 	if err := s.checkStorage(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("storage unreachable\n"))
+		return
+	}
+	if !s.chat.Following() {
+		// Sockets would wait until the room's channels are followed. (The
+		// storage is checked first: when it is what holds the start up,
+		// the log says so.)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("starting\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
