@@ -126,6 +126,9 @@ func (x *Index) open() error {
 		}
 		x.idx, x.dir = idx, dir
 	})
+	if x.openErr == nil && x.idx == nil {
+		return fmt.Errorf("%w: the index is closed", chat.ErrNoSearch) // Close came first
+	}
 	return x.openErr
 }
 

@@ -391,3 +391,16 @@ func FuzzSearchText(f *testing.F) {
 		}
 	})
 }
+
+// A search after Close (a request still running as the server stops) is
+// told the server cannot search, rather than finding no index.
+func TestSearchAfterClose(t *testing.T) {
+	x := search.New(memory.New())
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := x.Search(context.Background(), chat.SearchQuery{Text: "x", Channels: map[string]string{"general": "1-0"}, Limit: 1})
+	if !errors.Is(err, chat.ErrNoSearch) {
+		t.Fatalf("search after Close: %v, want ErrNoSearch", err)
+	}
+}
