@@ -90,15 +90,7 @@ func check(t *testing.T, r loadtest.Results, conns int, rate float64, seconds fl
 // 200 sockets over two chat servers sharing a real Redis, two load worker
 // processes: every message reaches every socket, and the figures are sane.
 func TestSmokeTwoServersRedis(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and starts servers")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server not found: run `make deps`")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skip("the load tool reads /proc")
-	}
+	needRedis(t)
 	bench, chatserver := build(t)
 	r := run(t, bench, "--chatserver", chatserver, "--servers", "2", "--workers", "2", "--conns", "200", "--users", "50",
 		"--steps", "20", "--step-duration", "2s", "--repeat", "1", "--settle", "500ms")
@@ -109,15 +101,7 @@ func TestSmokeTwoServersRedis(t *testing.T) {
 // message, then changes it; every change reaches every socket. An edit
 // carries its send time in its text and is timed; a reaction is counted.
 func TestSmokeChanges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries and starts servers")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server not found: run `make deps`")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skip("the load tool reads /proc")
-	}
+	needRedis(t)
 	bench, chatserver := build(t)
 	for _, kind := range []string{loadtest.KindEdit, loadtest.KindReact} {
 		t.Run(kind, func(t *testing.T) {
