@@ -434,41 +434,7 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 		}
 		seq := w.seq
 		w.seq++
-		buf = buf[:0]
-		switch w.job.Mode {
-		case "hubbub":
-			if w.job.Kind == KindReact {
-				// A reaction carries no text to time it by: receivers count
-				// it (frames.go), with no latency.
-				buf = fmt.Appendf(buf, `{"type":"react","channel":%q,"id":%q,"emoji":"👍","on":%t,"clientId":"k%d.%d"}`,
-					w.job.Channel, w.target, seq%2 == 0, cmd.Step, seq)
-				if err := w.sender.writeText(buf); err != nil {
-					errs++
-					continue
-				}
-				sent++
-				continue
-			}
-			if w.job.Kind == KindEdit {
-				buf = fmt.Appendf(buf, `{"type":"edit","channel":%q,"id":%q,"text":"`, w.job.Channel, w.target)
-			} else {
-				buf = append(buf, `{"type":"send","channel":`...)
-				buf = strconv.AppendQuote(buf, w.job.Channel)
-				buf = append(buf, `,"text":"`...)
-			}
-		case centrifugoTarget:
-			buf = appendCentrifugoPublish(buf, w.job.Channel, cmd.Step, seq)
-		}
-		buf = append(buf, markMessage...)
-		buf = fmt.Appendf(buf, "%d %d %d %d", cmd.Step, time.Now().UnixNano(), w.job.Worker, seq)
-		switch w.job.Mode {
-		case "hubbub":
-			buf = fmt.Appendf(buf, ` load test message","clientId":"k%d.%d"}`, cmd.Step, seq)
-		case centrifugoTarget:
-			buf = append(buf, centrifugoPublishEnd...)
-		default:
-			buf = append(buf, " load test message"...)
-		}
+		buf = w.appendSend(buf[:0], cmd.Step, seq)
 		if err := w.sender.writeText(buf); err != nil {
 			errs++
 			continue
@@ -476,6 +442,37 @@ func (w *worker) send(ctx context.Context, cmd command) (sent, errs uint64) {
 		sent++
 	}
 	return sent, errs
+}
+
+// appendSend appends send seq of step: a message (or, with Kind edit, an
+// edit) whose text carries "hb <step> <sendUnixNano> <worker> <seq>" for
+// the receivers to count and time it by, or with Kind react a reaction.
+func (w *worker) appendSend(buf []byte, step int, seq int64) []byte {
+	switch {
+	case w.job.Mode == "hubbub" && w.job.Kind == KindReact:
+		// A reaction carries no text to time it by: receivers count it
+		// (deliveries.go), with no latency.
+		return fmt.Appendf(buf, `{"type":"react","channel":%q,"id":%q,"emoji":"👍","on":%t,"clientId":"k%d.%d"}`,
+			w.job.Channel, w.target, seq%2 == 0, step, seq)
+	case w.job.Mode == "hubbub" && w.job.Kind == KindEdit:
+		buf = fmt.Appendf(buf, `{"type":"edit","channel":%q,"id":%q,"text":"`, w.job.Channel, w.target)
+	case w.job.Mode == "hubbub":
+		buf = append(buf, `{"type":"send","channel":`...)
+		buf = strconv.AppendQuote(buf, w.job.Channel)
+		buf = append(buf, `,"text":"`...)
+	case w.job.Mode == centrifugoTarget:
+		buf = appendCentrifugoPublish(buf, w.job.Channel, step, seq)
+	}
+	buf = append(buf, markMessage...)
+	buf = fmt.Appendf(buf, "%d %d %d %d", step, time.Now().UnixNano(), w.job.Worker, seq)
+	switch w.job.Mode {
+	case "hubbub":
+		return fmt.Appendf(buf, ` load test message","clientId":"k%d.%d"}`, step, seq)
+	case centrifugoTarget:
+		return append(buf, centrifugoPublishEnd...)
+	default:
+		return append(buf, " load test message"...)
+	}
 }
 
 // postTarget posts the message the sender's edits or reactions change, and
