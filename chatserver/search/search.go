@@ -143,11 +143,12 @@ func (x *Index) Close() error {
 	return errors.Join(x.idx.Close(), os.RemoveAll(x.dir))
 }
 
+// indexMapping: no field keeps doc values (they serve sorting by a field,
+// and results sort by document id, which is the key).
 func indexMapping() mapping.IndexMapping {
 	keyword := func(index bool) *mapping.FieldMapping {
 		f := bleve.NewKeywordFieldMapping()
-		f.Store, f.Index, f.IncludeInAll = true, index, false
-		f.DocValues = index
+		f.Store, f.Index, f.IncludeInAll, f.DocValues = true, index, false, false
 		return f
 	}
 	stored := func() *mapping.FieldMapping {
