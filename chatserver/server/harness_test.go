@@ -249,11 +249,15 @@ func dialResuming(t *testing.T, ts *testServer, token string, since map[string]s
 		}
 		return nil
 	})
-	go cl.readLoop()
-	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
+	// Written before the reader starts: a server that refuses the socket
+	// closes it at once, and a reader that had answered that close would
+	// make this write fail (close sent) before the test reads the code.
 	if err := c.WriteJSON(map[string]any{"type": "resume", "since": since}); err != nil {
+		_ = c.Close()
 		t.Fatalf("first frame: %v", err)
 	}
+	go cl.readLoop()
+	t.Cleanup(func() { _ = c.Close(); <-cl.closed })
 	return cl
 }
 
