@@ -192,6 +192,7 @@ func stormMain(ctx context.Context, args []string) error {
 	var cfg loadtest.StormConfig
 	var jsonOut string
 	finish := setupFlags(fs, &cfg.Setup)
+	fs.StringVar(&cfg.Target, "target", "hubbub", "hubbub (chat servers) or centrifugo (Centrifugo v6 nodes on its Redis engine, resuming by recovery: bin/centrifugo, built by make centrifugo)")
 	fs.IntVar(&cfg.Conns, "conns", 10000, "WebSocket connections, all in the channel general")
 	fs.IntVar(&cfg.Users, "users", 1000, "users (socket i is user i mod users)")
 	fs.IntVar(&cfg.Missed, "missed", 20, "messages sent into the channel while every socket is away")

@@ -95,6 +95,11 @@ func (c *coordinator) centrifugoCommand(i, port int, key string) (*exec.Cmd, err
 //     subscribe and publish, with no history, presence or join/leave
 //     messages, because the Hubbub run's channel sends none of those either
 //     to the measured sockets;
+//   - except in the storm (cfg.CentrifugoHistory > 0): there the channel
+//     keeps that many publications for 10 minutes in its Redis stream and
+//     forces recovery, which is Centrifugo's counterpart of a resume, and
+//     which Hubbub pays for on every message (its history is a Redis
+//     stream too);
 //   - client.queue_max_size, the bytes one socket may have queued before
 //     Centrifugo closes it as too slow, is 1 MiB (its default, written out):
 //     about 5,700 of this tool's 182-byte pushes, more than Hubbub's
@@ -125,6 +130,18 @@ func centrifugoConfig(cfg Config, name string, port int, key, redisAt string) ma
 			"prefix":  "hubbub-bench",
 		}}
 	}
+	channel := map[string]any{
+		"allow_subscribe_for_client": true,
+		"allow_publish_for_client":   true,
+		"history_size":               0,
+		"presence":                   false,
+		"join_leave":                 false,
+	}
+	if cfg.CentrifugoHistory > 0 {
+		channel["history_size"] = cfg.CentrifugoHistory
+		channel["history_ttl"] = "600s"
+		channel["force_recovery"] = true
+	}
 	return map[string]any{
 		"node":        map[string]any{"name": name},
 		"http_server": map[string]any{"address": "127.0.0.1", "port": port},
@@ -134,13 +151,7 @@ func centrifugoConfig(cfg Config, name string, port int, key, redisAt string) ma
 			"token":          map[string]any{"hmac_secret_key": key},
 			"queue_max_size": 1 << 20,
 		},
-		"channel": map[string]any{"without_namespace": map[string]any{
-			"allow_subscribe_for_client": true,
-			"allow_publish_for_client":   true,
-			"history_size":               0,
-			"presence":                   false,
-			"join_leave":                 false,
-		}},
+		"channel":     map[string]any{"without_namespace": channel},
 		"websocket":   map[string]any{"write_timeout": "10s"},
 		"health":      map[string]any{"enabled": true},
 		"prometheus":  map[string]any{"enabled": true},

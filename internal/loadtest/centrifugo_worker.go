@@ -84,6 +84,12 @@ func appendCentrifugoPublish(buf []byte, channel string, step int, seq int64) []
 func (c *wconn) centrifugoFrame(data []byte, now time.Time) error {
 	for line := range bytes.Lines(data) {
 		line = bytes.TrimSuffix(line, []byte("\n"))
+		if c.edge != nil { // the storm (centrifugo_storm.go)
+			if err := c.edge.centrifugoLine(c, line, now); err != nil {
+				return err
+			}
+			continue
+		}
 		if i := bytes.Index(line, markMessage); i >= 0 {
 			c.message(line[i+len(markMessage):], now)
 			continue

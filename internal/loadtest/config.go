@@ -52,6 +52,9 @@ type Config struct {
 	// MemoryFloor (bytes) stops the workers' dialing once MemAvailable
 	// falls below it; 0: never.
 	MemoryFloor int64
+	// CentrifugoHistory is the publications Centrifugo keeps per channel
+	// for recovery (the storm's resume); 0: none, as run measures it.
+	CentrifugoHistory int
 }
 
 // What a step's sends are (Config.Kind).

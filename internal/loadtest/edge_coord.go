@@ -122,7 +122,7 @@ func runEdge(ctx context.Context, cfg Config, log *slog.Logger, body func(contex
 // server.
 func (c *coordinator) planEdge(jobs []job, edge edgeJob, place func(i int) (worker, user, server int)) {
 	for _, srv := range c.servers {
-		edge.Servers = append(edge.Servers, "ws://"+srv.addr+"/ws")
+		edge.Servers = append(edge.Servers, "ws://"+srv.addr+c.wsPath())
 	}
 	for w := range jobs {
 		e := edge

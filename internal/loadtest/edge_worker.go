@@ -102,7 +102,11 @@ type slot struct {
 
 	mu     sync.Mutex
 	convs  []conv
-	seeded bool // the first hello gave the conversations' last ids
+	seeded bool // the first hello (Centrifugo: subscribe reply) gave the conversations' last ids
+	// Centrifugo's position in the storm's one channel (its stream's epoch,
+	// and the offset of the last publication seen) instead of convs' ids.
+	epoch  string
+	offset uint64
 	// unacked holds the dm sends made on this slot that no ack or error
 	// has answered yet, by clientId: a client sends them again, with the
 	// same clientId, once the slot has a connection again (stored once).

@@ -197,7 +197,8 @@ func readProc(pid int) (procStat, error) {
 }
 
 // scrape reads the named samples from a Prometheus text endpoint; a name
-// includes its labels as exposed, e.g. `hubbub_objects_out_total{type="message"}`.
+// includes its labels as exposed, e.g. `hubbub_objects_out_total{type="message"}`,
+// and a name without labels is the sum of all its series.
 func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -216,10 +217,10 @@ func scrape(ctx context.Context, url string, names ...string) (map[string]float6
 			continue
 		}
 		for _, n := range names {
-			if strings.HasPrefix(line, n+" ") {
+			if strings.HasPrefix(line, n+" ") || !strings.Contains(n, "{") && strings.HasPrefix(line, n+"{") {
 				f := strings.Fields(line)
 				if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-					out[n] = v
+					out[n] += v
 				}
 			}
 		}

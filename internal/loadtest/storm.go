@@ -20,6 +20,10 @@ import (
 // everything they missed.
 type StormConfig struct {
 	Setup
+	// Target is "hubbub" (the default) or "centrifugo": Centrifugo nodes on
+	// its Redis engine, whose sockets resume by recovering from the stream
+	// offset they last saw (centrifugo_storm.go).
+	Target string
 	Conns  int
 	Users  int
 	Missed int // messages sent while the sockets are away
@@ -80,7 +84,14 @@ func (cfg StormConfig) config() Config {
 			conc = cfg.DialConc
 		}
 	}
-	return cfg.Setup.config(cfg.Conns, cfg.Users, conc)
+	k := cfg.Setup.config(cfg.Conns, cfg.Users, conc)
+	if cfg.Target == centrifugoTarget {
+		k.Target = centrifugoTarget
+		// Every missed message must still be in the stream, whatever came
+		// before it.
+		k.CentrifugoHistory = max(100, cfg.Missed)
+	}
+	return k
 }
 
 func (cfg StormConfig) check() error {
@@ -93,6 +104,12 @@ func (cfg StormConfig) check() error {
 		return fmt.Errorf("--repeat: 1..%d", maxSteps)
 	case cfg.RoundTimeout <= 0:
 		return errors.New("--round-timeout must be positive")
+	case cfg.Target != "" && cfg.Target != "hubbub" && cfg.Target != centrifugoTarget:
+		return errors.New("--target: hubbub or centrifugo")
+	case cfg.Target == centrifugoTarget && (cfg.Login || cfg.Watch > 0):
+		return errors.New("--target centrifugo has no accounts to log in to and no presence to watch: no --login, no --watch")
+	case cfg.Target == centrifugoTarget && cfg.Missed > centrifugoRecoveryLimit:
+		return fmt.Errorf("--target centrifugo recovers at most %d publications (its client_recovery_max_publication_limit): --missed ≤ %d", centrifugoRecoveryLimit, centrifugoRecoveryLimit)
 	}
 	return nil
 }
@@ -107,7 +124,7 @@ func RunStorm(ctx context.Context, cfg StormConfig, log *slog.Logger) (*StormRes
 	err := runEdge(ctx, cfg.config(), log, func(ctx context.Context, c *coordinator) error {
 		k := c.cfg
 		res.Config = StormResultConfig{
-			Servers: k.Servers, Conns: k.Conns, Users: k.Users, Workers: k.Workers, Missed: cfg.Missed, Repeat: cfg.Repeat,
+			Target: k.Target, Servers: k.Servers, Conns: k.Conns, Users: k.Users, Workers: k.Workers, Missed: cfg.Missed, Repeat: cfg.Repeat,
 			DialConcurrency: cfg.DialConc, ConnectConcurrency: k.DialConc, Login: cfg.Login, AccountBcryptCost: k.BcryptCost,
 			Watch: cfg.Watch, ServerArgs: k.ServerArgs,
 		}
@@ -129,7 +146,7 @@ type storm struct {
 	cfg    StormConfig
 	log    *slog.Logger
 	res    *StormResults
-	poster *ownerSocket
+	poster *ownerSocket // Hubbub's; Centrifugo's is opened per round
 }
 
 func (s *storm) run(ctx context.Context) error {
@@ -143,12 +160,12 @@ func (s *storm) run(ctx context.Context) error {
 	if s.res.Connect, err = c.connectEdge(ctx, s.plan); err != nil {
 		return err
 	}
-	last := c.servers[len(c.servers)-1]
-	d := &websocket.Dialer{HandshakeTimeout: 30 * time.Second}
-	if s.poster, err = openPoster(ctx, d, "ws://"+last.addr+"/ws", c.tokens[0], 1); err != nil {
-		return fmt.Errorf("the missed messages' socket: %w", err)
+	if c.cfg.Target != centrifugoTarget {
+		if s.poster, err = openPoster(ctx, posterDialer(), s.posterURL(), c.tokens[0], 1); err != nil {
+			return fmt.Errorf("the missed messages' socket: %w", err)
+		}
+		defer s.poster.close()
 	}
-	defer s.poster.close()
 	for round := 1; round <= s.cfg.Repeat; round++ {
 		select {
 		case <-time.After(s.cfg.Settle):
@@ -175,6 +192,9 @@ func (s *storm) run(ctx context.Context) error {
 // time), leaving the logins to the workers' first connect.
 func (s *storm) accounts(ctx context.Context) error {
 	c := s.c
+	if c.cfg.Target == centrifugoTarget {
+		return nil // startServers signed every user's token
+	}
 	if !s.cfg.Login {
 		return c.createUsers(ctx)
 	}
@@ -236,11 +256,7 @@ func (s *storm) round(ctx context.Context, round int) (StormRound, error) {
 		return r, err
 	}
 	r.DropSeconds = time.Since(t0).Seconds()
-	frames := make([][]byte, s.cfg.Missed)
-	for k := range frames {
-		frames[k] = sendFrame(c.cfg.Channel, fmt.Sprintf("%s%d %d sent while you were away", markMissed, round, k), fmt.Sprintf("missed-%d-%d", round, k))
-	}
-	if err := s.poster.sendAll(frames); err != nil {
+	if err := s.sendMissed(ctx, round); err != nil {
 		return r, fmt.Errorf("sending the missed messages: %w", err)
 	}
 	cmds := c.redisCommands()
@@ -265,17 +281,46 @@ func (s *storm) round(ctx context.Context, round int) (StormRound, error) {
 	return r, nil
 }
 
-// waitConnections waits until the chat servers hold want sockets in all.
+// sendMissed sends the round's missed messages from the last server's
+// poster socket, each acknowledged before the reconnect starts.
+func (s *storm) sendMissed(ctx context.Context, round int) error {
+	c := s.c
+	texts := make([]string, s.cfg.Missed)
+	for k := range texts {
+		texts[k] = fmt.Sprintf("%s%d %d sent while you were away", markMissed, round, k)
+	}
+	if c.cfg.Target == centrifugoTarget {
+		return centrifugoPost(ctx, s.posterURL(), c.tokens[0], c.cfg.Channel, texts)
+	}
+	frames := make([][]byte, len(texts))
+	for k, text := range texts {
+		frames[k] = sendFrame(c.cfg.Channel, text, fmt.Sprintf("missed-%d-%d", round, k))
+	}
+	return s.poster.sendAll(frames)
+}
+
+func (s *storm) posterURL() string {
+	return "ws://" + s.c.servers[len(s.c.servers)-1].addr + s.c.wsPath()
+}
+
+func posterDialer() *websocket.Dialer { return &websocket.Dialer{HandshakeTimeout: 30 * time.Second} }
+
+// waitConnections waits until the servers hold want sockets in all.
 func (c *coordinator) waitConnections(ctx context.Context, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		n := 0
 		for _, srv := range c.servers {
-			m, err := scrape(ctx, srv.url("/metrics"), "hubbub_connections")
+			name := "hubbub_connections"
+			if c.cfg.Target == centrifugoTarget {
+				// Live, where centrifugo_node_num_clients is updated every 10 s.
+				name = "centrifugo_client_connections_inflight"
+			}
+			m, err := scrape(ctx, srv.url("/metrics"), name)
 			if err != nil {
 				return fmt.Errorf("reading %s's connections: %w", srv.addr, err)
 			}
-			n += int(m["hubbub_connections"])
+			n += int(m[name])
 		}
 		if n <= want {
 			return nil

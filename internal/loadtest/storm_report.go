@@ -20,6 +20,7 @@ type StormResults struct {
 
 // StormResultConfig is the part of a StormConfig that shapes the figures.
 type StormResultConfig struct {
+	Target             string   `json:"target"`
 	Servers            int      `json:"servers"`
 	Conns              int      `json:"conns"`
 	Users              int      `json:"users"`
@@ -98,8 +99,8 @@ type StormRound struct {
 // WriteMarkdown prints the run as docs/benchmarks.md shows it.
 func (r *StormResults) WriteMarkdown(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "storm: servers=%d sockets=%d users=%d workers=%d missed=%d repeat=%d dialConcurrency=%d connectConcurrency=%d login=%t accountBcryptCost=%d watch=%d\n",
-		c.Servers, c.Conns, c.Users, c.Workers, c.Missed, c.Repeat, c.DialConcurrency, c.ConnectConcurrency, c.Login, c.AccountBcryptCost, c.Watch)
+	fmt.Fprintf(w, "storm: target=%s servers=%d sockets=%d users=%d workers=%d missed=%d repeat=%d dialConcurrency=%d connectConcurrency=%d login=%t accountBcryptCost=%d watch=%d\n",
+		c.Target, c.Servers, c.Conns, c.Users, c.Workers, c.Missed, c.Repeat, c.DialConcurrency, c.ConnectConcurrency, c.Login, c.AccountBcryptCost, c.Watch)
 	fmt.Fprintf(w, "machine: %s\n", r.Machine)
 	fmt.Fprintf(w, "setup: %.1f s", r.Setup.Seconds)
 	if r.Setup.AccountsSeconds > 0 {

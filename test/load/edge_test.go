@@ -27,22 +27,29 @@ func needRedis(t *testing.T) {
 // every socket comes back, resumes, and gets each message sent while it
 // was away exactly once, round after round; with --login, each user logs
 // in first (at a low bcrypt cost: the test is of the tool, not of bcrypt).
+// Against Centrifugo (two nodes on Redis), a resume is a recovery from the
+// stream offset the socket last saw, and must bring the same.
 func TestSmokeStorm(t *testing.T) {
 	needRedis(t)
 	bench, chatserver := build(t)
+	linkCentrifugo(t, bench)
 	const conns, users, missed, rounds = 200, 20, 5, 2
 	for _, mode := range []struct {
-		name string
-		args []string
+		name, target string
+		args         []string
 	}{
-		{"tokens", nil},
-		{"login", []string{"--login", "--login-bcrypt-cost", "5", "--watch", "3"}},
+		{"tokens", "hubbub", nil},
+		{"login", "hubbub", []string{"--login", "--login-bcrypt-cost", "5", "--watch", "3"}},
+		{"centrifugo", "centrifugo", []string{"--target", "centrifugo"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			var r loadtest.StormResults
 			args := append([]string{"--chatserver", chatserver, "--servers", "2", "--workers", "2", "--conns", "200", "--users", "20",
 				"--missed", "5", "--repeat", "2", "--settle", "200ms"}, mode.args...)
 			runTool(t, bench, "storm", &r, args...)
+			if r.Config.Target != mode.target {
+				t.Errorf("ran against %q, want %q", r.Config.Target, mode.target)
+			}
 			k := r.Connect
 			if k.Connected != conns || k.Failed != 0 || k.Complete != conns {
 				t.Errorf("first connect: %d connected, %d failed, %d resumed; want %d, 0, %d", k.Connected, k.Failed, k.Complete, conns, conns)

@@ -135,6 +135,22 @@ func TestSmokeBaseline(t *testing.T) {
 	check(t, r, 100, 20, 1)
 }
 
+// linkCentrifugo puts bin/centrifugo beside bench, where the tool looks for
+// it.
+func linkCentrifugo(t *testing.T, bench string) {
+	t.Helper()
+	centrifugo, err := filepath.Abs(filepath.Join("..", "..", "bin", "centrifugo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(centrifugo); errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s is not built: run `make centrifugo` (make test builds it)", centrifugo)
+	}
+	if err := os.Symlink(centrifugo, filepath.Join(filepath.Dir(bench), "centrifugo")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Centrifugo (--target centrifugo) under the same tool, one node on its
 // memory engine and two on its Redis engine: every published message
 // reaches every subscribed socket. It needs bin/centrifugo, which `make
@@ -146,18 +162,8 @@ func TestSmokeCentrifugo(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the load tool reads /proc")
 	}
-	centrifugo, err := filepath.Abs(filepath.Join("..", "..", "bin", "centrifugo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(centrifugo); errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("%s is not built: run `make centrifugo` (make test builds it)", centrifugo)
-	}
 	bench, _ := build(t)
-	// The tool looks for centrifugo beside itself.
-	if err := os.Symlink(centrifugo, filepath.Join(filepath.Dir(bench), "centrifugo")); err != nil {
-		t.Fatal(err)
-	}
+	linkCentrifugo(t, bench)
 	r := run(t, bench, "--target", "centrifugo", "--backend", "memory", "--conns", "100", "--users", "20",
 		"--steps", "20", "--step-duration", "1s", "--repeat", "1", "--settle", "200ms")
 	check(t, r, 100, 20, 1)
