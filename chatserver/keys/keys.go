@@ -30,6 +30,13 @@ func MessagesChanged(room, channel string) string { return Prefix(room) + "mchan
 // history shows each as deleted where it was.
 func MessagesDeleted(room, channel string) string { return Prefix(room) + "mdeleted:" + channel }
 
+// ChangeEntries is a sorted set of the ids of one channel's change entries
+// (edits, deletes, reactions) in its stream, all scored 0, each id as 20
+// digits, "-", 20 digits: the stream's messages from its start are its
+// length less the changes from its first entry on (ZLEXCOUNT), where
+// counting them took a read of every entry.
+func ChangeEntries(room, channel string) string { return Prefix(room) + "changes:" + channel }
+
 // Threads is a sorted set of one channel's thread replies, all scored 0:
 // "<root>|<reply>", each id as 20 digits, "-", 20 digits, so that ZRANGE
 // BYLEX pages a thread's replies in order.

@@ -230,6 +230,16 @@ func testChangesNotCounted(t *testing.T, newBackend func() Backend) {
 			t.Errorf("CountsAfter from %s = %d, want %d", tt.whatFrom, got["general"], tt.want)
 		}
 	}
+	// An edited message deleted: its edits go with it, and neither they nor
+	// the delete count.
+	must[protocol.Message](t)(b.Change(ctx, edit(ms[3].ID, "alice", "edited"), "", 0, rules))
+	must[protocol.Message](t)(b.Change(ctx, edit(ms[3].ID, "alice", "edited again"), "", 0, rules))
+	must[protocol.Message](t)(b.Change(ctx, del(ms[3].ID, "alice"), "", 0, rules))
+	for after, want := range map[string]int{"": 2, ms[0].ID: 1} {
+		if got := must[int](t)(b.CountAfter(ctx, "general", after, 100)); got != want {
+			t.Errorf("after deleting an edited message, CountAfter from %q = %d, want %d", after, got, want)
+		}
+	}
 }
 
 func testChangeDedup(t *testing.T, newBackend func() Backend) {

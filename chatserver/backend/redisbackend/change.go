@@ -15,8 +15,9 @@ import (
 )
 
 // changeScript commits one change (an edit, a delete or a reaction) of a
-// message. KEYS: the stream, its MessageState hash, MessagesChanged and
-// MessagesDeleted sets, then the dedup key (absent: no dedup). ARGV: maxLen
+// message. KEYS: the stream, its MessageState hash, MessagesChanged,
+// MessagesDeleted and ChangeEntries sets, then the dedup key (absent: no
+// dedup). ARGV: maxLen
 // (0 = keep all), from, kind, target id, text (edit), emoji (react), on
 // ("1"/"0"), any author ("1": the sender may delete anyone's message), the
 // most distinct emoji per message (0 = no bound), topic, dedup TTL ms,
@@ -36,7 +37,11 @@ import (
 // for a duplicate. The publication is "<prev>\n<id>\n<from>,<kind>,<target>,<on>\n<text or emoji>"
 // (parsePublished).
 var changeScript = redis.NewScript(`
-local dedup = KEYS[5]
+local function pad(x)
+  local ms, seq = string.match(x, '^(%d+)-(%d+)$')
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local dedup = KEYS[6]
 if dedup then
   local old = redis.call('GET', dedup)
   if old then
@@ -90,6 +95,7 @@ if tonumber(ARGV[1]) > 0 then
 else
   id = redis.call('XADD', KEYS[1], '*', unpack(fields))
 end
+redis.call('ZADD', KEYS[5], 0, pad(id))
 local score = tonumber(string.match(target, '^(%d+)'))
 if kind == 'delete' then
   if root then
@@ -102,6 +108,9 @@ if kind == 'delete' then
     end
   end
   redis.call('XDEL', KEYS[1], target, unpack(st.ed or {}))
+  for _, e in ipairs(st.ed or {}) do
+    redis.call('ZREM', KEYS[5], pad(e))
+  end
   redis.call('HDEL', KEYS[2], target)
   redis.call('ZREM', KEYS[3], target)
   redis.call('ZADD', KEYS[4], score, target)
@@ -155,6 +164,7 @@ if first[1] then
     redis.call('HDEL', KEYS[2], unpack(gone))
     redis.call('ZREM', KEYS[3], unpack(gone))
   end
+  redis.call('ZREMRANGEBYLEX', KEYS[5], '-', '(' .. pad(first[1][1]))
   local keep = tonumber(ARGV[1])
   if keep > 0 and redis.call('XLEN', KEYS[1]) >= keep then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', below)
@@ -197,7 +207,7 @@ func (b *Backend) Change(ctx context.Context, c protocol.Message, dedupKey strin
 		return protocol.Message{}, chat.ErrUnknownMessage
 	}
 	ks := []string{keys.Stream(b.room, c.Channel), keys.MessageState(b.room, c.Channel),
-		keys.MessagesChanged(b.room, c.Channel), keys.MessagesDeleted(b.room, c.Channel)}
+		keys.MessagesChanged(b.room, c.Channel), keys.MessagesDeleted(b.room, c.Channel), keys.ChangeEntries(b.room, c.Channel)}
 	if dedupKey != "" {
 		ks = append(ks, keys.Dedup(b.room, c.From, dedupKey))
 	}

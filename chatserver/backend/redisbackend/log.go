@@ -140,6 +140,50 @@ end
 return n
 `)
 
+// countAllScript counts the messages of a stream from its start: its
+// length less its change entries (KEYS[2], ChangeEntries) from its first
+// entry on. Constant work, where countAfterScript reads every entry: a
+// channel a person never read is counted from its start on every connect.
+var countAllScript = redis.NewScript(`
+local n = redis.call('XLEN', KEYS[1])
+if n == 0 then return 0 end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+local ms, seq = string.match(first, '^(%d+)-(%d+)$')
+local p = string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+return n - redis.call('ZLEXCOUNT', KEYS[2], '[' .. p, '+')
+`)
+
+// countCmd queues on pipe the count of channel's messages after after ("":
+// from the start; countAllScript), at most maxCount once read (countOf).
+func (b *Backend) countCmd(ctx context.Context, pipe redis.Scripter, channel, after string, maxCount int) (*redis.Cmd, error) {
+	stream := keys.Stream(b.room, channel)
+	if after == "" {
+		return countAllScript.EvalSha(ctx, pipe, []string{stream, keys.ChangeEntries(b.room, channel)}), nil
+	}
+	start, err := exclusiveStart(after)
+	if err != nil {
+		return nil, err
+	}
+	return countAfterScript.EvalSha(ctx, pipe, []string{stream}, start, maxCount), nil
+}
+
+// countOf reads a countCmd's reply.
+func countOf(c *redis.Cmd, maxCount int) (int, error) {
+	n, err := c.Int()
+	return min(n, maxCount), err
+}
+
+// loadCountScripts puts the count scripts in the node's cache (a restart,
+// a failover empties it).
+func (b *Backend) loadCountScripts(ctx context.Context) error {
+	for _, s := range []*redis.Script{countAllScript, countAfterScript} {
+		if err := s.Load(ctx, b.client).Err(); err != nil {
+			return b.wrap("count", err)
+		}
+	}
+	return nil
+}
+
 // Append implements chat.Log.
 func (b *Backend) Append(ctx context.Context, m protocol.Message, dedupKey string, maxLen int) (protocol.Message, error) {
 	return b.appendMessage(ctx, m, dedupKey, maxLen, false)
@@ -250,16 +294,11 @@ func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCoun
 	if maxCount <= 0 {
 		return 0, nil
 	}
-	key := keys.Stream(b.room, channel)
-	start, err := exclusiveStart(after)
+	counts, err := b.CountsAfter(ctx, map[string]string{channel: after}, maxCount)
 	if err != nil {
 		return 0, err
 	}
-	n, err := countAfterScript.Run(ctx, b.client, []string{key}, start, maxCount).Int()
-	if err != nil {
-		return 0, b.wrap("count", err)
-	}
-	return n, nil
+	return counts[channel], nil
 }
 
 // LastIDs implements chat.Log: one pipeline of XREVRANGEs (lastAndCounts).
@@ -276,7 +315,8 @@ func (b *Backend) CountsAfter(ctx context.Context, after map[string]string, maxC
 
 // lastAndCounts reads in one pipeline the last id of each of channels ("" =
 // none), and for each channel in after how many messages follow after[ch]
-// (countAfterScript: changes are not counted), at most maxCount. A
+// (countAllScript, countAfterScript: changes are not counted), at most
+// maxCount. A
 // room's streams share its hash tag, so on a Cluster too the pipeline goes
 // to one node in one round trip. Pipelined commands leave other clients
 // room between them, where one script reading every channel would hold
@@ -293,30 +333,25 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 	if len(channels) == 0 && len(after) == 0 {
 		return last, counts, nil
 	}
-	starts := make(map[string]string, len(after))
-	for ch, a := range after {
-		start, err := exclusiveStart(a)
-		if err != nil {
-			return nil, nil, err
-		}
-		starts[ch] = start
-	}
 	for attempt := 0; ; attempt++ {
 		pipe := b.client.Pipeline()
 		lasts := make([]*redis.XMessageSliceCmd, len(channels))
 		for i, ch := range channels {
 			lasts[i] = pipe.XRevRangeN(ctx, keys.Stream(b.room, ch), "+", "-", 1)
 		}
-		scripts := make(map[string]*redis.Cmd, len(starts))
-		for ch, start := range starts {
-			scripts[ch] = countAfterScript.EvalSha(ctx, pipe, []string{keys.Stream(b.room, ch)}, start, maxCount)
+		scripts := make(map[string]*redis.Cmd, len(after))
+		for ch, a := range after {
+			c, err := b.countCmd(ctx, pipe, ch, a, maxCount)
+			if err != nil {
+				return nil, nil, err
+			}
+			scripts[ch] = c
 		}
 		_, err := pipe.Exec(ctx)
 		if attempt == 0 && len(scripts) > 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// The script is not in the node's cache (a restart, a
-			// failover): load it and go again.
-			if err := countAfterScript.Load(ctx, b.client).Err(); err != nil {
-				return nil, nil, b.wrap("count", err)
+			// A script is not in the node's cache: load them and go again.
+			if err := b.loadCountScripts(ctx); err != nil {
+				return nil, nil, err
 			}
 			continue
 		}
@@ -330,7 +365,7 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 			}
 		}
 		for ch, c := range scripts {
-			n, err := c.Int()
+			n, err := countOf(c, maxCount)
 			if err != nil {
 				return nil, nil, b.wrap("count", err)
 			}
