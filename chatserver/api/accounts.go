@@ -79,6 +79,13 @@ func (a *API) handleLogin(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, auth.ErrPasswordTooLong):
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
+	case errors.Is(err, auth.ErrBusy):
+		// Load shed, not a fault: counted, not logged (a flood of logins
+		// would be a flood of log lines).
+		a.m.Auth.WithLabelValues("busy").Inc()
+		w.Header().Set("Retry-After", "1")
+		WriteError(w, http.StatusServiceUnavailable, "unavailable", "the server is busy checking passwords, try again")
+		return
 	default:
 		a.internalError(w, r, err)
 		return

@@ -122,6 +122,45 @@ func TestUnknownUserStillPaysForBcrypt(t *testing.T) {
 	}
 }
 
+// A login takes a bcrypt slot only while it has time left for the
+// comparison and the writes after it: with less, it is refused as busy,
+// even with a slot free, rather than spending a comparison on a request
+// about to fail at its deadline. Waiting for a held slot, it gives up as
+// soon as it could no longer make it, before its deadline.
+func TestLoginWithoutTimeForBcryptIsBusy(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, auth.Options{RegistrationOpen: true, BcryptConcurrency: 1})
+	if _, err := s.Register(ctx, "alice", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		timeout  time.Duration
+		holdSlot bool
+		wantBusy bool
+	}{
+		{"time enough, slot free", 5 * time.Second, false, false},
+		{"less time than a check needs, slot free", 20 * time.Millisecond, false, true},
+		{"slot held past the time it could wait", 400 * time.Millisecond, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.holdSlot {
+				defer s.HoldBcryptSlotForTest()()
+			}
+			cctx, cancel := context.WithTimeout(ctx, tt.timeout)
+			defer cancel()
+			_, _, err := s.Login(cctx, auth.LoginRequest{Username: "alice", Password: "password1", IP: "192.0.2.1"})
+			if busy := errors.Is(err, auth.ErrBusy); busy != tt.wantBusy {
+				t.Fatalf("login with %s left: %v, want busy %t", tt.timeout, err, tt.wantBusy)
+			}
+			if tt.holdSlot && cctx.Err() != nil {
+				t.Errorf("refused only at the request's deadline (%v): it waited for a slot it could no longer use", cctx.Err())
+			}
+		})
+	}
+}
+
 // outcome names how a login ended, for tables.
 func outcome(t *testing.T, err error) string {
 	t.Helper()

@@ -89,7 +89,7 @@ func New() *Metrics {
 			m.Errors.WithLabelValues(c.Label)
 		}
 	}
-	for _, outcome := range []string{"registered", "login", "login_failed", "throttled", "unauthenticated", "bad_origin"} {
+	for _, outcome := range []string{"registered", "login", "login_failed", "throttled", "busy", "unauthenticated", "bad_origin"} {
 		m.Auth.WithLabelValues(outcome)
 	}
 	m.FramesIn.WithLabelValues(protocol.TypeSend)
