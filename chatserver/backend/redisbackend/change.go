@@ -36,11 +36,7 @@ import (
 // Replies are as appendScript's: {id, 0} or {id, 0, payload}, and {id, 1}
 // for a duplicate. The publication is "<prev>\n<id>\n<from>,<kind>,<target>,<on>\n<text or emoji>"
 // (parsePublished).
-var changeScript = redis.NewScript(`
-local function pad(x)
-  local ms, seq = string.match(x, '^(%d+)-(%d+)$')
-  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
+var changeScript = redis.NewScript(luaPad + `
 local dedup = KEYS[6]
 if dedup then
   local old = redis.call('GET', dedup)

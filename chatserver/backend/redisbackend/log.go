@@ -144,13 +144,11 @@ return n
 // length less its change entries (KEYS[2], ChangeEntries) from its first
 // entry on. Constant work, where countAfterScript reads every entry: a
 // channel a person never read is counted from its start on every connect.
-var countAllScript = redis.NewScript(`
+var countAllScript = redis.NewScript(luaPad + `
 local n = redis.call('XLEN', KEYS[1])
 if n == 0 then return 0 end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
-local ms, seq = string.match(first, '^(%d+)-(%d+)$')
-local p = string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-return n - redis.call('ZLEXCOUNT', KEYS[2], '[' .. p, '+')
+return n - redis.call('ZLEXCOUNT', KEYS[2], '[' .. pad(first), '+')
 `)
 
 // countCmd queues on pipe the count of channel's messages after after ("":

@@ -30,7 +30,7 @@ import (
 // Replies: {id, 0, payload or "", repliers before this reply, comma-joined}
 // for a new reply, {id, 1} for a duplicate. The publication is
 // "<prev>\n<id>\n<from>,reply,<root>,0\n<text>" (parsePublished).
-var replyScript = redis.NewScript(`
+var replyScript = redis.NewScript(luaPad + `
 local guarded = ARGV[7] == '1'
 local dedup = KEYS[5]
 if guarded then dedup = KEYS[7] end
@@ -83,10 +83,6 @@ st.p = p
 st.n = (st.n or 0) + 1
 redis.call('HSET', KEYS[2], root, cjson.encode(st))
 redis.call('ZADD', KEYS[3], tonumber(string.match(root, '^(%d+)')), root)
-local function pad(x)
-  local ms, seq = string.match(x, '^(%d+)-(%d+)$')
-  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
 redis.call('ZADD', KEYS[4], 0, pad(root) .. '|' .. pad(id))
 -- Threads whose root the stream no longer keeps are let go.
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -152,7 +148,16 @@ func (b *Backend) reply(ctx context.Context, m protocol.Message, dedupKey string
 	return m, nil
 }
 
-// threadPad is replyScript's pad: an id whose text sorts as the id does.
+// luaPad defines pad(id) for the scripts that keep ids in sorted sets
+// ordered by text (the threads and change-entries indexes): an id whose text
+// sorts as the id does, 20 digits, "-", 20 digits.
+const luaPad = `local function pad(x)
+  local ms, seq = string.match(x, '^(%d+)-(%d+)$')
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+`
+
+// threadPad is luaPad in Go: an id whose text sorts as the id does.
 func threadPad(id protocol.ID) string { return fmt.Sprintf("%020d-%020d", id.Ms, id.Seq) }
 
 // Thread implements chat.Log: the root, and a page of the Threads index,
