@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,12 +51,6 @@ var markCentrifugoPub = []byte(`"pub":`)
 // centrifugoLine handles one line of a storm socket's frame; an error
 // closes the socket.
 func (x *edgeConn) centrifugoLine(c *wconn, line []byte, now time.Time) error {
-	if bytes.Equal(line, centrifugoPing) {
-		if err := c.writeText(centrifugoPing); err != nil {
-			return fmt.Errorf("pong: %w", err)
-		}
-		return nil
-	}
 	e, r := x.s.e, x.rnd
 	id, failed, ok := centrifugoReplyID(line)
 	switch {
@@ -76,9 +68,7 @@ func (x *edgeConn) centrifugoLine(c *wconn, line []byte, now time.Time) error {
 		}
 	case failed:
 		e.round.Load().errors.Add(1)
-		// stdout is the worker's answers to the coordinator.
-		refusedOnce.Do(func() { fmt.Fprintf(os.Stderr, "%v: %s\n", errRefused, line) })
-		return errRefused
+		return refused(line)
 	case id == centrifugoConnectID:
 		if !x.helloed {
 			x.helloed = true
@@ -132,15 +122,7 @@ func (x *edgeConn) centrifugoPub(p centrifugoPub, now time.Time) {
 func (s *slot) centrifugoSubscribe(channel string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := []byte(`{"id":` + strconv.Itoa(centrifugoSubscribeID) + `,"subscribe":{"channel":`)
-	b = strconv.AppendQuote(b, channel)
-	if s.seeded {
-		b = append(b, `,"recover":true,"epoch":`...)
-		b = strconv.AppendQuote(b, s.epoch)
-		b = append(b, `,"offset":`...)
-		b = strconv.AppendUint(b, s.offset, 10)
-	}
-	return append(b, "}}"...)
+	return centrifugoSubscribeFrame(channel, s.seeded, s.epoch, s.offset)
 }
 
 // subscribed takes the stream's position from a subscribe reply, after its
@@ -176,11 +158,7 @@ func centrifugoPost(ctx context.Context, url, token, channel string, texts []str
 	}
 	defer func() { _ = ws.Close() }()
 	_ = ws.SetReadDeadline(time.Now().Add(60 * time.Second))
-	connect, err := json.Marshal(map[string]any{"id": centrifugoConnectID, "connect": map[string]string{"token": token}})
-	if err != nil {
-		return err
-	}
-	if err := centrifugoCall(ws, centrifugoConnectID, connect); err != nil {
+	if err := centrifugoCall(ws, centrifugoConnectID, centrifugoConnectFrame(token)); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	for k, text := range texts {

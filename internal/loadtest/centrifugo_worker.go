@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -58,14 +57,38 @@ var (
 
 // centrifugoConnect sends the socket's connect command.
 func (c *wconn) centrifugoConnect(token string) error {
-	b, err := json.Marshal(map[string]any{"id": centrifugoConnectID, "connect": map[string]string{"token": token}})
-	if err != nil {
-		return err
-	}
-	if err := c.writeText(b); err != nil {
+	if err := c.writeText(centrifugoConnectFrame(token)); err != nil {
 		return fmt.Errorf("sending connect: %w", err)
 	}
 	return nil
+}
+
+// centrifugoConnectFrame is the connect command with token.
+func centrifugoConnectFrame(token string) []byte {
+	b := []byte(`{"id":` + strconv.Itoa(centrifugoConnectID) + `,"connect":{"token":`)
+	b = strconv.AppendQuote(b, token)
+	return append(b, "}}"...)
+}
+
+// centrifugoSubscribeFrame is the subscribe command to channel; with
+// recover, from the publication at offset of the stream epoch on.
+func centrifugoSubscribeFrame(channel string, recover bool, epoch string, offset uint64) []byte {
+	b := []byte(`{"id":` + strconv.Itoa(centrifugoSubscribeID) + `,"subscribe":{"channel":`)
+	b = strconv.AppendQuote(b, channel)
+	if recover {
+		b = append(b, `,"recover":true,"epoch":`...)
+		b = strconv.AppendQuote(b, epoch)
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, offset, 10)
+	}
+	return append(b, "}}"...)
+}
+
+// refused notes the first refusal (on stderr: stdout is the worker's
+// answers to the coordinator) and returns errRefused.
+func refused(line []byte) error {
+	refusedOnce.Do(func() { fmt.Fprintf(os.Stderr, "%v: %s\n", errRefused, line) })
+	return errRefused
 }
 
 // appendCentrifugoPublish starts the publish command of message seq of
@@ -84,6 +107,12 @@ func appendCentrifugoPublish(buf []byte, channel string, step int, seq int64) []
 func (c *wconn) centrifugoFrame(data []byte, now time.Time) error {
 	for line := range bytes.Lines(data) {
 		line = bytes.TrimSuffix(line, []byte("\n"))
+		if bytes.Equal(line, centrifugoPing) {
+			if err := c.writeText(centrifugoPing); err != nil {
+				return fmt.Errorf("pong: %w", err)
+			}
+			continue
+		}
 		if c.edge != nil { // the storm (centrifugo_storm.go)
 			if err := c.edge.centrifugoLine(c, line, now); err != nil {
 				return err
@@ -92,12 +121,6 @@ func (c *wconn) centrifugoFrame(data []byte, now time.Time) error {
 		}
 		if i := bytes.Index(line, markMessage); i >= 0 {
 			c.message(line[i+len(markMessage):], now)
-			continue
-		}
-		if bytes.Equal(line, centrifugoPing) {
-			if err := c.writeText(centrifugoPing); err != nil {
-				return fmt.Errorf("pong: %w", err)
-			}
 			continue
 		}
 		id, failed, ok := centrifugoReplyID(line)
@@ -138,14 +161,9 @@ func (c *wconn) centrifugoReply(id uint64, failed bool, line []byte) error {
 			sc.acked.Add(1)
 		}
 	case failed:
-		refusedOnce.Do(func() { fmt.Fprintf(os.Stderr, "%v: %s\n", errRefused, line) })
-		return errRefused
+		return refused(line)
 	case id == centrifugoConnectID:
-		sub, err := json.Marshal(map[string]any{"id": centrifugoSubscribeID, "subscribe": map[string]string{"channel": c.w.job.Channel}})
-		if err != nil {
-			return err
-		}
-		if err := c.writeText(sub); err != nil {
+		if err := c.writeText(centrifugoSubscribeFrame(c.w.job.Channel, false, "", 0)); err != nil {
 			return fmt.Errorf("sending subscribe: %w", err)
 		}
 	case id == centrifugoSubscribeID:
