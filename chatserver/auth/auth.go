@@ -143,22 +143,30 @@ func (s *Service) withBcrypt(ctx context.Context, f func()) error {
 	select {
 	case s.sem <- struct{}{}:
 	case <-wait.Done():
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
-		}
-		return fmt.Errorf("%w: no time left for a password check", ErrBusy)
+		return busy(ctx)
 	}
 	defer func() { <-s.sem }()
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < s.reserve() {
-		return fmt.Errorf("%w: no time left for a password check", ErrBusy)
+	if wait.Err() != nil {
+		// There was no time to begin with, or the slot came as it ran out.
+		return busy(ctx)
 	}
 	start := time.Now()
 	f()
 	took := int64(time.Since(start))
 	// A moving average over about eight comparisons: it follows the CPU a
-	// loaded server has left for bcrypt.
+	// loaded server has left for bcrypt. Two slots finishing at once may
+	// lose one sample; it is an estimate.
 	s.hashNS.Store((7*s.hashNS.Load() + took) / 8)
 	return nil
+}
+
+// busy is withBcrypt's refusal: the request's own end, or too little time
+// left before it.
+func busy(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	}
+	return fmt.Errorf("%w: no time left for a password check", ErrBusy)
 }
 
 // reserve is the time a request needs left to take a bcrypt slot: twice a

@@ -152,7 +152,7 @@ return n - redis.call('ZLEXCOUNT', KEYS[2], '[' .. pad(first), '+')
 `)
 
 // countCmd queues on pipe the count of channel's messages after after ("":
-// from the start; countAllScript), at most maxCount once read (countOf).
+// from the start; countAllScript, which the reader caps at maxCount).
 func (b *Backend) countCmd(ctx context.Context, pipe redis.Scripter, channel, after string, maxCount int) (*redis.Cmd, error) {
 	stream := keys.Stream(b.room, channel)
 	if after == "" {
@@ -163,12 +163,6 @@ func (b *Backend) countCmd(ctx context.Context, pipe redis.Scripter, channel, af
 		return nil, err
 	}
 	return countAfterScript.EvalSha(ctx, pipe, []string{stream}, start, maxCount), nil
-}
-
-// countOf reads a countCmd's reply.
-func countOf(c *redis.Cmd, maxCount int) (int, error) {
-	n, err := c.Int()
-	return min(n, maxCount), err
 }
 
 // loadCountScripts puts the count scripts in the node's cache (a restart,
@@ -289,9 +283,6 @@ func (b *Backend) LastID(ctx context.Context, channel string) (string, error) {
 
 // CountAfter implements chat.Log.
 func (b *Backend) CountAfter(ctx context.Context, channel, after string, maxCount int) (int, error) {
-	if maxCount <= 0 {
-		return 0, nil
-	}
 	counts, err := b.CountsAfter(ctx, map[string]string{channel: after}, maxCount)
 	if err != nil {
 		return 0, err
@@ -363,11 +354,11 @@ func (b *Backend) lastAndCounts(ctx context.Context, channels []string, after ma
 			}
 		}
 		for ch, c := range scripts {
-			n, err := countOf(c, maxCount)
+			n, err := c.Int()
 			if err != nil {
 				return nil, nil, b.wrap("count", err)
 			}
-			counts[ch] = n
+			counts[ch] = min(n, maxCount)
 		}
 		return last, counts, nil
 	}
