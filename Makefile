@@ -25,6 +25,15 @@ export HUBBUB_HELM := $(HELM)
 export HUBBUB_PROMTOOL := $(PROMTOOL)
 GOTEST_FLAGS ?= -race -count=1 -timeout 25m
 
+# gotest runs go test on packages; a failed run ends with a summary of its data
+# races, because CI keeps only the tail of the output and a race report's tail
+# names neither of the racing accesses.
+TEST_LOG := $(BIN)/test.log
+define gotest
+@mkdir -p $(BIN)
+$(GOMAIN) test $(GOTEST_FLAGS) $(1) 2>&1 | tee $(TEST_LOG) || { hack/race-summary.sh $(TEST_LOG); exit 1; }
+endef
+
 .PHONY: help
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -41,9 +50,9 @@ build: ## build bin/chatserver, bin/operator and bin/hubbub-bench
 
 .PHONY: test
 test: deps tools verify lint ## every test: unit, Redis, envtest, Helm, browser, then the kind e2e (installs what is missing)
-	$(GOMAIN) test $(GOTEST_FLAGS) $$($(GOMAIN) list ./... | grep -v '/test/ha$$')
+	$(call gotest,$$($(GOMAIN) list ./... | grep -v '/test/ha$$'))
 	@# Failovers are timed by the sentinels' clocks: test/ha gets the machine to itself.
-	$(GOMAIN) test $(GOTEST_FLAGS) ./test/ha
+	$(call gotest,./test/ha)
 	@$(MAKE) --no-print-directory kind-e2e
 
 .PHONY: test-short
