@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hubbub-chat/hubbub/chatserver/protocol"
@@ -68,7 +67,7 @@ func (c *conn) handleChange(ctx context.Context, f protocol.ClientFrame) {
 // mayDeleteAny reports whether user may delete anyone's message in
 // channel: a room admin anywhere, a channel's admin in a created channel.
 func (s *Service) mayDeleteAny(ctx context.Context, user, channel string) (bool, error) {
-	if slices.Contains(s.opts.Admins, user) {
+	if s.roomAdmin(user) {
 		return true, nil
 	}
 	if !errors.Is(s.access(user, channel), errCreated) {

@@ -238,6 +238,9 @@ func (s *Service) Members(ctx context.Context, user, channel, after string, limi
 	return out, nil
 }
 
+// roomAdmin reports whether user is one of the room's admins (--admins).
+func (s *Service) roomAdmin(user string) bool { return slices.Contains(s.opts.Admins, user) }
+
 // role is what someone may do in a channel.
 type role struct{ member, admin bool }
 
@@ -252,7 +255,7 @@ func (s *Service) actor(ctx context.Context, by, channel string) (ChannelMeta, r
 	if err != nil {
 		return ChannelMeta{}, role{}, fmt.Errorf("reading membership: %w", err)
 	}
-	if slices.Contains(s.opts.Admins, by) {
+	if s.roomAdmin(by) {
 		return meta, role{member: true, admin: true}, nil
 	}
 	if meta.Private && !member {

@@ -281,7 +281,7 @@ func (s *Service) userLeft(user string) {
 }
 
 func (s *Service) hello(user string, sn Snapshot) []byte {
-	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Channels: s.channelInfos(sn), Limits: protocol.Limits{
+	return protocol.Encode(protocol.Hello{Type: protocol.TypeHello, User: user, Admin: s.roomAdmin(user), Channels: s.channelInfos(sn), Limits: protocol.Limits{
 		MaxMessageBytes: s.opts.MaxMessageBytes, MessagesPerSecond: s.opts.MessagesPerSecond, MessageBurst: s.opts.MessageBurst,
 		MaxWatch: protocol.MaxWatch,
 	}})

@@ -320,6 +320,36 @@ func TestHelloSizeWhateverIsOnline(t *testing.T) {
 	t.Logf("hello: %d bytes", len(b))
 }
 
+// TestHelloSaysRoomAdmin: hello marks a room admin (--admins), so a page
+// offers them what the server lets them do, and nobody else.
+func TestHelloSaysRoomAdmin(t *testing.T) {
+	opts := testOptions()
+	opts.Admins = []string{"root"}
+	r := newRoom(t, opts, "root", "alice")
+	for _, tt := range []struct {
+		user string
+		want bool
+	}{
+		{"root", true},
+		{"alice", false},
+	} {
+		b, _, _ := bytes.Cut(r.connect(tt.user).Texts()[0], []byte("\n"))
+		var hello struct {
+			Type  string
+			Admin *bool
+		}
+		if err := json.Unmarshal(b, &hello); err != nil || hello.Type != protocol.TypeHello {
+			t.Fatalf("%s's first object %.100s (%v), want hello", tt.user, b, err)
+		}
+		if got := hello.Admin != nil && *hello.Admin; got != tt.want {
+			t.Errorf("%s's hello says admin %t, want %t: %.200s", tt.user, got, tt.want, b)
+		}
+		if !tt.want && hello.Admin != nil {
+			t.Errorf("%s's hello carries admin at all: %.200s", tt.user, b)
+		}
+	}
+}
+
 // TestPresence: a socket hears of the people it watches, from the moment
 // it asks, and of nobody else.
 func TestPresence(t *testing.T) {

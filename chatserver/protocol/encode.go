@@ -97,8 +97,11 @@ type ChannelInfo struct {
 
 // Hello is the first object on every connection.
 type Hello struct {
-	Type     string        `json:"type"`
-	User     string        `json:"user"`
+	Type string `json:"type"`
+	User string `json:"user"`
+	// Admin marks a room admin (--admins), so a client can offer what the
+	// server lets them do: delete anyone's message, run any created channel.
+	Admin    bool          `json:"admin,omitempty"`
 	Channels []ChannelInfo `json:"channels"`
 	Limits   Limits        `json:"limits"`
 }
