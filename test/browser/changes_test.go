@@ -259,17 +259,78 @@ func TestMessageChanges(t *testing.T) {
 	alice.waitMessage("bob's words in team")
 	bob.waitMessage("alice's words in team")
 	bobs, alices := messageID(alice, "bob's words in team"), messageID(bob, "alice's words in team")
-	if !eval[bool](alice, `!!document.querySelector(`+jsString(msgSel(bobs)+` [data-action="delete"]`)+`) && !document.querySelector(`+jsString(msgSel(bobs)+` [data-action="edit"]`)+`)`) {
+	if !offers(alice, bobs, "delete") || offers(alice, bobs, "edit") {
 		t.Error("the channel's admin is not offered to delete (only) someone else's message")
 	}
-	if eval[bool](bob, `!!document.querySelector(`+jsString(msgSel(alices)+` [data-action="delete"]`)+`)`) {
+	if offers(bob, alices, "delete") {
 		t.Error("a member who is no admin is offered to delete someone else's message")
 	}
-	alice.click("Delete on bob's message", msgSel(bobs)+` [data-action="delete"]`)
-	alice.waitFor("a confirmation naming bob", `document.getElementById('confirm-dialog').open && document.getElementById('confirm-text').textContent.includes('from bob')`)
-	alice.click("Delete in the dialog", "#confirm-ok")
+	alice.deleteFrom("bob", bobs)
 	bob.waitFor("bob's message deleted", deletedJS(bobs))
 	step("done")
+}
+
+// TestRoomAdmin: a room admin (--admins) is offered what the server lets
+// them do, and a person who is none is not: deleting anyone's message in a
+// default channel, and running a created channel they joined but are no
+// admin of (making someone its admin).
+func TestRoomAdmin(t *testing.T) {
+	cfg := testConfig()
+	cfg.Admins = []string{"root"}
+	srv := startServerWith(t, cfg)
+	root := newPerson(t, "root")
+	alice := newPerson(t, "alice")
+	root.signup(srv.url(), "root")
+	alice.signup(srv.url(), "alice")
+	bob := dialClient(t, srv, "bob")
+
+	spam := bob.sendMessage("general", "spam from bob")
+	for _, p := range []*person{root, alice} {
+		p.waitMessage("spam from bob")
+	}
+	if offers(alice, spam, "delete") {
+		t.Error("alice, no admin, is offered to delete bob's message in #general")
+	}
+	if offers(root, spam, "edit") {
+		t.Error("the room admin is offered to edit bob's message")
+	}
+	root.deleteFrom("bob", spam)
+	alice.waitFor("bob's message deleted", deletedJS(spam))
+	bob.expect("deleted", isObj("deleted", "id", spam))
+
+	// A channel alice created and root joined: root may make bob its admin.
+	alice.click("create a channel", "#create-channel")
+	alice.fill("#create-name", "team")
+	alice.click("Create", "#create-form button[type=submit]")
+	alice.waitFor("#team open", `document.querySelector('.conv.active')?.dataset.channel === 'team'`)
+	alice.click("seeing #team's members", "#open-members")
+	alice.fill("#invite-name", "bob")
+	alice.click("adding bob", "#invite-form button[type=submit]")
+	alice.waitFor("bob among the members", `document.querySelector('#member-list [data-user="bob"]')`)
+	if code := eval[int](root, `fetch('/api/v1/channels/team/join', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).then(r => r.status)`); code != http.StatusNoContent {
+		t.Fatalf("root joining #team: %d", code)
+	}
+	root.openConversation("team")
+	root.click("seeing #team's members", "#open-members")
+	root.waitFor("bob, to be made an admin", `document.querySelector('#member-list [data-user="bob"] .make-admin')`)
+	root.click("making bob an admin", `#member-list [data-user="bob"] .make-admin`)
+	root.waitFor("bob an admin, no longer offered as one", `(li => li && li.querySelector('.pill')?.textContent === 'admin' && !li.querySelector('.make-admin'))(document.querySelector('#member-list [data-user="bob"]')) && document.getElementById('members-error').hidden`)
+}
+
+// offers reports whether p's page offers action ("edit", "delete",
+// "react") on the message with this id.
+func offers(p *person, id, action string) bool {
+	p.t.Helper()
+	return eval[bool](p, `!!document.querySelector(`+jsString(msgSel(id)+` [data-action="`+action+`"]`)+`)`)
+}
+
+// deleteFrom deletes author's message id from p's page, through the
+// confirmation that names its author.
+func (p *person) deleteFrom(author, id string) {
+	p.t.Helper()
+	p.click("Delete on "+author+"'s message", msgSel(id)+` [data-action="delete"]`)
+	p.waitFor("a confirmation naming "+author, `document.getElementById('confirm-dialog').open && document.getElementById('confirm-text').textContent.includes(`+jsString("from "+author)+`)`)
+	p.click("Delete in the dialog", "#confirm-ok")
 }
 
 // msgSel is the CSS selector of the message with this id in the open conversation.

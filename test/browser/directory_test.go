@@ -102,8 +102,9 @@ func TestPeopleList(t *testing.T) {
 }
 
 // TestChannels: browse and join public channels, create public and private
-// ones, see members, add and remove people, leave; the server's refusals
-// show as it words them; being removed from the channel on screen says so.
+// ones, see members, add and remove people, make them admins, leave; the
+// server's refusals show as it words them; being removed from the channel on
+// screen says so.
 func TestChannels(t *testing.T) {
 	dir := shots(t)
 	srv := startServer(t)
@@ -190,8 +191,8 @@ func TestChannels(t *testing.T) {
 	bob.openConversation("secret")
 	bob.click("seeing #secret's members", "#open-members")
 	bob.waitFor("the members", `document.querySelectorAll('#member-list .item').length === 2`)
-	if n := eval[int](bob, `document.querySelectorAll('#member-list .remove').length`); n != 0 {
-		t.Errorf("bob, not an admin, is offered %d Remove buttons", n)
+	if n := eval[int](bob, `document.querySelectorAll('#member-list .remove, #member-list .make-admin').length`); n != 0 {
+		t.Errorf("bob, not an admin, is offered %d Remove or Make admin buttons", n)
 	}
 	bob.do("closing it", chromedp.KeyEvent(kb.Escape))
 	bob.send("thanks for adding me")
@@ -221,7 +222,14 @@ func TestChannels(t *testing.T) {
 	if got := alice.formError("members-error"); !strings.Contains(got, `is the only admin of "secret"`) {
 		t.Errorf("the last admin leaving: error %q", got)
 	}
-	alice.do("closing the members", chromedp.KeyEvent(kb.Escape))
+	// Made an admin, bob keeps the channel running: alice may leave it.
+	if n := eval[int](alice, `document.querySelectorAll('#member-list [data-user="alice"] .make-admin').length`); n != 0 {
+		t.Errorf("alice is offered to make herself an admin (%d buttons)", n)
+	}
+	alice.click("making bob an admin", `#member-list [data-user="bob"] .make-admin`)
+	alice.waitFor("bob an admin", `(li => li && li.querySelector('.pill')?.textContent === 'admin' && !li.querySelector('.make-admin'))(document.querySelector('#member-list [data-user="bob"]'))`)
+	alice.click("leaving #secret", "#leave-channel")
+	alice.waitFor("#secret gone from alice's sidebar", `!document.querySelector('#sidebar .conv[data-channel="secret"]') && !document.getElementById('members-dialog').open`)
 
 	// Leaving: gone from the sidebar, back to where the page starts.
 	bob.openConversation("design")

@@ -74,7 +74,9 @@ export const api = {
   joinChannel: (channel) => request('POST', `/api/v1/channels/${enc(channel)}/join`, {}),
   leaveChannel: (channel) => request('POST', `/api/v1/channels/${enc(channel)}/leave`, {}),
   members: (channel, after, limit) => request('GET', `/api/v1/channels/${enc(channel)}/members?${listQuery('', after, limit)}`),
-  addMember: (channel, username) => request('POST', `/api/v1/channels/${enc(channel)}/members`, { username }),
+  // addMember adds a person to a channel; admin also makes them (or a member already in) an admin.
+  addMember: (channel, username, admin = false) =>
+    request('POST', `/api/v1/channels/${enc(channel)}/members`, admin ? { username, admin: true } : { username }),
   removeMember: (channel, username) => request('DELETE', `/api/v1/channels/${enc(channel)}/members/${enc(username)}`, {}),
   // history returns one page of a channel, oldest first; before '' is the latest page.
   history: (channel, before, limit) => {

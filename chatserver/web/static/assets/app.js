@@ -64,6 +64,7 @@ let state;
 function freshState() {
   return {
     me: '',
+    roomAdmin: false, // hello.admin: one of the room's admins, who may delete any message and run any created channel
     channels: new Map(), // name -> channel (see channelFor)
     active: '',
     online: new Set(),
@@ -157,6 +158,7 @@ const people = new PeopleList({
 const dialogs = new ChannelDialogs({
   api,
   me: () => state.me,
+  roomAdmin: () => state.roomAdmin,
   channel: (name) => state.channels.get(name),
   joined: (name, info) => joinedChannel(name, info),
   left: (name) => leftChannel(name),
@@ -343,6 +345,7 @@ function onFrame(m) {
 
 function onHello(m) {
   state.me = m.user || state.me;
+  state.roomAdmin = !!m.admin;
   const limits = m.limits || {};
   if (Number(limits.maxMessageBytes) > 0) state.limits.maxMessageBytes = Number(limits.maxMessageBytes);
   if (Number(limits.messagesPerSecond) > 0) state.limits.messagesPerSecond = Number(limits.messagesPerSecond);
@@ -2012,10 +2015,12 @@ const ICONS = {
   reply: 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-4 4V5a2 2 0 0 1 2-2zm0 2v12.2L7.2 16H20V5zm3 3h10v2H7zm0 4h7v2H7z',
 };
 
-// mayDelete: our own messages, and any in a created channel we run. (A
-// room admin may delete any message too, but the page is not told who is one.)
+// mayDelete: our own messages, and any outside DMs in a channel we run: a
+// created channel we are an admin of, or any channel for a room admin. (The
+// server lets a room admin delete in DMs too; the page does not offer it:
+// a DM is two people's own.)
 function mayDelete(ch, m) {
-  return m.from === state.me || (!ch.dm && ch.admin);
+  return m.from === state.me || (!ch.dm && (ch.admin || state.roomAdmin));
 }
 
 // actionsEl is the toolbar a message shows while hovered or focused. A

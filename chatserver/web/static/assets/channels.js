@@ -1,9 +1,11 @@
 // Channel dialogs: browse and join public channels, create one (public or
-// private), and see a channel's members, add people, remove them (channel
-// admins) or leave. Every refusal shows the server's own message.
+// private), and see a channel's members, add people, remove them or make
+// them admins (the channel's admins and room admins) or leave. Every refusal
+// shows the server's own message.
 //
 // The page passes in what these dialogs need from it (ctx):
-//   api, me(), channel(name) -> the page's channel or undefined,
+//   api, me(), roomAdmin() -> one of the room's admins (hello.admin),
+//   channel(name) -> the page's channel or undefined,
 //   joined(name, {private, admin}) -> the person is now a member: open it,
 //   joining(name) -> a join or create is on its way (its channel frame
 //   may come before the answer), left(name) -> the person left,
@@ -219,7 +221,7 @@ export class ChannelDialogs {
     const mine = people.find((p) => p.username === me);
     if (mine) this.ctx.setAdmin(channel, !!mine.admin);
     const ch = this.ctx.channel(channel);
-    const admin = !!(ch && ch.admin);
+    const admin = !!(ch && ch.admin) || this.ctx.roomAdmin();
     m.next = (res && res.next) || '';
     list.append(...people.map((p) => this.memberItem(channel, p, admin, me)));
     show($('members-more'), !!m.next);
@@ -235,12 +237,20 @@ export class ChannelDialogs {
           h('span', { text: self ? `${p.username} (you)` : p.username }),
           p.admin ? h('span', { class: 'pill', text: 'admin' }) : null),
         h('div', { class: 'item-meta' }, h('span', { class: `presence${p.online ? ' on' : ''}`, 'aria-hidden': 'true' }), parts.join(' · '))));
+    if (admin && !self && !p.admin) {
+      li.append(h('button', {
+        type: 'button',
+        class: 'btn btn-ghost btn-sm make-admin',
+        'aria-label': `Make ${p.username} an admin of #${channel}`,
+        on: { click: (ev) => this.memberAction(ev.currentTarget, () => this.ctx.api.addMember(channel, p.username, true)) },
+      }, 'Make admin'));
+    }
     if (admin && !self) {
       li.append(h('button', {
         type: 'button',
         class: 'btn btn-ghost btn-sm remove',
         'aria-label': `Remove ${p.username} from #${channel}`,
-        on: { click: (ev) => this.remove(channel, p.username, ev.currentTarget) },
+        on: { click: (ev) => this.memberAction(ev.currentTarget, () => this.ctx.api.removeMember(channel, p.username)) },
       }, 'Remove'));
     }
     return li;
@@ -271,11 +281,13 @@ export class ChannelDialogs {
     this.loadMembers(false);
   }
 
-  async remove(channel, username, btn) {
+  // memberAction runs the request of a member's button (Make admin, Remove),
+  // then lists the members again as the server has them.
+  async memberAction(btn, request) {
     setError('members-error', '');
     btn.disabled = true;
     try {
-      await this.ctx.api.removeMember(channel, username);
+      await request();
     } catch (e) {
       btn.disabled = false;
       setError('members-error', e.message);
