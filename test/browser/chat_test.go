@@ -14,6 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/gorilla/websocket"
+
+	"github.com/hubbub-chat/hubbub/test/headless"
 )
 
 const password = "correct horse battery"
@@ -82,7 +84,7 @@ func TestChatInTheBrowser(t *testing.T) {
 	if href := eval[string](bob, messageJS(release)+`.querySelector('a').href`); href != "https://example.com/notes/1.4" {
 		t.Errorf("link in a message: href %q", href)
 	}
-	bob.do("typing", chromedp.SendKeys(chromedp.ID("composer-input"), "hi @alice, "))
+	bob.do("typing", headless.TypeKeys("#composer-input", "hi @alice, "))
 	alice.waitFor("the typing indicator", `document.getElementById('typing').textContent.includes('bob is typing')`)
 	bob.send("good to see you here!")
 	mention := "hi @alice, good to see you here!"

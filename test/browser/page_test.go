@@ -13,6 +13,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+
+	"github.com/hubbub-chat/hubbub/test/headless"
 )
 
 // Page-level steps a person takes, in the words of the page's own elements.
@@ -66,7 +68,7 @@ func (p *person) connects() int {
 // send types text into the composer and presses Enter.
 func (p *person) send(text string) {
 	p.t.Helper()
-	p.do("sending "+text, chromedp.SendKeys(chromedp.ID("composer-input"), text), pressEnter)
+	p.do("sending "+text, headless.TypeKeys("#composer-input", text), pressEnter)
 }
 
 // pressEnter presses Enter as a keyboard does. SendKeys("\n") would also
@@ -190,7 +192,7 @@ func (p *person) setComposer(text string) {
 // typeInto types text into the field sel matches, key by key.
 func (p *person) typeInto(sel, text string) {
 	p.t.Helper()
-	p.do("typing "+text, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+	p.do("typing "+text, headless.TypeKeys(sel, text))
 }
 
 // fill replaces the value of the field sel matches with text, as typing does.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/hubbub-chat/hubbub/test/headless"
 )
 
 // TestThreads: a reply from a message's "Reply in thread" action goes into
@@ -34,7 +36,7 @@ func TestThreads(t *testing.T) {
 	step("bob replies from the Reply action")
 	bob.click("Reply in thread", msgSel(root)+` [data-action="reply"][aria-label="Reply in thread"]`)
 	bob.waitFor("the pane, with the root, its box focused", paneOpenJS(root)+` && document.activeElement.id === 'thread-input'`)
-	bob.do("typing a reply", chromedp.SendKeys(chromedp.ID("thread-input"), "count me in"), pressEnter)
+	bob.do("typing a reply", headless.TypeKeys("#thread-input", "count me in"), pressEnter)
 	bob.waitFor("the reply in bob's pane", threadMsgJS("count me in")+` && document.getElementById('thread-sep-text').textContent === '1 reply'`)
 	reply := carol.expect("the reply, naming its thread", isObj("message", "text", "count me in", "thread", root))
 	bobReply := reply["id"].(string)
@@ -129,7 +131,7 @@ func TestThreads(t *testing.T) {
     return send.call(this, d);
   };
 })()`))
-	alice.do("typing a reply", chromedp.SendKeys(chromedp.ID("thread-input"), "into the void"), pressEnter)
+	alice.do("typing a reply", headless.TypeKeys("#thread-input", "into the void"), pressEnter)
 	alice.waitFor("an error toast, the reply marked not sent", `[...document.querySelectorAll('#toasts .toast-error')].some(e => e.textContent.includes('Could not send your reply')) && [...document.querySelectorAll('#thread-pending .msg.failed')].some(e => e.textContent.includes('into the void'))`)
 	alice.click("Discard", "#thread-pending .msg.failed .btn:not(.retry)")
 	alice.waitFor("the reply gone, the box focused", `!document.querySelector('#thread-pending .msg') && document.activeElement.id === 'thread-input'`)

@@ -61,3 +61,12 @@ func Options(path, userDataDir string) []chromedp.ExecAllocatorOption {
 		chromedp.Flag("lang", "en-US"),
 	}
 }
+
+// TypeKeys focuses the visible field sel (CSS) matches and types text into
+// it, key by key. chromedp.SendKeys does the same, but reads the field's
+// attributes without the node's lock while the tab's event loop may write
+// them (the chat page sets the composer's maxlength on every hello): the race
+// detector failed a CI run of test/browser on it.
+func TypeKeys(sel, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.Focus(chromedp.CSS(sel), chromedp.NodeVisible), chromedp.KeyEvent(text))
+}

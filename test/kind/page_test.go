@@ -116,7 +116,7 @@ func pageChat(ctx context.Context, t *testing.T, baseURL, user, password, sent s
 		&& document.querySelector('#sidebar .conv.active')?.dataset.channel === 'general'`)
 
 	do(fmt.Sprintf("sending %q", sent),
-		chromedp.SendKeys(chromedp.ID("composer-input"), sent),
+		headless.TypeKeys("#composer-input", sent),
 		chromedp.Click(chromedp.ID("send")),
 	)
 	await(fmt.Sprintf("the page to show its own message %q as sent", sent), pageMessageJS(sent))
