@@ -101,6 +101,10 @@ type Handler interface {
 	// Event delivers an ephemeral room-wide event published by any server,
 	// this one included.
 	Event(e Event)
+	// EventsMissed says events published meanwhile may never come: the
+	// feed's subscription was lost and is back. What an event would have
+	// told (a removal, a revoked session) must be read from storage.
+	EventsMissed()
 }
 
 // Feed brings committed messages and events from every server of the room to
@@ -116,6 +120,9 @@ type Handler interface {
 //   - Unfollow stops delivery for the channel (soon; a few in-flight messages may still arrive).
 //   - Publish sends e to every server's Handler.Event, at most once, best effort
 //     (events are ephemeral). Errors wrap ErrUnavailable.
+//   - A feed that may have lost events (its subscription was lost, then
+//     restored) calls Handler.EventsMissed once the subscription is back; a
+//     feed that cannot lose them never calls it.
 type Feed interface {
 	Run(ctx context.Context, h Handler) error
 	Follow(channel, after string)

@@ -14,6 +14,7 @@ type feedHandler struct{ s *Service }
 
 func (h feedHandler) Messages(channel string, msgs []protocol.Message) { h.s.deliver(channel, msgs) }
 func (h feedHandler) Event(e Event)                                    { h.s.handleEvent(e) }
+func (h feedHandler) EventsMissed()                                    { h.s.recheckAll() }
 
 // deliver fans committed messages out to the channel's local sockets, then
 // notifications to the people they name. Each message is encoded once per

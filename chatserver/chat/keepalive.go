@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -32,6 +33,9 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.recheck:
+			s.checkAllSoon(time.Now())
+			continue
 		case now = <-t.C:
 		}
 		due.collect(s, now)
@@ -56,6 +60,34 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 		}
 		due.clear()
 	}
+}
+
+// recheckAll makes every socket check its session and channels within
+// MissedEventsCheck, not at its next check up to SessionCheck away: the
+// feed lost events (a removal, a revoked session) that would have told it.
+func (s *Service) recheckAll() {
+	select {
+	case s.recheck <- struct{}{}:
+	default: // one is pending: it covers this one
+	}
+}
+
+// checkAllSoon brings every socket's next session check within
+// MissedEventsCheck of now, at random. It runs on the keepalive loop, which
+// owns nextCheck.
+func (s *Service) checkAllSoon(now time.Time) {
+	spread := int64(s.opts.MissedEventsCheck)
+	n := 0
+	s.hub.fanout(everyone(), func(c *conn) {
+		if c.check == nil {
+			return
+		}
+		if at := now.Add(time.Duration(rand.Int64N(spread + 1))); at.Before(c.nextCheck) {
+			c.nextCheck = at
+		}
+		n++
+	})
+	s.log.Info("events may have been missed: checking every socket's session and channels", "sockets", n, "within", time.Duration(spread))
 }
 
 // keepaliveDue is one tick's work, its slices reused from tick to tick.

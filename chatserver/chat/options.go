@@ -32,6 +32,11 @@ type Options struct {
 	// SessionCheck is how often a connection re-validates its session (which
 	// also slides the session's expiry while the person is connected).
 	SessionCheck time.Duration
+	// MissedEventsCheck is how soon every socket's session check has run
+	// after the feed says events were missed (spread over it, so a server's
+	// sockets do not all read storage the moment it is back); at most
+	// SessionCheck.
+	MissedEventsCheck time.Duration
 	// SendQueueMax bounds the objects queued for one socket; past it the
 	// client is too slow and is disconnected.
 	SendQueueMax int
@@ -60,6 +65,10 @@ func (o Options) withDefaults() Options {
 	if o.SessionCheck <= 0 {
 		o.SessionCheck = time.Minute
 	}
+	if o.MissedEventsCheck <= 0 {
+		o.MissedEventsCheck = 5 * time.Second
+	}
+	o.MissedEventsCheck = min(o.MissedEventsCheck, o.SessionCheck)
 	if o.SendQueueMax <= 0 {
 		o.SendQueueMax = 4096
 	}

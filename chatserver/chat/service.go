@@ -42,6 +42,9 @@ type Service struct {
 	// waits for it, as a message it sent before then could be committed
 	// before the id Run follows after, and never fanned out here.
 	following chan struct{}
+	// recheck asks the keepalive loop to check every socket's session and
+	// channels soon (recheckAll).
+	recheck chan struct{}
 }
 
 // New returns a Service over b.
@@ -57,6 +60,7 @@ func New(b Backend, opts Options) *Service {
 		func(delta int) { s.m.Connections.Add(float64(delta)) })
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.following = make(chan struct{})
+	s.recheck = make(chan struct{}, 1)
 	return s
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,8 +88,15 @@ func runServiceOn(t *testing.T, store chat.Backend, mem *memory.Backend, opts ch
 // resume, to replay first), so the client sends one.
 func (r *room) connect(user string) *chattest.Socket {
 	r.t.Helper()
+	return r.connectPeer(chat.Peer{User: user, Session: "session-" + user})
+}
+
+// connectPeer is connect for a peer as the caller makes it (a session
+// check, say).
+func (r *room) connectPeer(p chat.Peer) *chattest.Socket {
+	r.t.Helper()
 	ws := chattest.New()
-	r.s.Start(ws, chat.Peer{User: user, Session: "session-" + user})
+	r.s.Start(ws, p)
 	ws.Next(r.t, protocol.TypeHello)
 	ws.Send(`{"type":"resume","since":{}}`)
 	ws.Next(r.t, protocol.TypeResumed)
@@ -318,6 +326,71 @@ func TestHelloSizeWhateverIsOnline(t *testing.T) {
 		t.Errorf("hello lists people online: %.200s", b)
 	}
 	t.Logf("hello: %d bytes", len(b))
+}
+
+// feedInReach is the memory backend with its feed's handler in the test's
+// reach, so the test can say events were missed, as a Redis feed does once
+// its lost subscription is back.
+type feedInReach struct {
+	*memory.Backend
+	handler chan chat.Handler
+}
+
+func (f *feedInReach) Run(ctx context.Context, h chat.Handler) error {
+	f.handler <- h
+	return f.Backend.Run(ctx, h)
+}
+
+// TestMissedEventsCheckEverySocket: told that events were missed, the
+// service checks every socket's session and channels within
+// MissedEventsCheck, not at its next check an hour away: a socket whose
+// removal went unheard gets removed, one whose session ended unheard is
+// closed.
+func TestMissedEventsCheckEverySocket(t *testing.T) {
+	opts := testOptions()
+	opts.SessionCheck = time.Hour
+	opts.MissedEventsCheck = 50 * time.Millisecond
+	mem := memory.New()
+	ctx := context.Background()
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if err := mem.CreateUser(ctx, auth.User{Username: u, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed := &feedInReach{Backend: mem, handler: make(chan chat.Handler, 1)}
+	r := runServiceOn(t, feed, mem, opts)
+	h := <-feed.handler
+
+	live := func(context.Context) error { return nil }
+	var carolGone atomic.Bool
+	bob := r.connectPeer(chat.Peer{User: "bob", Session: "session-bob", Check: live})
+	carol := r.connectPeer(chat.Peer{User: "carol", Session: "session-carol", Check: func(context.Context) error {
+		if carolGone.Load() {
+			return chat.ErrSessionGone
+		}
+		return nil
+	}})
+	if _, err := r.s.CreateChannel(ctx, "alice", "ops", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.s.AddMember(ctx, "alice", "ops", "bob", false); err != nil {
+		t.Fatal(err)
+	}
+	bob.Next(t, protocol.TypeChannel)
+
+	// What events would have told, stored without them.
+	if removed, err := mem.RemoveMember(ctx, "ops", "bob"); err != nil || !removed {
+		t.Fatalf("removing bob in storage: %v, %v", removed, err)
+	}
+	carolGone.Store(true)
+	h.EventsMissed()
+
+	if got := bob.Next(t, protocol.TypeRemoved); got["channel"] != "ops" {
+		t.Errorf("bob got %v, want removed from ops", got)
+	}
+	if code := carol.CloseCode(t); code != protocol.CloseUnauthorized {
+		t.Errorf("carol's socket closed %d, want %d", code, protocol.CloseUnauthorized)
+	}
 }
 
 // TestHelloSaysRoomAdmin: hello marks a room admin (--admins), so a page

@@ -166,6 +166,7 @@ type recorder struct {
 	mu         sync.Mutex
 	msgs       map[string][]protocol.Message
 	events     []chat.Event
+	missed     int // EventsMissed calls
 	inCall     map[string]bool
 	violations []string
 	changed    chan struct{} // closed and replaced on every change
@@ -212,6 +213,19 @@ func (r *recorder) Event(e chat.Event) {
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
 	r.notifyLocked()
+}
+
+func (r *recorder) EventsMissed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.missed++
+	r.notifyLocked()
+}
+
+func (r *recorder) missedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.missed
 }
 
 func (r *recorder) notifyLocked() {

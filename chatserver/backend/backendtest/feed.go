@@ -248,6 +248,10 @@ func testEvents(t *testing.T, newBackend func() Backend) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("server %s got events (-want +got):\n%s", name, diff)
 		}
+		// Its subscription was never lost: nothing was missed.
+		if n := r.missedCount(); n != 0 {
+			t.Errorf("server %s was told %d times that events were missed", name, n)
+		}
 	}
 }
 

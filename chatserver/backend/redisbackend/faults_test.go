@@ -30,10 +30,26 @@ type collector struct {
 	ids     map[string][]string
 	changed chan struct{}
 	block   chan struct{} // if set, the first Messages call waits for it
+	missed  int           // EventsMissed calls
 }
 
 func newCollector(t *testing.T) *collector {
 	return &collector{t: t, ids: map[string][]string{}, changed: make(chan struct{})}
+}
+
+// EventsMissed is counted: the feed tests kill pub/sub connections.
+func (c *collector) EventsMissed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.missed++
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *collector) missedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.missed
 }
 
 func (c *collector) Messages(channel string, msgs []protocol.Message) {
@@ -116,16 +132,24 @@ func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	return c
 }
 
+// followingGeneral starts a Redis and two backends of one room on it: a
+// reader whose feed follows general into a collector, and a writer.
+func followingGeneral(t *testing.T) (srv *redistest.Server, reader, writer *redisbackend.Backend, c *collector) {
+	t.Helper()
+	srv = redistest.Start(t)
+	room := newRoom()
+	reader = newBackend(t, srv.URL(), room)
+	writer = newBackend(t, srv.URL(), room)
+	c = newCollector(t)
+	runFeed(t, reader, c)
+	reader.Follow("general", "")
+	return srv, reader, writer, c
+}
+
 // Killing the pub/sub connection again and again while messages flow loses
 // nothing: every re-subscription re-reads the stream.
 func TestFeedSurvivesPubSubKills(t *testing.T) {
-	srv := redistest.Start(t)
-	room := newRoom()
-	reader := newBackend(t, srv.URL(), room)
-	writer := newBackend(t, srv.URL(), room)
-	c := newCollector(t)
-	runFeed(t, reader, c)
-	reader.Follow("general", "")
+	srv, reader, writer, c := followingGeneral(t)
 	ctx := t.Context()
 	admin := rawClient(t, srv)
 
@@ -165,6 +189,37 @@ func TestFeedSurvivesPubSubKills(t *testing.T) {
 		t.Errorf("no reconnect counted: %+v", st)
 	}
 	t.Logf("stats: %+v", st)
+}
+
+// A feed whose pub/sub connection is killed tells its handler, once it is
+// subscribed again, that events may have been missed (events are not in
+// any stream to re-read); before any loss it never says so.
+func TestFeedSaysEventsMissedAfterPubSubLoss(t *testing.T) {
+	srv, _, writer, c := followingGeneral(t)
+	ctx := t.Context()
+	var acked []string
+	sendOne := func(i int) {
+		t.Helper()
+		m, err := send(ctx, writer, "general", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, m.ID)
+		c.waitFor(t, "general", acked)
+	}
+	sendOne(0) // delivered: the feed is subscribed, the events topic first
+	if n := c.missedCount(); n != 0 {
+		t.Fatalf("told %d times that events were missed before any loss", n)
+	}
+	if err := rawClient(t, srv).ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL: %v", err)
+	}
+	c.until(t, "general", func([]string) bool { return c.missedCount() > 0 },
+		func([]string) string { return "no EventsMissed after the pub/sub connection was killed" })
+	sendOne(1) // and the feed delivers again
+	if n := c.missedCount(); n != 1 {
+		t.Errorf("told %d times that events were missed after one loss, want once", n)
+	}
 }
 
 // While Redis is down, operations fail with chat.ErrUnavailable (never

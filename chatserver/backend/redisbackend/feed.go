@@ -41,6 +41,11 @@ type feed struct {
 
 	connLog, readLog, subLog logOnce
 	pubLog                   logOnce // publishing confirmed messages (replication.go)
+
+	// eventsSubscribed: the events topic was subscribed on some connection
+	// before, so a subscription to it now follows a time without one, when
+	// events went unheard. Only the receiver goroutine uses it.
+	eventsSubscribed bool
 }
 
 // shard holds the state of the channels that hash to it and the work queued
@@ -273,6 +278,7 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, node *redis.Client
 	interval := f.b.opt.PingInterval
 	lastRx := time.Now()
 	lost := false
+	eventsUp := false // the events topic is subscribed on this connection
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, interval)
 		if ctx.Err() != nil {
@@ -313,6 +319,7 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, node *redis.Client
 			// when its subscription is confirmed again.
 			if !lost {
 				lost = true
+				eventsUp = false
 				f.b.st.reconnects.Add(1)
 				f.markInactive()
 			}
@@ -331,6 +338,13 @@ func (f *feed) receive(ctx context.Context, ps *redis.PubSub, node *redis.Client
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
+			if !eventsUp && m.Channel == f.b.eventsTopic && (m.Kind == "subscribe" || m.Kind == "ssubscribe") {
+				eventsUp = true
+				if f.eventsSubscribed {
+					h.EventsMissed()
+				}
+				f.eventsSubscribed = true
+			}
 			if f.onSubscription(m) {
 				// The node no longer serves the room's slot (a failover
 				// demoted it, or the slot migrated) and ended its sharded
