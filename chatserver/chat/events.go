@@ -14,7 +14,22 @@ type feedHandler struct{ s *Service }
 
 func (h feedHandler) Messages(channel string, msgs []protocol.Message) { h.s.deliver(channel, msgs) }
 func (h feedHandler) Event(e Event)                                    { h.s.handleEvent(e) }
-func (h feedHandler) EventsMissed()                                    { h.s.recheckAll() }
+func (h feedHandler) EventsMissed()                                    { h.s.eventsMissed() }
+
+// eventsMissed: the feed lost events that would have told this server of a
+// removal, a revoked session or someone going offline. Every socket checks
+// its session and channels within MissedEventsCheck, not at its next check
+// up to SessionCheck away, and the statuses of the people watched here are
+// read again. Neither loop is blocked: a request already pending covers
+// this one.
+func (s *Service) eventsMissed() {
+	for _, c := range []chan struct{}{s.recheck, s.presenceLost} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // deliver fans committed messages out to the channel's local sockets, then
 // notifications to the people they name. Each message is encoded once per

@@ -62,16 +62,6 @@ func (s *Service) keepaliveLoop(ctx context.Context) {
 	}
 }
 
-// recheckAll makes every socket check its session and channels within
-// MissedEventsCheck, not at its next check up to SessionCheck away: the
-// feed lost events (a removal, a revoked session) that would have told it.
-func (s *Service) recheckAll() {
-	select {
-	case s.recheck <- struct{}{}:
-	default: // one is pending: it covers this one
-	}
-}
-
 // checkAllSoon brings every socket's next session check within
 // MissedEventsCheck of now, at random. It runs on the keepalive loop, which
 // owns nextCheck.

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +19,46 @@ const presenceBatch = 250 * time.Millisecond
 type presenceBatcher struct {
 	mu      sync.Mutex
 	pending map[string]string
+	// noted holds the users noted while a refresh reads storage (nil when
+	// none does): what an event says then is at least as new as that read.
+	noted map[string]struct{}
 }
 
 // note keeps a user's latest status for the next batch.
 func (p *presenceBatcher) note(user, status string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.noteLocked(user, status)
+	if p.noted != nil {
+		p.noted[user] = struct{}{}
+	}
+}
+
+func (p *presenceBatcher) noteLocked(user, status string) {
 	if p.pending == nil {
 		p.pending = map[string]string{}
 	}
 	p.pending[user] = status
+}
+
+// refreshing marks the start of a read of storage for refreshed.
+func (p *presenceBatcher) refreshing() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noted = map[string]struct{}{}
+}
+
+// refreshed notes the statuses a refresh read, except of the users an event
+// was noted for since refreshing.
+func (p *presenceBatcher) refreshed(statuses map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for u, st := range statuses {
+		if _, ok := p.noted[u]; !ok {
+			p.noteLocked(u, st)
+		}
+	}
+	p.noted = nil
 }
 
 // take returns the batch and empties it.
@@ -37,6 +68,35 @@ func (p *presenceBatcher) take() map[string]string {
 	pending := p.pending
 	p.pending = nil
 	return pending
+}
+
+// refreshPresence reads the status of everyone this server's sockets watch
+// and sends it with the next batch: presence events were missed (the feed's
+// subscription was lost), and a watcher would show someone online who left
+// meanwhile until it watched again. It runs on the presence loop.
+func (s *Service) refreshPresence(ctx context.Context) {
+	users := s.watch.watched()
+	if len(users) == 0 {
+		return
+	}
+	s.pres.refreshing()
+	statuses := make(map[string]string, len(users))
+	for chunk := range slices.Chunk(users, 1000) {
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		online, err := s.b.OnlineAmong(cctx, chunk)
+		cancel()
+		if err != nil {
+			s.backendError("presence_refresh", err)
+			break // what was read still goes out
+		}
+		for _, u := range chunk {
+			statuses[u] = "offline"
+			if online[u] {
+				statuses[u] = "online"
+			}
+		}
+	}
+	s.pres.refreshed(statuses)
 }
 
 // flushPresence sends the pending batch to the sockets watching its people.
@@ -69,6 +129,8 @@ func (s *Service) presenceLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.presenceLost:
+			s.refreshPresence(ctx)
 		case <-batch.C:
 			s.flushPresence()
 		case <-heartbeat.C:

@@ -11,19 +11,34 @@ import (
 
 func TestPresenceBatcher(t *testing.T) {
 	tests := []struct {
-		name  string
-		notes [][2]string // user, status, in order
-		want  map[string]string
+		name   string
+		notes  [][2]string       // user, status, in order
+		during [][2]string       // noted while a refresh reads storage
+		read   map[string]string // what the refresh read (nil: no refresh)
+		want   map[string]string
 	}{
-		{"nothing noted, nothing sent", nil, nil},
-		{"a user's latest status wins", [][2]string{{"bob", "online"}, {"bob", "offline"}, {"alice", "online"}},
+		{"nothing noted, nothing sent", nil, nil, nil, nil},
+		{"a user's latest status wins", [][2]string{{"bob", "online"}, {"bob", "offline"}, {"alice", "online"}}, nil, nil,
 			map[string]string{"alice": "online", "bob": "offline"}},
+		{"a refresh sends what it read", nil, nil, map[string]string{"bob": "offline", "carol": "online"},
+			map[string]string{"bob": "offline", "carol": "online"}},
+		{"a refresh's read is newer than what was noted before it", [][2]string{{"bob", "online"}}, nil, map[string]string{"bob": "offline"},
+			map[string]string{"bob": "offline"}},
+		{"an event noted while a refresh reads wins over the read", nil, [][2]string{{"bob", "online"}}, map[string]string{"bob": "offline", "carol": "online"},
+			map[string]string{"bob": "online", "carol": "online"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p presenceBatcher
 			for _, n := range tt.notes {
 				p.note(n[0], n[1])
+			}
+			if tt.read != nil {
+				p.refreshing()
+				for _, n := range tt.during {
+					p.note(n[0], n[1])
+				}
+				p.refreshed(tt.read)
 			}
 			if diff := cmp.Diff(tt.want, p.take()); diff != "" {
 				t.Errorf("batch (-want +got):\n%s", diff)

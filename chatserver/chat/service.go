@@ -43,8 +43,9 @@ type Service struct {
 	// before the id Run follows after, and never fanned out here.
 	following chan struct{}
 	// recheck asks the keepalive loop to check every socket's session and
-	// channels soon (recheckAll).
-	recheck chan struct{}
+	// channels soon, and presenceLost the presence loop to read the
+	// statuses of the people watched here (eventsMissed).
+	recheck, presenceLost chan struct{}
 }
 
 // New returns a Service over b.
@@ -61,6 +62,7 @@ func New(b Backend, opts Options) *Service {
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.following = make(chan struct{})
 	s.recheck = make(chan struct{}, 1)
+	s.presenceLost = make(chan struct{}, 1)
 	return s
 }
 

@@ -341,18 +341,19 @@ func (f *feedInReach) Run(ctx context.Context, h chat.Handler) error {
 	return f.Backend.Run(ctx, h)
 }
 
-// TestMissedEventsCheckEverySocket: told that events were missed, the
+// TestMissedEventsReadFromStorage: told that events were missed, the
 // service checks every socket's session and channels within
-// MissedEventsCheck, not at its next check an hour away: a socket whose
-// removal went unheard gets removed, one whose session ended unheard is
-// closed.
-func TestMissedEventsCheckEverySocket(t *testing.T) {
+// MissedEventsCheck, not at its next check an hour away, and reads the
+// status of the people watched: a socket whose removal went unheard gets
+// removed, one whose session ended unheard is closed, and one watching
+// someone who came online unheard is told.
+func TestMissedEventsReadFromStorage(t *testing.T) {
 	opts := testOptions()
 	opts.SessionCheck = time.Hour
 	opts.MissedEventsCheck = 50 * time.Millisecond
 	mem := memory.New()
 	ctx := context.Background()
-	for _, u := range []string{"alice", "bob", "carol"} {
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
 		if err := mem.CreateUser(ctx, auth.User{Username: u, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -377,12 +378,18 @@ func TestMissedEventsCheckEverySocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.Next(t, protocol.TypeChannel)
+	alice := r.connect("alice")
+	alice.Send(`{"type":"watch","users":["dave"]}`)
+	awaitPresence(t, alice, "dave", "offline")
 
 	// What events would have told, stored without them.
 	if removed, err := mem.RemoveMember(ctx, "ops", "bob"); err != nil || !removed {
 		t.Fatalf("removing bob in storage: %v, %v", removed, err)
 	}
 	carolGone.Store(true)
+	if err := mem.Join(ctx, "pod-elsewhere", "dave", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	h.EventsMissed()
 
 	if got := bob.Next(t, protocol.TypeRemoved); got["channel"] != "ops" {
@@ -391,6 +398,7 @@ func TestMissedEventsCheckEverySocket(t *testing.T) {
 	if code := carol.CloseCode(t); code != protocol.CloseUnauthorized {
 		t.Errorf("carol's socket closed %d, want %d", code, protocol.CloseUnauthorized)
 	}
+	awaitPresence(t, alice, "dave", "online")
 }
 
 // TestHelloSaysRoomAdmin: hello marks a room admin (--admins), so a page

@@ -47,6 +47,13 @@ func (w *watchers) set(c *conn, users []string) {
 	w.lists[c] = users
 }
 
+// watched lists the people some socket here watches.
+func (w *watchers) watched() []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return slices.Collect(maps.Keys(w.by))
+}
+
 // drop forgets c (its socket closed).
 func (w *watchers) drop(c *conn) {
 	w.mu.Lock()
