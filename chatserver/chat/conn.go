@@ -33,9 +33,8 @@ type conn struct {
 // the room's send limit, the budget for every frame (limit.go), and the
 // typing throttle.
 type inbound struct {
-	sends   bucket
-	frames  bucket
-	refused int32 // frames refused in a row
+	sends bucket
+	gate  frameGate
 	// reg is the hub's registration count once this socket was
 	// registered: a shared replay read that began later is whole for it
 	// (replayshare.go). Set before the reader starts.
@@ -87,8 +86,8 @@ func (s *Service) open(ctx context.Context, ws Socket, p Peer) *conn {
 		out:       newOutbox(ws, s.wire),
 		ord:       order{holding: true},
 		in: inbound{
-			sends:  newBucket(s.wire.pace.now(), float64(s.opts.MessageBurst)),
-			frames: newBucket(s.wire.pace.now(), s.budget.burst),
+			sends: newBucket(s.wire.pace.now(), float64(s.opts.MessageBurst)),
+			gate:  newFrameGate(s.wire.pace.now(), s.budget),
 		},
 	}
 	refuse := func(code int, text string) *conn {

@@ -135,21 +135,17 @@ var handlers = map[string]func(c *conn, ctx context.Context, f protocol.ClientFr
 	protocol.TypeReact:  (*conn).handleChange,
 }
 
-// withinBudget spends a token of the socket's frame budget. Every frame
-// spends it, a bad one too: each costs an answer. Past the budget a frame
-// gets rate_limited; floodLimit refusals in a row close the socket (1008).
+// withinBudget passes a frame through the socket's frame gate (limit.go).
+// Every frame spends the budget, a bad one too: each costs an answer. Past
+// the budget a frame gets rate_limited; refusals past theirs close the
+// socket (1008), and frames already read after that get no answer.
 func (c *conn) withinBudget(clientID string) bool {
-	if c.in.frames.take(c.s.wire.pace.now(), c.s.budget.rate, c.s.budget.burst) {
-		c.in.refused = 0
+	switch c.in.gate.admit(c.s.wire.pace.now(), c.s.budget) {
+	case admitted:
 		return true
-	}
-	c.in.refused++
-	switch {
-	case c.in.refused < floodLimit:
+	case refused:
 		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "too many frames, slow down", ClientID: clientID})
-	case c.in.refused == floodLimit:
-		// Frames already read still come through here: close once,
-		// answer none of them.
+	case flooding:
 		c.s.m.Errors.WithLabelValues(protocol.CodeFlooding).Inc()
 		c.out.close(protocol.ClosePolicy, "flooding")
 	}

@@ -614,9 +614,11 @@ func testFrameBudget(t *testing.T, b backend) {
 		c.send(map[string]any{"type": "typing", "channel": "general"})
 	}
 	c.expect("rate limited typing", typeIs("error", "code", "rate_limited"))
-	// Undecodable frames spend the budget too, and flooding ends the socket:
-	// once the server's close has come in, writing fails, as it should.
-	for range 200 {
+	// Undecodable frames spend the budget too, and flooding ends the socket
+	// (about 100 refusals on; more are written in case the server reads
+	// slowly, as refusals refill meanwhile): once the server's close has
+	// come in, writing fails, as it should.
+	for range 1000 {
 		if err := c.ws.WriteMessage(websocket.TextMessage, []byte("{nonsense")); err != nil {
 			break
 		}
