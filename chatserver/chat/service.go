@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,9 @@ type Service struct {
 	// channels soon, and presenceLost the presence loop to read the
 	// statuses of the people watched here (eventsMissed).
 	recheck, presenceLost chan struct{}
+	// dmsRejoin counts the missed-events calls a DM rejoin has yet to
+	// cover (rejoinDMs).
+	dmsRejoin atomic.Int32
 }
 
 // New returns a Service over b.

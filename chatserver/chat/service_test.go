@@ -344,16 +344,17 @@ func (f *feedInReach) Run(ctx context.Context, h chat.Handler) error {
 // TestMissedEventsReadFromStorage: told that events were missed, the
 // service checks every socket's session and channels within
 // MissedEventsCheck, not at its next check an hour away, and reads the
-// status of the people watched: a socket whose removal went unheard gets
-// removed, one whose session ended unheard is closed, and one watching
-// someone who came online unheard is told.
+// status of the people watched and the DMs of the people connected: a
+// socket whose removal went unheard gets removed, one whose session ended
+// unheard is closed, one watching someone who came online unheard is told,
+// and one whose new DM went unheard gets its message.
 func TestMissedEventsReadFromStorage(t *testing.T) {
 	opts := testOptions()
 	opts.SessionCheck = time.Hour
 	opts.MissedEventsCheck = 50 * time.Millisecond
 	mem := memory.New()
 	ctx := context.Background()
-	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		if err := mem.CreateUser(ctx, auth.User{Username: u, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -381,6 +382,7 @@ func TestMissedEventsReadFromStorage(t *testing.T) {
 	alice := r.connect("alice")
 	alice.Send(`{"type":"watch","users":["dave"]}`)
 	awaitPresence(t, alice, "dave", "offline")
+	erin := r.connect("erin")
 
 	// What events would have told, stored without them.
 	if removed, err := mem.RemoveMember(ctx, "ops", "bob"); err != nil || !removed {
@@ -388,6 +390,14 @@ func TestMissedEventsReadFromStorage(t *testing.T) {
 	}
 	carolGone.Store(true)
 	if err := mem.Join(ctx, "pod-elsewhere", "dave", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const dm = "dm:dave:erin" // made on another server, as dave's first DM to erin
+	if _, err := mem.AddDM(ctx, dm); err != nil {
+		t.Fatal(err)
+	}
+	first, err := mem.Append(ctx, protocol.Message{Channel: dm, From: "dave", Text: "psst", TS: time.Now().UnixMilli()}, "", 100)
+	if err != nil {
 		t.Fatal(err)
 	}
 	h.EventsMissed()
@@ -399,6 +409,9 @@ func TestMissedEventsReadFromStorage(t *testing.T) {
 		t.Errorf("carol's socket closed %d, want %d", code, protocol.CloseUnauthorized)
 	}
 	awaitPresence(t, alice, "dave", "online")
+	if got := erin.Next(t, protocol.TypeMessage); got["channel"] != dm || got["id"] != first.ID {
+		t.Errorf("erin got %v, want dave's first DM %s", got, first.ID)
+	}
 }
 
 // TestHelloSaysRoomAdmin: hello marks a room admin (--admins), so a page
