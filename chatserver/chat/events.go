@@ -22,47 +22,36 @@ func (h feedHandler) EventsMissed()                                    { h.s.eve
 // socket checks its session and channels within MissedEventsCheck, not at
 // its next check up to SessionCheck away; the statuses of the people
 // watched here are read again; and the DMs of the people connected here.
-// Neither loop is blocked: a request already pending covers this one.
+// No loop is blocked: a request already pending covers this one.
 func (s *Service) eventsMissed() {
-	for _, c := range []chan struct{}{s.recheck, s.presenceLost} {
+	for _, c := range []chan struct{}{s.recheck, s.presenceLost, s.dmsLost} {
 		select {
 		case c <- struct{}{}:
 		default:
 		}
 	}
-	s.rejoinDMs()
 }
 
-// rejoinDMs reads the DMs of everyone connected here and joins their
-// sockets to those they are not in: a DM made on another server reaches its
-// recipient's sockets here by an event (send.go), and without it they would
-// hear nothing of the DM until they connect again. One run at a time; a
-// loss while one runs is covered by it only if it read after the loss, so
-// it runs once more.
-func (s *Service) rejoinDMs() {
-	if s.dmsRejoin.Add(1) > 1 {
-		return // the run under way goes again
-	}
-	if !s.hub.start() {
-		s.dmsRejoin.Store(0)
-		return // stopping: the sockets are going anyway
-	}
-	go func() {
-		defer s.hub.done()
-		for {
-			s.rejoinDMsOnce()
-			if s.dmsRejoin.Add(-1) == 0 {
-				return
-			}
-			s.dmsRejoin.Store(1) // every loss since the run began: one more run covers them
+// dmsLoop reads, each time the feed missed events, the DMs of everyone
+// connected here and joins their sockets to those they are not in: a DM
+// made on another server reaches its recipient's sockets here by an event
+// (send.go), and without it they would hear nothing of the DM until they
+// connect again. A loss while it reads makes one more read.
+func (s *Service) dmsLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.dmsLost:
+			s.rejoinDMs(ctx)
 		}
-	}()
+	}
 }
 
-func (s *Service) rejoinDMsOnce() {
+func (s *Service) rejoinDMs(ctx context.Context) {
 	for _, u := range s.hub.localUsers() {
-		ctx, cancel := context.WithTimeout(s.life, storageTimeout)
-		dms, err := s.b.DMs(ctx, u, maxDMs)
+		cctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		dms, err := s.b.DMs(cctx, u, maxDMs)
 		cancel()
 		if err != nil {
 			s.backendError("dm_rejoin", err)

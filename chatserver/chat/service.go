@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,12 +43,10 @@ type Service struct {
 	// before the id Run follows after, and never fanned out here.
 	following chan struct{}
 	// recheck asks the keepalive loop to check every socket's session and
-	// channels soon, and presenceLost the presence loop to read the
-	// statuses of the people watched here (eventsMissed).
-	recheck, presenceLost chan struct{}
-	// dmsRejoin counts the missed-events calls a DM rejoin has yet to
-	// cover (rejoinDMs).
-	dmsRejoin atomic.Int32
+	// channels soon, presenceLost the presence loop to read the statuses
+	// of the people watched here, and dmsLost the DMs loop to read the DMs
+	// of the people connected here (eventsMissed).
+	recheck, presenceLost, dmsLost chan struct{}
 }
 
 // New returns a Service over b.
@@ -67,6 +64,7 @@ func New(b Backend, opts Options) *Service {
 	s.following = make(chan struct{})
 	s.recheck = make(chan struct{}, 1)
 	s.presenceLost = make(chan struct{}, 1)
+	s.dmsLost = make(chan struct{}, 1)
 	return s
 }
 
@@ -142,6 +140,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.presenceLoop(ctx) })
 	wg.Go(func() { s.keepaliveLoop(ctx) })
+	wg.Go(func() { s.dmsLoop(ctx) })
 	wg.Go(func() { s.wire.pace.run(ctx, s.log) })
 	err := s.b.Run(ctx, feedHandler{s})
 	wg.Wait()
